@@ -1,0 +1,29 @@
+"""Shared pytest setup: one backend per process, chosen by KERAS_BACKEND."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+
+def pytest_report_header(config):
+    return f"keras {keras.__version__}, backend {keras.backend.backend()}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state():
+    """Every test starts with float32, a fixed seed and no leftover names."""
+    keras.config.set_dtype_policy("float32")
+    keras.utils.set_random_seed(1234)
+    np.random.seed(1234)
+    yield
+    keras.config.set_dtype_policy("float32")
+    keras.backend.clear_session()
+
+
+def pytest_collection_modifyitems(config, items):
+    if not os.environ.get("KERAS_BACKEND"):
+        raise pytest.UsageError(
+            "Set KERAS_BACKEND=jax|tensorflow|torch: every backend runs in its own process."
+        )
