@@ -1,0 +1,376 @@
+"""Shared measuring helpers of the benchmarks: memory, timing, fresh processes, JSON results.
+
+Every benchmark script in this folder writes its results as one JSON file under
+`benchmarks/results/` with this schema (`make_result` builds it, `validate_result`
+checks it, `benchmarks/make_figures.py` reads every such file):
+
+```
+{
+  "benchmark": "train_step",             # the script's name: train_step, lsh_attention, ...
+  "date": "2025-01-31T12:00:00+00:00",   # ISO 8601, UTC
+  "machine": {"cpu": "...", "cores": 2, "threads": 2, "memory_gib": 23.4, "platform": "..."},
+  "backend": "jax,torch",                # the backend(s) of the run; a row's own "backend" wins
+  "command": "python benchmarks/train_step.py --lengths 1024",   # reproduces the file
+  "versions": {"keras": "3.15.1", ...},
+  "config": {...},                       # fixed settings of the run (sizes, repeats, ...)
+  "note": "",                            # free text, e.g. "machine shared, numbers noisy"
+  "rows": [ {...}, ... ]                 # one dict per measured configuration
+}
+```
+
+Row keys that `make_figures.py` understands (use these names, add any others):
+
+- `status`: `"ok"`, `"skipped"`, `"timeout"`, `"failed"` or `"killed"` (only `"ok"` rows are plotted).
+- `backend`: `"jax"`, `"tensorflow"` or `"torch"`.
+- `implementation` (or `variant`): what is measured, e.g. `"keras_reformer"`, `"hf_reformer"`,
+  `"lsh"`, `"full"`, `"reversible"`, `"plain"`.
+- x axes: `length` (sequence length), `depth` (number of layers), `batch`.
+- memory, MiB: `peak_rss_mib` (peak RSS of the fresh process), `training_rss_mib` (that minus
+  the RSS after imports and model build), `backend_peak_mib` (the backend's own number:
+  JAX compiled temp bytes, TensorFlow `get_memory_info` peak, torch saved tensors) with
+  `backend_memory_source` naming it.
+- time: `step_seconds_median`, `step_seconds` (list), `tokens_per_second`, `warmup_seconds`.
+"""
+
+import datetime
+import json
+import os
+import platform
+import resource
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+
+BENCHMARK_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCHMARK_DIR.parent
+RESULTS_DIR = BENCHMARK_DIR / "results"
+RESULT_MARKER = "@@BENCHMARK_RESULT@@"
+REQUIRED_KEYS = ("benchmark", "date", "machine", "backend", "rows")
+STATUSES = ("ok", "skipped", "timeout", "failed", "killed")
+# Allocations above 128 KiB get their own mmap and go back to the OS when freed,
+# so the RSS of a child process follows its live tensors (glibc malloc).
+CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+MIB = 1024 * 1024
+
+
+# === Machine and versions ===
+
+def machine_info():
+    """The machine a result was measured on: cpu model, cores, usable threads, memory."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "memory_gib": round(total_memory_mib() / 1024, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def _meminfo_mib(key):
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def total_memory_mib():
+    return _meminfo_mib("MemTotal")
+
+
+def available_memory_mib():
+    return _meminfo_mib("MemAvailable")
+
+
+def package_versions(names):
+    """`{name: version}` of the installed distributions among `names` (missing ones left out)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+# === Memory ===
+
+def rss_mib(pid=None):
+    """Current resident set size of a process (default: this one), in MiB."""
+    path = f"/proc/{pid or 'self'}/statm"
+    try:
+        pages = int(Path(path).read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+    return pages * os.sysconf("SC_PAGE_SIZE") / MIB
+
+
+def peak_rss_mib():
+    """Peak resident set size of this process since it started, in MiB (Linux: ru_maxrss is KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def jax_compiled_memory_mib(jitted, *args):
+    """Memory XLA plans for one call of a `jax.jit` function, from `memory_analysis()`.
+
+    Deterministic, unlike RSS. Compiles `jitted` for `args` again (do it after the
+    RSS reading: compilation itself allocates).
+
+    Returns:
+        A dict of MiB: `temp` (intermediate buffers: the training memory),
+        `argument`, `output`, `generated_code`; empty if unavailable.
+    """
+    try:
+        analysis = jitted.lower(*args).compile().memory_analysis()
+    except Exception as error:  # noqa: BLE001  (backend without the analysis)
+        return {"error": repr(error)[:200]}
+    if analysis is None:
+        return {}
+    return {
+        "temp": analysis.temp_size_in_bytes / MIB,
+        "argument": analysis.argument_size_in_bytes / MIB,
+        "output": analysis.output_size_in_bytes / MIB,
+        "generated_code": analysis.generated_code_size_in_bytes / MIB,
+    }
+
+
+def tf_reset_peak_memory(device="CPU:0"):
+    import tensorflow as tf
+
+    tf.config.experimental.reset_memory_stats(device)
+
+
+def tf_peak_memory_mib(device="CPU:0"):
+    """TensorFlow's allocator peak since the last `tf_reset_peak_memory` (NaN if unsupported)."""
+    import tensorflow as tf
+
+    try:
+        return tf.config.experimental.get_memory_info(device)["peak"] / MIB
+    except (ValueError, RuntimeError):
+        return float("nan")
+
+
+# === Timing ===
+
+def time_steps(step, warmup=1, repeats=3, after_warmup=None):
+    """Runs `step()` `warmup` times untimed (compilation), then `repeats` timed times.
+
+    `step` must finish its work before returning (convert a result to numpy on
+    asynchronous backends). `after_warmup()`, if given, runs between the two
+    (e.g. to reset a peak-memory counter).
+
+    Returns:
+        A dict with `warmup_seconds` (list), `step_seconds` (list) and
+        `step_seconds_median`.
+    """
+    warmup_seconds, step_seconds = [], []
+    for _ in range(warmup):
+        start = time.perf_counter()
+        step()
+        warmup_seconds.append(time.perf_counter() - start)
+    if after_warmup is not None:
+        after_warmup()
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        step_seconds.append(time.perf_counter() - start)
+    return {
+        "warmup_seconds": [round(s, 4) for s in warmup_seconds],
+        "step_seconds": [round(s, 4) for s in step_seconds],
+        "step_seconds_median": statistics.median(step_seconds) if step_seconds else float("nan"),
+    }
+
+
+# === Fresh-process runner ===
+
+def run_fresh(script, spec, env=None, timeout=1800, memory_limit_mib=None, poll_seconds=0.1):
+    """Runs `python script --child '<spec as JSON>'` in a fresh process and returns its result.
+
+    The child prints one line `RESULT_MARKER <json>` (see `child_main`). The
+    parent watches the child's RSS and kills it above `memory_limit_mib` (a
+    guard against swapping the shared machine to death, not a measurement)
+    and after `timeout` seconds.
+
+    Returns:
+        The child's result dict, or `{"status": "timeout" | "killed" | "failed",
+        "error": ...}`; always with `wall_seconds`.
+    """
+    child_env = {**os.environ, **CHILD_ENV, **(env or {})}
+    command = [sys.executable, str(script), "--child", json.dumps(spec)]
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=str(REPO_ROOT), start_new_session=True,
+    )
+    status, error, watched_peak = None, "", 0.0
+    output = {}
+
+    def _drain(name, stream):
+        output[name] = stream.read()
+
+    readers = [threading.Thread(target=_drain, args=(n, s), daemon=True)
+               for n, s in (("stdout", process.stdout), ("stderr", process.stderr))]
+    for reader in readers:
+        reader.start()
+    while process.poll() is None:
+        elapsed = time.perf_counter() - start
+        current = rss_mib(process.pid)
+        if current == current:
+            watched_peak = max(watched_peak, current)
+        if elapsed > timeout:
+            status, error = "timeout", f"no result after {timeout:.0f} s"
+        elif memory_limit_mib and current > memory_limit_mib:
+            status, error = "killed", f"RSS {current:.0f} MiB above the guard {memory_limit_mib:.0f} MiB"
+        if status:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            break
+        time.sleep(poll_seconds)
+    for reader in readers:
+        reader.join(timeout=10)
+    wall = time.perf_counter() - start
+    if status is None:
+        for line in reversed(output.get("stdout", "").splitlines()):
+            if line.startswith(RESULT_MARKER):
+                result = json.loads(line[len(RESULT_MARKER):])
+                result["wall_seconds"] = round(wall, 2)
+                return result
+        status = "failed"
+        tail = (output.get("stderr", "") or output.get("stdout", "")).strip().splitlines()[-6:]
+        error = f"exit code {process.returncode}: " + " | ".join(tail)
+        if process.returncode == -signal.SIGKILL:
+            status, error = "killed", "killed by SIGKILL (out of memory?)"
+    return {"status": status, "error": error[:600], "wall_seconds": round(wall, 2),
+            "watched_peak_rss_mib": round(watched_peak, 1)}
+
+
+def child_main(measure):
+    """Entry point of a child process: runs `measure(spec)` and prints its result line.
+
+    Call as `child_main(fn)` when `sys.argv` holds `--child <json>`; exceptions
+    become `{"status": "failed", "error": ...}` so the parent reports them.
+    """
+    spec = json.loads(sys.argv[sys.argv.index("--child") + 1])
+    try:
+        result = measure(spec)
+        result.setdefault("status", "ok")
+    except Exception as error:  # noqa: BLE001  (reported, not raised)
+        import traceback
+
+        traceback.print_exc()
+        result = {"status": "failed", "error": f"{type(error).__name__}: {error}"[:600]}
+    sys.stdout.flush()
+    print(RESULT_MARKER + json.dumps(result, default=float), flush=True)
+
+
+# === Results ===
+
+def now_iso():
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def command_line():
+    """The command that ran this script, as a shell line relative to the repository root."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script = script.relative_to(REPO_ROOT)
+    except ValueError:
+        pass
+    return " ".join(["python", shlex.quote(str(script))] + [shlex.quote(a) for a in sys.argv[1:]])
+
+
+def make_result(benchmark, backend, rows, config=None, versions=None, note="", command=None):
+    """A result dict in the schema of this module (see the module docstring)."""
+    return {
+        "benchmark": benchmark,
+        "date": now_iso(),
+        "machine": machine_info(),
+        "backend": backend,
+        "command": command or command_line(),
+        "versions": versions or {},
+        "config": config or {},
+        "note": note,
+        "rows": rows,
+    }
+
+
+def validate_result(result):
+    """Raises ValueError if `result` does not follow the schema."""
+    missing = [key for key in REQUIRED_KEYS if key not in result]
+    if missing:
+        raise ValueError(f"Result misses keys {missing}. Received keys: {sorted(result)}")
+    if not isinstance(result["rows"], list) or not all(isinstance(r, dict) for r in result["rows"]):
+        raise ValueError("`rows` must be a list of dicts.")
+    datetime.datetime.fromisoformat(result["date"])
+    return result
+
+
+def write_result(result, directory=RESULTS_DIR, stem=None):
+    """Writes `result` as `<benchmark>_<backend>_<date>.json` in `directory`; returns the path."""
+    validate_result(result)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = result["date"].replace(":", "").replace("-", "").split("+")[0]
+    backend = str(result["backend"]).replace(",", "-") or "none"
+    path = directory / f"{stem or result['benchmark']}_{backend}_{stamp}.json"
+    path.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    return path
+
+
+def load_results(directory=RESULTS_DIR):
+    """Every valid result file under `directory` (not in `tmp/`), oldest first, with `_path`."""
+    results = []
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            result = validate_result(json.loads(path.read_text()))
+        except (ValueError, json.JSONDecodeError) as error:
+            print(f"ignored {path.name}: {error}", file=sys.stderr)
+            continue
+        result["_path"] = str(path)
+        results.append(result)
+    return sorted(results, key=lambda r: r["date"])
+
+
+# === Printing ===
+
+def format_value(value):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if value != value:
+            return "-"
+        return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return str(value)
+
+
+def format_table(rows, columns, headers=None, markdown=False):
+    """Rows of dicts as an aligned text table (or a markdown table)."""
+    headers = headers or columns
+    cells = [[format_value(row.get(column)) for column in columns] for row in rows]
+    if markdown:
+        lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+        lines += ["| " + " | ".join(line) + " |" for line in cells]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
+              for i, h in enumerate(headers)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in cells]
+    return "\n".join(lines)

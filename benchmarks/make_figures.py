@@ -1,0 +1,247 @@
+"""Figures and tables of the docs from every JSON result in `benchmarks/results/`.
+
+Reads all result files (schema in `benchmarks/common.py`) of `train_step.py`,
+`lsh_attention.py`, `reversible_memory.py` and any other benchmark, and writes
+
+- `docs/figures/benchmarks/*.png`: throughput and memory vs length of the train
+  step per backend and peer; memory vs length, LSH vs full attention; memory vs
+  depth, reversible vs plain stack (whichever results exist);
+- `docs/benchmarks/tables/<benchmark>.md`: one table per result file, dated,
+  with the machine, the package versions and the command that reproduces it
+  (`docs/benchmarks/index.md` includes these files; see `TABLE_FILES`).
+
+Nothing is typed by hand: run it again after a benchmark to refresh the docs.
+
+Usage:
+    python benchmarks/make_figures.py [--results benchmarks/results] [--docs docs]
+"""
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+import train_step  # noqa: E402
+
+# docs/benchmarks/tables/<file> per benchmark (placeholders named by the docs page).
+TABLE_FILES = {"train_step": "train_step.md", "lsh_attention": "attention_speed.md",
+               "reversible_memory": "memory_vs_depth.md"}
+SERIES_KEYS = ("implementation", "variant", "attention", "stack")
+MEMORY_KEYS = ("peak_rss_mib", "training_rss_mib", "backend_peak_mib", "memory_mib", "peak_mib")
+LINE_STYLES = {"jax": "-", "tensorflow": "--", "torch": ":"}
+TABLE_FIRST = ("implementation", "variant", "attention", "stack", "backend", "length", "depth",
+               "batch", "status", "tokens_per_second", "step_seconds_median", "peak_rss_mib",
+               "training_rss_mib", "backend_peak_mib", "threads")
+TABLE_SKIP = ("losses", "step_seconds", "warmup_seconds", "error", "backend_memory_source",
+              "process_start_rss_mib", "cpu_count", "finite_loss", "wall_seconds")
+
+
+# === Selecting rows ===
+
+def series_name(row, result):
+    """`implementation (backend)` for a row, e.g. `keras_reformer (jax)`."""
+    kind = next((str(row[k]) for k in SERIES_KEYS if k in row), result["benchmark"])
+    backend = row.get("backend", result.get("backend"))
+    return f"{kind} ({backend})" if backend else kind
+
+
+def latest_rows(results, benchmark):
+    """The ok rows of `benchmark`, the newest measurement winning for each series and point."""
+    chosen = {}
+    for result in results:  # oldest first: later files overwrite
+        if result["benchmark"] != benchmark:
+            continue
+        for row in result["rows"]:
+            if row.get("status", "ok") != "ok":
+                continue
+            point = tuple(sorted((k, v) for k, v in row.items()
+                                 if k in ("length", "depth", "batch", "num_heads", "key_dim")))
+            key = (series_name(row, result), point)
+            chosen[key] = dict(row, _series=key[0], _date=result["date"])
+    return list(chosen.values())
+
+
+def memory_key(rows, preferred=MEMORY_KEYS):
+    """The first memory column present in `rows` (or any `*_mib` column)."""
+    for key in preferred:
+        if any(isinstance(r.get(key), (int, float)) for r in rows):
+            return key
+    keys = sorted({k for r in rows for k in r if k.endswith("_mib")})
+    return keys[0] if keys else None
+
+
+# === Figures ===
+
+def plot(rows, x, y, path, title, ylabel, facet=None, logy=True):
+    """One line per series of `y` against `x`; one panel per value of `facet`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401  (used as matplotlib.ticker)
+
+    rows = [r for r in rows if isinstance(r.get(x), (int, float))
+            and isinstance(r.get(y), (int, float))]
+    if not rows:
+        return None
+    facets = sorted({r.get(facet) for r in rows}, key=str) if facet else [None]
+    figure, axes = plt.subplots(1, len(facets), figsize=(5.2 * len(facets), 4.2), squeeze=False)
+    for axis, value in zip(axes[0], facets):
+        panel = [r for r in rows if facet is None or r.get(facet) == value]
+        for series in sorted({r["_series"] for r in panel}):
+            points = sorted((r[x], r[y]) for r in panel if r["_series"] == series)
+            backend = next(r.get("backend") for r in panel if r["_series"] == series)
+            axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=series,
+                      linestyle=LINE_STYLES.get(backend, "-"))
+        axis.set_xscale("log", base=2)
+        axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        if logy:
+            axis.set_yscale("log")
+        axis.set_xlabel(x)
+        axis.set_ylabel(ylabel)
+        axis.set_title(f"{title}, {facet} {value}" if facet else title, fontsize=10)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def make_figures(results, figure_dir):
+    """Writes every figure the results allow; returns `{benchmark: [paths]}`."""
+    written = defaultdict(list)
+
+    def add(benchmark, path):
+        if path is not None:
+            written[benchmark].append(path)
+
+    rows = latest_rows(results, "train_step")
+    add("train_step", plot(rows, "length", "tokens_per_second",
+                           figure_dir / "train_step_throughput.png",
+                           "Train step throughput", "tokens / s", facet="depth"))
+    add("train_step", plot(rows, "length", "peak_rss_mib", figure_dir / "train_step_memory.png",
+                           "Train step peak RSS", "peak RSS (MiB)", facet="depth"))
+    rows = latest_rows(results, "lsh_attention")
+    key = memory_key(rows)
+    if key:
+        add("lsh_attention", plot(rows, "length", key, figure_dir / "lsh_attention_memory.png",
+                                  "Attention memory, LSH vs full", key))
+    time_key = next((k for k in ("step_seconds_median", "seconds_median", "seconds")
+                     if any(k in r for r in rows)), None)
+    if time_key:
+        add("lsh_attention", plot(rows, "length", time_key, figure_dir / "lsh_attention_time.png",
+                                  "Attention time, LSH vs full", time_key))
+    rows = latest_rows(results, "reversible_memory")
+    key = memory_key(rows, ("backend_peak_mib", "training_rss_mib", "peak_rss_mib",
+                            "memory_mib", "peak_mib"))
+    if key:
+        add("reversible_memory", plot(rows, "depth", key, figure_dir / "reversible_memory.png",
+                                      "Training memory vs depth, reversible vs plain", key,
+                                      logy=False))
+    return written
+
+
+# === Tables ===
+
+def table_columns(rows):
+    keys = {k for r in rows for k, v in r.items()
+            if not k.startswith("_") and not isinstance(v, (list, dict)) and k not in TABLE_SKIP}
+    first = [k for k in TABLE_FIRST if k in keys]
+    return first + sorted(keys - set(first))
+
+
+def result_section(result):
+    """Markdown of one result file: provenance, command, rows (and ratios for the train step)."""
+    machine = result["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(result.get("versions", {}).items()))
+    lines = [
+        f"#### {result['benchmark']}, {result['date']} ({result.get('backend', '')})",
+        "",
+        f"- Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
+        f"{machine.get('threads', '?')} usable threads, {machine.get('memory_gib', '?')} GiB.",
+        f"- Versions: {versions or 'not recorded'}.",
+        f"- File: `{Path(result['_path']).relative_to(common.REPO_ROOT)}`"
+        if Path(result["_path"]).is_relative_to(common.REPO_ROOT) else f"- File: `{result['_path']}`",
+    ]
+    if result.get("note"):
+        lines.append(f"- Note: {result['note']}")
+    lines += ["", "Reproduce with:", "", "```bash", result.get("command", "?"), "```", ""]
+    rows = result["rows"]
+    if rows:
+        lines += [common.format_table(rows, table_columns(rows), markdown=True), ""]
+    failed = [r for r in rows if r.get("status", "ok") != "ok"]
+    for row in failed:
+        what = ", ".join(f"{k}={row[k]}" for k in TABLE_FIRST[:8] if k in row and k != "status")
+        lines.append(f"- {row.get('status')}: {what}: {row.get('error', '')}")
+    if result["benchmark"] == "train_step":
+        peers = result.get("config", {}).get("peers", list(train_step.peer_models.PEERS))
+        ratios = train_step.ratio_rows(rows, peers)
+        if ratios:
+            lines += ["", "keras_reformer divided by each peer, same length and depth "
+                      "(tokens/s ratio above 1: faster; memory ratio below 1: smaller):", "",
+                      common.format_table(
+                          ratios, ["backend", "length", "depth", "peer", "speed_ratio",
+                                   "peak_rss_ratio", "training_rss_ratio"],
+                          ["backend", "L", "depth", "vs", "tokens/s ratio", "peak RSS ratio",
+                           "training RSS ratio"], markdown=True)]
+        targets = train_step.target_lines(rows)
+        if targets:
+            lines += ["", "Targets (against Hugging Face in the same run):", ""]
+            lines += [f"- {line.removeprefix('target ')}" for line in targets]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(results, figures, tables_dir):
+    """One generated markdown table file per measured benchmark; returns the paths.
+
+    The files are included into `docs/benchmarks/index.md` (`--8<-- "<file>"`),
+    so they use headings below that page's `##` sections and image paths
+    relative to `docs/benchmarks/`. A benchmark without results keeps its
+    "Not yet measured" placeholder.
+    """
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    by_benchmark = defaultdict(list)
+    for result in results:
+        by_benchmark[result["benchmark"]].append(result)
+    paths = []
+    for benchmark, group in sorted(by_benchmark.items()):
+        newest = group[-1]
+        files = ", ".join(Path(r["_path"]).name for r in group)
+        versions = ", ".join(f"{k} {v}" for k, v in sorted(newest.get("versions", {}).items()))
+        lines = [
+            f"<!-- generated by python benchmarks/make_figures.py from {files}; "
+            f"device: {newest['machine'].get('cpu', '?')}; backend: {newest.get('backend')}; "
+            f"versions: {versions or 'not recorded'}. Do not edit: rerun the script. -->",
+            "",
+        ]
+        for figure in figures.get(benchmark, []):
+            relative = Path("..") / figure.relative_to(tables_dir.parent.parent)
+            lines += [f"![{figure.stem}]({relative.as_posix()})", ""]
+        lines += [result_section(r) for r in reversed(group)]
+        path = tables_dir / TABLE_FILES.get(benchmark, f"{benchmark}.md")
+        path.write_text("\n".join(lines))
+        paths.append(path)
+    return paths
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default=str(common.RESULTS_DIR))
+    parser.add_argument("--docs", default=str(common.REPO_ROOT / "docs"))
+    args = parser.parse_args(argv)
+    results = common.load_results(args.results)
+    docs = Path(args.docs).resolve()
+    figures = make_figures(results, docs / "figures" / "benchmarks")
+    pages = write_tables(results, figures, docs / "benchmarks" / "tables")
+    print(f"{len(results)} result files")
+    for path in [p for group in figures.values() for p in group] + pages:
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

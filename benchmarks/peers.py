@@ -1,0 +1,213 @@
+"""The models keras_reformer is compared with, each with a torch train step.
+
+- `hf_reformer`: Hugging Face transformers' `ReformerModelWithLMHead`, every layer LSH.
+- `reformer_pytorch`: lucidrains' `reformer_pytorch.ReformerLM`.
+- `full`: a plain pre-LayerNorm causal Transformer whose attention materialises
+  the (L, L) score matrix, as the paper's baseline does.
+- `full_sdpa`: the same model with `torch.nn.functional.scaled_dot_product_attention`
+  (a fused kernel that never materialises the scores: the modern baseline).
+
+All take the sizes of the benchmark (`sizes` dict: vocabulary, hidden, heads,
+head_size, intermediate, chunk, hashes) and use no dropout. `build_peer` returns
+a `step()` callable doing forward + loss + backward + SGD update.
+"""
+
+import importlib.util
+import math
+
+PEERS = ("hf_reformer", "reformer_pytorch", "full", "full_sdpa")
+PEER_PACKAGES = {"hf_reformer": "transformers", "reformer_pytorch": "reformer_pytorch"}
+PEER_ALIASES = {"hf": "hf_reformer", "reformer-pytorch": "reformer_pytorch"}
+
+
+def peer_available(name):
+    """Whether the peer's package is installed (the plain Transformers need only torch)."""
+    package = PEER_PACKAGES.get(name, "torch")
+    return importlib.util.find_spec(package) is not None
+
+
+def axial_shape(length):
+    """Two factors of `length`, near its square root, for axial position embeddings."""
+    first = 2 ** math.ceil(math.log2(length) / 2)
+    while length % first:
+        first //= 2
+    return (first, length // first)
+
+
+def estimate_peer_mib(name, length, depth, sizes):
+    """A rough peak-RSS estimate (MiB) used to skip what cannot fit; not a measurement.
+
+    Calibrated on a 2-core CPU machine: HF 986 MiB at L 4096 depth 2, 2336 MiB at
+    L 16384; full attention keeps every layer's (heads, L, L) probabilities.
+    """
+    heads, hidden = sizes["heads"], sizes["hidden"]
+    if name in ("hf_reformer", "reformer_pytorch"):
+        return 600 + length * 0.115 + depth * 2
+    per_layer_activations = length * (8 * hidden + 2 * sizes["intermediate"]) * 4 / 2**20
+    if name == "full":
+        scores = heads * length * length * 4 / 2**20
+        return 500 + depth * (3 * scores + per_layer_activations) + scores
+    return 500 + depth * per_layer_activations * 1.5
+
+
+def build_peer(name, length, depth, sizes, learning_rate=1e-3, seed=0):
+    """Builds a peer model and its train step.
+
+    Args:
+        name: one of `PEERS`.
+        length: sequence length L (HF's axial embeddings need exactly L in training).
+        depth: number of layers.
+        sizes: dict with vocabulary, hidden, heads, head_size, intermediate, chunk, hashes.
+        learning_rate: SGD learning rate.
+        seed: torch seed of weights and data.
+
+    Returns:
+        `(step, num_parameters)`: `step()` runs one train step on batch 1 and
+        returns the loss as a float.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    builders = {"hf_reformer": _hf_reformer, "reformer_pytorch": _reformer_pytorch,
+                "full": _full_transformer, "full_sdpa": _full_transformer}
+    if name not in builders:
+        raise ValueError(f"`name` must be one of {PEERS}. Received: name={name!r}")
+    model, loss_fn = builders[name](name, length, depth, sizes)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
+    token_ids = torch.randint(0, sizes["vocabulary"], (1, length))
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model, token_ids)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    return step, sum(p.numel() for p in model.parameters())
+
+
+def _next_token_loss(logits, token_ids):
+    import torch.nn.functional as F
+
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                           token_ids[:, 1:].reshape(-1))
+
+
+def _hf_reformer(name, length, depth, sizes):
+    from transformers import ReformerConfig, ReformerModelWithLMHead
+
+    first, second = axial_shape(length)
+    config = ReformerConfig(
+        vocab_size=sizes["vocabulary"],
+        hidden_size=sizes["hidden"],
+        num_attention_heads=sizes["heads"],
+        attention_head_size=sizes["head_size"],
+        feed_forward_size=sizes["intermediate"],
+        attn_layers=["lsh"] * depth,
+        lsh_attn_chunk_length=sizes["chunk"],
+        lsh_num_chunks_before=1,
+        lsh_num_chunks_after=0,
+        num_hashes=sizes["hashes"],
+        is_decoder=True,
+        use_cache=False,
+        hidden_dropout_prob=0.0,
+        lsh_attention_probs_dropout_prob=0.0,
+        local_attention_probs_dropout_prob=0.0,
+        axial_pos_embds=True,
+        axial_pos_shape=(first, second),
+        # HF needs the axial dims to sum to hidden_size; 1/4 + 3/4 as its defaults (64, 192).
+        axial_pos_embds_dim=(sizes["hidden"] // 4, sizes["hidden"] - sizes["hidden"] // 4),
+        max_position_embeddings=length,
+    )
+    model = ReformerModelWithLMHead(config)
+
+    def loss_fn(model, token_ids):
+        return model(input_ids=token_ids, labels=token_ids).loss  # HF shifts the labels
+
+    return model, loss_fn
+
+
+def _reformer_pytorch(name, length, depth, sizes):
+    from reformer_pytorch import ReformerLM
+
+    model = ReformerLM(
+        num_tokens=sizes["vocabulary"],
+        dim=sizes["hidden"],
+        depth=depth,
+        max_seq_len=length,
+        heads=sizes["heads"],
+        dim_head=sizes["head_size"],
+        bucket_size=sizes["chunk"],  # reformer-pytorch's bucket_size is the chunk length
+        n_hashes=sizes["hashes"],
+        ff_mult=sizes["intermediate"] // sizes["hidden"],
+        causal=True,
+        lsh_dropout=0.0,
+        ff_dropout=0.0,
+        post_attn_dropout=0.0,
+        layer_dropout=0.0,
+        axial_position_emb=True,
+        axial_position_shape=axial_shape(length),
+    )
+
+    def loss_fn(model, token_ids):
+        return _next_token_loss(model(token_ids), token_ids)
+
+    return model, loss_fn
+
+
+def _full_transformer(name, length, depth, sizes):
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+
+    hidden, heads, head_size = sizes["hidden"], sizes["heads"], sizes["head_size"]
+    fused = name == "full_sdpa"
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attention_norm = nn.LayerNorm(hidden)
+            self.qkv = nn.Linear(hidden, 3 * heads * head_size)
+            self.attention_output = nn.Linear(heads * head_size, hidden)
+            self.feed_forward_norm = nn.LayerNorm(hidden)
+            self.feed_forward = nn.Sequential(
+                nn.Linear(hidden, sizes["intermediate"]), nn.ReLU(),
+                nn.Linear(sizes["intermediate"], hidden),
+            )
+
+        def attention(self, x):
+            batch, steps, _ = x.shape
+            q, k, v = self.qkv(x).view(batch, steps, 3, heads, head_size).permute(2, 0, 3, 1, 4)
+            if fused:
+                out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:
+                scores = q @ k.transpose(-1, -2) / math.sqrt(head_size)
+                future = torch.ones(steps, steps, dtype=torch.bool).triu(1)
+                out = scores.masked_fill(future, float("-inf")).softmax(-1) @ v
+            return self.attention_output(out.transpose(1, 2).reshape(batch, steps, -1))
+
+        def forward(self, x):
+            x = x + self.attention(self.attention_norm(x))
+            return x + self.feed_forward(self.feed_forward_norm(x))
+
+    class FullTransformerLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.token_embedding = nn.Embedding(sizes["vocabulary"], hidden)
+            self.position_embedding = nn.Embedding(length, hidden)
+            self.blocks = nn.ModuleList(Block() for _ in range(depth))
+            self.output_norm = nn.LayerNorm(hidden)
+            self.head = nn.Linear(hidden, sizes["vocabulary"])
+
+        def forward(self, token_ids):
+            positions = torch.arange(token_ids.shape[1])
+            x = self.token_embedding(token_ids) + self.position_embedding(positions)
+            for block in self.blocks:
+                x = block(x)
+            return self.head(self.output_norm(x))
+
+    def loss_fn(model, token_ids):
+        return _next_token_loss(model(token_ids), token_ids)
+
+    return FullTransformerLM(), loss_fn

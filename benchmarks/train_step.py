@@ -1,0 +1,367 @@
+"""One train step of a causal Reformer LM per backend, side by side with its peers.
+
+Measures forward + backward + SGD update of `keras_reformer.models.ReformerCausalLM`
+(batch 1, vocabulary 256, hidden 256, 4 heads of 64, intermediate 1024, chunk 64,
+4 hashes, no dropout) through the model's own compiled train step
+(`compile(jit_compile=True)` on JAX and TensorFlow, then `train_on_batch`: what
+`fit` runs), and the same step of Hugging Face's `ReformerModelWithLMHead`,
+reformer-pytorch's `ReformerLM` and a plain full-attention Transformer. Every
+configuration runs in a fresh process; it reports tokens per second (median of
+`--repeats` steps after `--warmup` untimed ones) and peak memory (peak RSS, RSS
+growth over the built model, and the backend's own number where it has one),
+prints ratios against the peers and writes `benchmarks/results/train_step_*.json`.
+
+Usage:
+    python benchmarks/train_step.py --backends jax,tensorflow,torch \
+        --lengths 1024,4096 --depths 2,6 --peers hf,reformer_pytorch,full --repeats 3
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+import peers as peer_models  # noqa: E402
+
+BENCHMARK = "train_step"
+BACKENDS = ("jax", "tensorflow", "torch")
+SIZES = dict(vocabulary=256, hidden=256, heads=4, head_size=64, intermediate=1024,
+             chunk=64, hashes=4)
+LEARNING_RATE = 1e-3
+# Import + build RSS of a fresh process per backend (MiB), for the skip estimates.
+BASE_MIB = {"jax": 700, "tensorflow": 1100, "torch": 700}
+PER_TOKEN_MIB = 0.06  # LSH scores + reversible recompute, independent of depth
+# Rough step time per token and layer (s), for the plan's wall-time estimate.
+SECONDS_PER_TOKEN_LAYER = {"keras_reformer": 2.5e-4, "hf_reformer": 3.5e-4,
+                           "reformer_pytorch": 4.0e-4, "full": 1.0e-4, "full_sdpa": 1.0e-4}
+
+
+# === Child process: one configuration ===
+
+def measure_keras(spec):
+    """Builds the Keras model on `KERAS_BACKEND` and times its compiled train step."""
+    import numpy as np
+
+    import_start = common.rss_mib()
+    import keras
+
+    from keras_reformer.models import ReformerCausalLM, ReformerModel
+
+    backend = keras.backend.backend()
+    length, depth = spec["length"], spec["depth"]
+    keras.utils.set_random_seed(0)
+    backbone = ReformerModel(
+        vocabulary_size=SIZES["vocabulary"], num_layers=depth, hidden_dim=SIZES["hidden"],
+        num_heads=SIZES["heads"], key_dim=SIZES["head_size"],
+        intermediate_dim=SIZES["intermediate"], chunk_length=SIZES["chunk"],
+        num_hashes=SIZES["hashes"], causal=True, dropout=0.0, max_sequence_length=length,
+        seed=0,
+    )
+    model = ReformerCausalLM(backbone)
+    jit_compile = spec["jit_compile"]
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=LEARNING_RATE),
+                  jit_compile=jit_compile, weighted_metrics=None)
+    tokens = np.random.default_rng(0).integers(0, SIZES["vocabulary"], size=(1, length + 1))
+    x = {"token_ids": tokens[:, :-1].astype("int32"),
+         "padding_mask": np.ones((1, length), dtype="int32")}
+    y = tokens[:, 1:].astype("int32")
+    baseline = common.rss_mib()
+    losses = []
+
+    def step():
+        losses.append(float(model.train_on_batch(x, y, return_dict=True)["loss"]))
+
+    after_warmup = common.tf_reset_peak_memory if backend == "tensorflow" else None
+    timing = common.time_steps(step, spec["warmup"], spec["repeats"], after_warmup=after_warmup)
+    peak = common.peak_rss_mib()
+    result = _row(spec, timing, peak, baseline, import_start, losses)
+    result.update(backend=backend, jit_compile=jit_compile,
+                  num_parameters=int(model.count_params()), threads=_threads(backend))
+    if backend == "tensorflow":
+        result.update(backend_peak_mib=common.tf_peak_memory_mib(),
+                      backend_memory_source="tf get_memory_info('CPU:0') peak, timed steps")
+    elif backend == "jax" and jit_compile and spec.get("jax_memory_analysis", True):
+        result.update(_jax_memory(model, x, y))
+    return result
+
+
+def _jax_memory(model, x, y):
+    import jax
+
+    state = (
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables],
+        [v.value for v in model.optimizer.variables],
+        [v.value for v in model.metrics_variables],
+    )
+    analysis = common.jax_compiled_memory_mib(jax.jit(model.train_step), state, (x, y, None))
+    if "temp" not in analysis:
+        return {"backend_memory_error": analysis.get("error", "no memory_analysis")}
+    return {"backend_peak_mib": analysis["temp"],
+            "backend_memory_source": "jax compiled train_step memory_analysis temp bytes",
+            "jax_argument_mib": analysis["argument"]}
+
+
+def measure_peer(spec):
+    """Builds a torch peer and times its train step."""
+    import_start = common.rss_mib()
+    import torch
+
+    step, num_parameters = peer_models.build_peer(
+        spec["implementation"], spec["length"], spec["depth"], SIZES, LEARNING_RATE)
+    baseline = common.rss_mib()
+    losses = []
+    timing = common.time_steps(lambda: losses.append(step()), spec["warmup"], spec["repeats"])
+    peak = common.peak_rss_mib()
+    result = _row(spec, timing, peak, baseline, import_start, losses)
+    result.update(backend="torch", num_parameters=int(num_parameters),
+                  threads=torch.get_num_threads())
+    return result
+
+
+def _row(spec, timing, peak, baseline, import_start, losses):
+    median = timing["step_seconds_median"]
+    return {
+        **timing,
+        "tokens_per_second": spec["length"] / median,
+        "peak_rss_mib": round(peak, 1),
+        "baseline_rss_mib": round(baseline, 1),
+        "training_rss_mib": round(peak - baseline, 1),
+        "process_start_rss_mib": round(import_start, 1),
+        "cpu_count": os.cpu_count(),
+        "losses": [round(v, 4) for v in losses],
+        "finite_loss": all(v == v and abs(v) != float("inf") for v in losses),
+    }
+
+
+def _threads(backend):
+    if backend == "torch":
+        import torch
+
+        return torch.get_num_threads()
+    return os.cpu_count()
+
+
+def child(spec):
+    if spec["implementation"] == "keras_reformer":
+        return measure_keras(spec)
+    return measure_peer(spec)
+
+
+# === Parent: the plan, estimates and tables ===
+
+def plan(args):
+    """Configurations in increasing length, so estimates can use the shorter ones."""
+    configs = []
+    for length in args.lengths:
+        for depth in args.depths:
+            for backend in args.backends:
+                configs.append(dict(implementation="keras_reformer", backend=backend,
+                                    length=length, depth=depth))
+            for peer in args.peers:
+                configs.append(dict(implementation=peer, backend="torch",
+                                    length=length, depth=depth))
+    return configs
+
+
+def estimate(config, measured):
+    """Peak RSS (MiB) and step seconds expected for `config`: a formula, or the
+    extrapolation of a shorter measured run of the same model, whichever is larger."""
+    impl, length, depth = config["implementation"], config["length"], config["depth"]
+    if impl == "keras_reformer":
+        memory = BASE_MIB[config["backend"]] + PER_TOKEN_MIB * length + 3 * depth
+    else:
+        memory = peer_models.estimate_peer_mib(impl, length, depth, SIZES)
+    seconds = SECONDS_PER_TOKEN_LAYER[impl] * length * depth
+    if impl == "full":
+        seconds *= max(1.0, length / 2048)
+    power = 2 if impl == "full" else 1
+    for row in measured:
+        same = all(row.get(k) == config[k] for k in ("implementation", "backend", "depth"))
+        if same and row.get("status") == "ok" and row["length"] < length:
+            scale = (length / row["length"]) ** power
+            base = row["baseline_rss_mib"]
+            memory = max(memory, base + row["training_rss_mib"] * scale)
+            seconds = max(seconds, row["step_seconds_median"] * scale * 0.8)
+    return memory, seconds
+
+
+def print_tables(rows, peer_names):
+    columns = ["implementation", "backend", "length", "depth", "status", "tokens_per_second",
+               "step_seconds_median", "peak_rss_mib", "training_rss_mib", "backend_peak_mib",
+               "threads"]
+    headers = ["implementation", "backend", "L", "depth", "status", "tokens/s", "step s",
+               "peak RSS MiB", "train RSS MiB", "backend MiB", "thr"]
+    print("\n" + common.format_table(rows, columns, headers))
+    ratios = ratio_rows(rows, peer_names)
+    if ratios:
+        print("\nkeras_reformer / peer (tokens/s ratio > 1: faster; memory ratio < 1: smaller)")
+        columns = ["backend", "length", "depth", "peer", "speed_ratio", "peak_rss_ratio",
+                   "training_rss_ratio"]
+        print(common.format_table(ratios, columns,
+                                  ["backend", "L", "depth", "vs", "tokens/s x", "peak RSS x",
+                                   "train RSS x"]))
+    for line in target_lines(rows):
+        print(line)
+    skipped = [r for r in rows if r["status"] != "ok"]
+    for row in skipped:
+        print(f"{row['status']}: {row['implementation']} {row['backend']} L={row['length']} "
+              f"depth={row['depth']}: {row.get('error', '')}")
+
+
+def ratio_rows(rows, peer_names):
+    """keras_reformer rows divided by each peer's row of the same length and depth."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    out = []
+    for ours in (r for r in ok if r["implementation"] == "keras_reformer"):
+        for peer in peer_names:
+            match = [r for r in ok if r["implementation"] == peer
+                     and r["length"] == ours["length"] and r["depth"] == ours["depth"]]
+            if not match:
+                continue
+            theirs = match[0]
+            out.append({
+                "backend": ours["backend"], "length": ours["length"], "depth": ours["depth"],
+                "peer": peer,
+                "speed_ratio": ours["tokens_per_second"] / theirs["tokens_per_second"],
+                "peak_rss_ratio": ours["peak_rss_mib"] / theirs["peak_rss_mib"],
+                "training_rss_ratio": ours["training_rss_mib"] / max(theirs["training_rss_mib"], 1),
+            })
+    return out
+
+
+def target_lines(rows):
+    """The issue's targets, checked against Hugging Face's rows of the same run."""
+    lines = []
+    for ratio in ratio_rows(rows, ["hf_reformer"]):
+        if ratio["length"] < 4096:
+            continue
+        need = 2.0 if ratio["backend"] == "jax" else 1.0
+        speed = "met" if ratio["speed_ratio"] >= need else "MISSED"
+        memory = "met" if ratio["peak_rss_ratio"] <= 0.5 else "MISSED"
+        lines.append(f"target {ratio['backend']} L={ratio['length']} depth={ratio['depth']}: "
+                     f"speed >= {need:g}x HF {speed} ({ratio['speed_ratio']:.2f}x), "
+                     f"peak RSS <= 0.5x HF {memory} ({ratio['peak_rss_ratio']:.2f}x)")
+    for row in rows:
+        if row["implementation"] == "keras_reformer" and row["length"] >= 65536 \
+                and row["depth"] >= 6:
+            fits = row["status"] == "ok"
+            lines.append(f"target {row['backend']} L={row['length']} depth={row['depth']} "
+                         f"fits: {'met' if fits else 'MISSED'}"
+                         + (f" ({row['peak_rss_mib']:.0f} MiB peak RSS)" if fits else ""))
+    return lines
+
+
+def parse_args(argv=None):
+    def ints(text):
+        return [int(v) for v in text.split(",") if v]
+
+    def names(text):
+        return [v for v in text.split(",") if v and v != "none"]
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", type=names, default=list(BACKENDS))
+    parser.add_argument("--lengths", type=ints, default=[1024, 4096, 16384, 65536])
+    parser.add_argument("--depths", type=ints, default=[2, 6, 12])
+    parser.add_argument("--peers", type=names, default=["hf", "reformer_pytorch", "full"],
+                        help=f"any of {peer_models.PEERS} (hf = hf_reformer), or none")
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps (median)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps (compilation)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per configuration")
+    parser.add_argument("--memory-limit-gib", type=float, default=None,
+                        help="skip / kill above this (default: 90%% of total memory)")
+    parser.add_argument("--torch-jit-compile", action="store_true",
+                        help="compile(jit_compile=True) on torch too (torch.compile)")
+    parser.add_argument("--no-jax-memory-analysis", action="store_true",
+                        help="skip the second JAX compilation that reads memory_analysis()")
+    parser.add_argument("--output-dir", default=str(common.RESULTS_DIR))
+    parser.add_argument("--note", default="", help="free text stored with the results")
+    parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and estimates")
+    args = parser.parse_args(argv)
+    args.lengths, args.depths = sorted(args.lengths), sorted(args.depths)
+    args.peers = [peer_models.PEER_ALIASES.get(p, p) for p in args.peers]
+    unknown = [p for p in args.peers if p not in peer_models.PEERS]
+    unknown += [b for b in args.backends if b not in BACKENDS]
+    if unknown:
+        parser.error(f"unknown peers / backends {unknown}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    missing = [p for p in args.peers if not peer_models.peer_available(p)]
+    if missing:
+        print(f"not installed, left out: {missing} (pip install keras-reformer[peers])")
+        args.peers = [p for p in args.peers if p not in missing]
+    limit_mib = (args.memory_limit_gib * 1024 if args.memory_limit_gib
+                 else 0.9 * common.total_memory_mib())
+    configs = plan(args)
+    machine = common.machine_info()
+    print(f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} usable, "
+          f"{machine['memory_gib']} GiB; memory guard {limit_mib / 1024:.1f} GiB; "
+          f"{len(configs)} configurations")
+    if args.dry_run:
+        total = 0.0
+        for config in configs:
+            memory, seconds = estimate(config, [])
+            wall = 30 + seconds * (args.warmup + args.repeats) * 1.3
+            fits = memory <= limit_mib and wall <= args.timeout
+            total += wall if fits else 0
+            print(f"{config['implementation']:>16} {config['backend']:>10} "
+                  f"L={config['length']:>6} depth={config['depth']:>2}: ~{memory / 1024:.1f} GiB, "
+                  f"~{wall:.0f} s{'' if fits else '  (would be skipped)'}")
+        print(f"estimated wall time: {total / 3600:.1f} h")
+        return []
+    rows = []
+    for config in configs:
+        memory, seconds = estimate(config, rows)
+        row = dict(config, batch=1, load_average_before=round(os.getloadavg()[0], 2))
+        budget = seconds * (args.warmup + args.repeats)
+        if memory > limit_mib:
+            row.update(status="skipped", error=f"estimated {memory / 1024:.1f} GiB")
+        elif budget > args.timeout:
+            row.update(status="skipped", error=f"estimated {budget:.0f} s > timeout")
+        else:
+            spec = dict(config, warmup=args.warmup, repeats=args.repeats,
+                        jit_compile=config["backend"] != "torch" or args.torch_jit_compile,
+                        jax_memory_analysis=not args.no_jax_memory_analysis)
+            env = {"KERAS_BACKEND": config["backend"]}
+            row.update(common.run_fresh(__file__, spec, env=env, timeout=args.timeout,
+                                        memory_limit_mib=limit_mib))
+        rows.append(row)
+        _print_progress(row)
+    print_tables(rows, args.peers)
+    if not args.no_save:
+        versions = common.package_versions(
+            ["keras", "jax", "jaxlib", "tensorflow", "torch", "transformers", "reformer-pytorch",
+             "numpy"])
+        config = dict(SIZES, batch=1, learning_rate=LEARNING_RATE, warmup=args.warmup,
+                      repeats=args.repeats, timeout=args.timeout, memory_guard_mib=limit_mib,
+                      peers=args.peers, torch_jit_compile=args.torch_jit_compile,
+                      env=common.CHILD_ENV)
+        backends = ",".join(sorted({row["backend"] for row in rows}))
+        result = common.make_result(BENCHMARK, backends, rows, config=config,
+                                    versions=versions, note=args.note)
+        print(f"\nwrote {common.write_result(result, args.output_dir)}")
+    return rows
+
+
+def _print_progress(row):
+    head = f"{row['implementation']} {row['backend']} L={row['length']} depth={row['depth']}"
+    if row["status"] == "ok":
+        print(f"{head}: {row['tokens_per_second']:.0f} tokens/s, "
+              f"peak RSS {row['peak_rss_mib']:.0f} MiB (training {row['training_rss_mib']:.0f}), "
+              f"{row['wall_seconds']:.0f} s wall", flush=True)
+    else:
+        print(f"{head}: {row['status']}: {row.get('error', '')}", flush=True)
+
+
+if __name__ == "__main__":
+    if "--child" in sys.argv:
+        common.child_main(child)
+    else:
+        main()
