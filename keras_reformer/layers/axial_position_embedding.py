@@ -48,8 +48,8 @@ class AxialPositionEmbedding(keras.layers.Layer):
 
     i.e. the two tables are broadcast to `(n_1, n_2, .)`, concatenated on the
     last axis and flattened row-major to `(n_1 * n_2, hidden)`. That is
-    `n_1 * d_1 + n_2 * d_2` parameters instead of `max_sequence_length *
-    hidden`. More than two axes work the same way.
+    `n_1 * d_1 + n_2 * d_2` parameters instead of
+    `max_sequence_length * hidden`. More than two axes work the same way.
 
     Only the rows of the requested positions are gathered, so any length up to
     `max_sequence_length` works, in training as in inference (Hugging Face's
@@ -76,9 +76,9 @@ class AxialPositionEmbedding(keras.layers.Layer):
             token, for decoding one token at a time. Defaults to `0`.
 
     Returns:
-        The position embeddings of positions `start_index ... start_index +
-        length - 1`, broadcast to the shape of `inputs`, in the layer's compute
-        dtype.
+        The position embeddings of positions `start_index` to
+        `start_index + length - 1`, broadcast to the shape of `inputs`, in the
+        layer's compute dtype.
 
     Example:
 

@@ -31,9 +31,9 @@ class SinusoidalPositionEmbedding(keras.layers.Layer):
             token, for decoding one token at a time. Defaults to `0`.
 
     Returns:
-        The position embeddings of positions `start_index ... start_index +
-        length - 1`, broadcast to the shape of `inputs`, in the layer's compute
-        dtype.
+        The position embeddings of positions `start_index` to
+        `start_index + length - 1`, broadcast to the shape of `inputs`, in the
+        layer's compute dtype.
 
     Example:
 
