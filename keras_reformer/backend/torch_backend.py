@@ -1,0 +1,41 @@
+"""torch pieces of the reversible stack's custom gradient."""
+
+import contextlib
+
+import torch
+
+
+def vjp(fn, weights, x, cotangent):
+    with torch.enable_grad():
+        weights = [w.detach().requires_grad_(True) for w in weights]
+        x = x.detach().requires_grad_(True)
+        output = fn(weights, x)
+        grads = torch.autograd.grad(output, weights + [x], cotangent, allow_unused=True)
+    grads = [torch.zeros_like(t) if g is None else g for t, g in zip(weights + [x], grads)]
+    return output.detach(), grads[:-1], grads[-1]
+
+
+def order_after(values, dependencies):
+    return values
+
+
+def _devices():
+    return [torch.cuda.current_device()] if torch.cuda.is_available() else []
+
+
+def rng_state():
+    # Keras' unseeded Dropout on torch draws from the global generator, so the
+    # recompute must replay the state each sublayer call started from.
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+@contextlib.contextmanager
+def replay_rng(state):
+    with torch.random.fork_rng(devices=_devices()):
+        torch.set_rng_state(state["cpu"])
+        if "cuda" in state:
+            torch.cuda.set_rng_state(state["cuda"])
+        yield

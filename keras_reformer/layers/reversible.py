@@ -1,0 +1,388 @@
+"""Reversible residual layers (Gomez et al. 2017) as used by the Reformer.
+
+`ReversibleBlock` is one pair Y1 = X1 + F(X2), Y2 = X2 + G(Y1);
+`ReversibleSequence` runs a list of blocks under ONE custom gradient that keeps
+only the stack's output and rebuilds every block's input on the way back, so
+training memory does not grow with depth.
+"""
+
+import inspect
+
+import keras
+from keras import ops
+
+from keras_reformer import backend
+from keras_reformer.api_export import reformer_export
+
+
+def _accepts(layer, argument):
+    """Whether `layer.call` takes `argument` (or `**kwargs`)."""
+    parameters = inspect.signature(layer.call).parameters
+    return argument in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
+
+
+def sublayer_kwargs(layer, padding_mask=None, training=None, position_offset=None):
+    """The call arguments `layer` accepts among `padding_mask`, `training` and
+    `position_offset` (the latter two only when given)."""
+    kwargs = {}
+    if padding_mask is not None and _accepts(layer, "padding_mask"):
+        kwargs["padding_mask"] = padding_mask
+    if training is not None and _accepts(layer, "training"):
+        kwargs["training"] = training
+    if position_offset is not None:
+        kwargs["position_offset"] = position_offset
+    return kwargs
+
+
+def _check_even_width(inputs_shape, layer_name):
+    width = inputs_shape[-1]
+    if width is not None and width % 2:
+        raise ValueError(
+            f"`inputs` of {layer_name} must have an even last dimension (the concatenation "
+            f"[x1, x2] of two halves). Received: inputs.shape={tuple(inputs_shape)}"
+        )
+
+
+def _build_sublayer(layer, half_shape):
+    if not layer.built:
+        layer.build(half_shape)
+
+
+@reformer_export
+class ReversibleBlock(keras.layers.Layer):
+    """One reversible residual pair: Y1 = X1 + F(X2), Y2 = X2 + G(Y1).
+
+    Input and output are ONE tensor of width 2d, the concatenation
+    `[x1, x2]` along the last axis (the Reformer duplicates its embeddings,
+    `concatenate([x, x], axis=-1)`, before the first block). Called on its own
+    the block is an ordinary layer trained by plain autodiff; inside a
+    `keras_reformer.layers.ReversibleSequence` its inputs are recomputed from
+    its outputs instead of being stored: X2 = Y2 - G(Y1), X1 = Y1 - F(X2).
+
+    Args:
+        f: a layer mapping (batch, length, d) to (batch, length, d), in the
+            Reformer `PreLayerNorm(LSHSelfAttention(...))`.
+        g: a layer of the same shape contract, in the Reformer
+            `PreLayerNorm(ChunkedFeedForward(...))`.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: (batch, length, 2d) tensor `[x1, x2]`.
+        padding_mask: optional (batch, length), 1 for real tokens; forwarded to
+            `f` / `g` only if their `call` accepts `padding_mask`.
+        training: forwarded likewise.
+
+    Returns:
+        (batch, length, 2d) tensor `[y1, y2]`.
+
+    Example:
+
+    ```python
+    import keras, numpy as np
+    import keras_reformer
+    block = keras_reformer.layers.ReversibleBlock(
+        keras.layers.Dense(8), keras.layers.Dense(8))
+    y = block(np.ones((2, 5, 16), "float32"))  # (2, 5, 16)
+    ```
+
+    References:
+        Gomez et al., "The Reversible Residual Network", 2017 (arXiv 1707.04585);
+        Kitaev, Kaiser, Levskaya, "Reformer: The Efficient Transformer", ICLR 2020.
+    """
+
+    def __init__(self, f, g, **kwargs):
+        super().__init__(**kwargs)
+        self.f = f
+        self.g = g
+
+    def build(self, inputs_shape):
+        _check_even_width(inputs_shape, "ReversibleBlock")
+        half_shape = tuple(inputs_shape[:-1]) + (inputs_shape[-1] // 2,)
+        _build_sublayer(self.f, half_shape)
+        _build_sublayer(self.g, half_shape)
+        self.built = True
+
+    def call(self, inputs, padding_mask=None, training=None):
+        x1, x2 = ops.split(inputs, 2, axis=-1)
+        y1 = x1 + self.f(x2, **sublayer_kwargs(self.f, padding_mask, training))
+        y2 = x2 + self.g(y1, **sublayer_kwargs(self.g, padding_mask, training))
+        return ops.concatenate([y1, y2], axis=-1)
+
+    def compute_output_shape(self, inputs_shape):
+        return tuple(inputs_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "f": keras.saving.serialize_keras_object(self.f),
+            "g": keras.saving.serialize_keras_object(self.g),
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["f"] = keras.saving.deserialize_keras_object(config["f"])
+        config["g"] = keras.saving.deserialize_keras_object(config["g"])
+        return cls(**config)
+
+
+def _is_seed_state(variable):
+    return variable.name == "seed_generator_state" or variable.path.endswith(
+        "seed_generator_state"
+    )
+
+
+def _unique(variables):
+    seen, result = set(), []
+    for v in variables:
+        if id(v) not in seen:
+            seen.add(id(v))
+            result.append(v)
+    return result
+
+
+class _Sublayer:
+    """A sublayer (F or G) applied statelessly from the stack's value lists."""
+
+    def __init__(self, layer, trainable_index, state_index):
+        self.layer = layer
+        self.trainable_index = [trainable_index[id(v)] for v in layer.trainable_variables]
+        self.state_index = [state_index[id(v)] for v in layer.non_trainable_variables]
+        self.position_wise = bool(getattr(layer, "position_wise", False))
+
+    def weights(self, all_weights):
+        return [all_weights[i] for i in self.trainable_index]
+
+    def apply(self, weights, states, x, padding_mask, training, position_offset=None):
+        kwargs = sublayer_kwargs(self.layer, padding_mask, training, position_offset)
+        output, _ = self.layer.stateless_call(
+            weights, [states[i] for i in self.state_index], x, **kwargs
+        )
+        return output
+
+    def vjp(self, weights, states, x, cotangent, padding_mask, training):
+        """(output, weight_grads, x_grad); chunk by chunk along the sequence
+        when the layer is position-wise (its `chunk_bounds` hook)."""
+
+        def run(offset, mask):
+            return lambda w, inputs: self.apply(w, states, inputs, mask, training, offset)
+
+        bounds = None
+        if self.position_wise:
+            bounds = self.layer.chunk_bounds(x.shape[1])
+        if not bounds or len(bounds) == 1:
+            return backend.vjp(run(None, padding_mask), weights, x, cotangent)
+        outputs, x_grads, weight_grads = [], [], None
+        for start, stop in bounds:
+            mask = None if padding_mask is None else padding_mask[:, start:stop]
+            output, w_grads, x_grad = backend.vjp(
+                run(start, mask), weights, x[:, start:stop], cotangent[:, start:stop]
+            )
+            outputs.append(output)
+            x_grads.append(x_grad)
+            weight_grads = w_grads if weight_grads is None else [
+                a + b for a, b in zip(weight_grads, w_grads)
+            ]
+        return ops.concatenate(outputs, axis=1), weight_grads, ops.concatenate(x_grads, axis=1)
+
+
+@reformer_export
+class ReversibleSequence(keras.layers.Layer):
+    """A stack of `ReversibleBlock`s whose training memory does not grow with depth.
+
+    All blocks run under ONE custom gradient (`keras.ops.custom_gradient`)
+    whose explicit inputs are the stack input, every trainable weight value and
+    a snapshot of the blocks' non-trainable state (seed-generator states
+    included); each sublayer runs as `layer.stateless_call(...)`. Only the
+    stack's output is kept. The backward pass walks the blocks in reverse,
+    rebuilding each block's input from its output (X2 = Y2 - G(Y1),
+    X1 = Y1 - F(X2)) while pulling the gradient back through G, then F, with a
+    vector-Jacobian product. A position-wise G (one with a true `position_wise`
+    attribute and a `chunk_bounds(length)` method, e.g.
+    `PreLayerNorm(ChunkedFeedForward(...))`) is pulled back chunk by chunk, so
+    its wide intermediate never exists for the whole sequence.
+
+    Randomness: the forward pass and its recompute draw from the same seed
+    states (dropout masks, LSH rotations replay exactly; torch's global RNG,
+    used by unseeded Keras dropout, is captured and replayed too). A call uses
+    the sublayers' current seed states, exactly as calling the blocks one after
+    the other would; afterwards every sublayer seed state is re-drawn from the
+    stack's own `SeedGenerator`, so each training step sees fresh masks and
+    rotations. Other non-trainable state updates of the sublayers (e.g.
+    BatchNormalization statistics) are not kept.
+
+    Args:
+        blocks: a non-empty list of `keras_reformer.layers.ReversibleBlock`.
+        seed: optional int seeding the re-drawing of sublayer seed states
+            between calls. Defaults to `None`.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: (batch, length, 2d) tensor `[x1, x2]`.
+        padding_mask: optional (batch, length), 1 for real tokens; forwarded to
+            the sublayers that accept it (not differentiated).
+        training: forwarded to the sublayers that accept it.
+
+    Returns:
+        (batch, length, 2d) tensor, the output of the last block.
+
+    Example:
+
+    ```python
+    import keras, numpy as np
+    import keras_reformer
+    blocks = [keras_reformer.layers.ReversibleBlock(
+        keras.layers.Dense(8), keras.layers.Dense(8)) for _ in range(4)]
+    stack = keras_reformer.layers.ReversibleSequence(blocks)
+    y = stack(np.ones((2, 5, 16), "float32"))  # (2, 5, 16)
+    ```
+
+    References:
+        Gomez et al., "The Reversible Residual Network", 2017 (arXiv 1707.04585);
+        Kitaev, Kaiser, Levskaya, "Reformer: The Efficient Transformer", ICLR 2020,
+        section 3.
+    """
+
+    def __init__(self, blocks, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(blocks, (list, tuple)) or not blocks:
+            raise ValueError(
+                f"`blocks` must be a non-empty list of ReversibleBlock. Received: blocks={blocks!r}"
+            )
+        for block in blocks:
+            if not isinstance(block, ReversibleBlock):
+                raise ValueError(
+                    "`blocks` must contain only ReversibleBlock layers. "
+                    f"Received: blocks=[..., {block!r}, ...]"
+                )
+        self.blocks = list(blocks)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed, name="reseed_generator")
+
+    def build(self, inputs_shape):
+        _check_even_width(inputs_shape, "ReversibleSequence")
+        for block in self.blocks:
+            if not block.built:
+                block.build(inputs_shape)
+        self.built = True
+
+    def _block_variables(self):
+        trainable = _unique(v for b in self.blocks for v in b.trainable_variables)
+        states = _unique(v for b in self.blocks for v in b.non_trainable_variables)
+        return trainable, states
+
+    def call(self, inputs, padding_mask=None, training=None):
+        _check_even_width(inputs.shape, "ReversibleSequence")
+        trainable, states = self._block_variables()
+        trainable_index = {id(v): i for i, v in enumerate(trainable)}
+        state_index = {id(v): i for i, v in enumerate(states)}
+        sublayers = [
+            (_Sublayer(b.f, trainable_index, state_index),
+             _Sublayer(b.g, trainable_index, state_index))
+            for b in self.blocks
+        ]
+        # Mixed precision: weights enter the custom gradient already cast to
+        # the compute dtype (Keras' autocast does not reach the backward
+        # recompute); the cast stays outside, so gradients reach the float32
+        # variables through it. State snapshots are copies: torch assigns in
+        # place.
+        inputs = ops.cast(inputs, self.compute_dtype)
+        weight_values = [self._compute_value(v) for v in trainable]
+        state_values = [ops.copy(v.value) for v in states]
+        outputs = _reversible_stack(
+            sublayers, inputs, weight_values, state_values, padding_mask, training
+        )
+        self._reseed(states)
+        return outputs
+
+    def _compute_value(self, variable):
+        value = variable.value
+        if "float" in keras.backend.standardize_dtype(value.dtype):
+            value = ops.cast(value, self.compute_dtype)
+        return value
+
+    def _reseed(self, states):
+        seed_states = [v for v in states if _is_seed_state(v)]
+        if not seed_states:
+            return
+        fresh = keras.random.randint(
+            (len(seed_states), 2), 0, 2**31 - 1, dtype="int32", seed=self.seed_generator
+        )
+        for i, v in enumerate(seed_states):
+            v.assign(ops.cast(fresh[i], v.dtype))
+
+    def compute_output_shape(self, inputs_shape):
+        return tuple(inputs_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "blocks": [keras.saving.serialize_keras_object(b) for b in self.blocks],
+            "seed": self.seed,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["blocks"] = [keras.saving.deserialize_keras_object(b) for b in config["blocks"]]
+        return cls(**config)
+
+
+def _reversible_stack(sublayers, inputs, weight_values, state_values, padding_mask, training):
+    """Runs the blocks under one custom gradient that stores only the output."""
+    num_weights = len(weight_values)
+
+    @ops.custom_gradient
+    def stack(x, *values):
+        weights, states = list(values[:num_weights]), list(values[num_weights:])
+        rng_states = []
+        x1, x2 = ops.split(x, 2, axis=-1)
+        for f, g in sublayers:
+            rng_states.append((backend.rng_state(), None))
+            x1 = x1 + f.apply(f.weights(weights), states, x2, padding_mask, training)
+            rng_states[-1] = (rng_states[-1][0], backend.rng_state())
+            x2 = x2 + g.apply(g.weights(weights), states, x1, padding_mask, training)
+        y = ops.concatenate([x1, x2], axis=-1)
+
+        def grad_fn(*upstream_args, upstream=None):
+            if upstream is None:
+                (upstream,) = upstream_args
+            grads = _backward(sublayers, rng_states, y, upstream, weights, states,
+                              padding_mask, training)
+            return (grads[0], *grads[1:], *[None] * len(states))
+
+        return y, grad_fn
+
+    return stack(inputs, *weight_values, *state_values)
+
+
+def _backward(sublayers, rng_states, y, upstream, weights, states, padding_mask, training):
+    """Walks the blocks in reverse: rebuild inputs, pull gradients back."""
+    y1, y2 = ops.split(y, 2, axis=-1)
+    dy1, dy2 = ops.split(upstream, 2, axis=-1)
+    weight_grads = [None] * len(weights)
+
+    def accumulate(sublayer, grads):
+        for i, grad in zip(sublayer.trainable_index, grads):
+            weight_grads[i] = grad if weight_grads[i] is None else weight_grads[i] + grad
+
+    for (f, g), (f_rng, g_rng) in zip(reversed(sublayers), reversed(rng_states)):
+        y1, y2 = backend.order_after((y1, y2), (dy1, dy2))
+        with backend.replay_rng(g_rng):  # G(Y1), then X2 = Y2 - G(Y1)
+            g_out, g_grads, dy1_from_g = g.vjp(g.weights(weights), states, y1, dy2,
+                                               padding_mask, training)
+        x2 = y2 - g_out
+        dy1 = dy1 + dy1_from_g  # total gradient of Y1
+        with backend.replay_rng(f_rng):  # F(X2), then X1 = Y1 - F(X2)
+            f_out, f_grads, dx2_from_f = f.vjp(f.weights(weights), states, x2, dy1,
+                                               padding_mask, training)
+        x1 = y1 - f_out
+        accumulate(g, g_grads)
+        accumulate(f, f_grads)
+        y1, y2, dy1, dy2 = x1, x2, dy1, dy2 + dx2_from_f
+    weight_grads = [ops.zeros_like(w) if d is None else d for w, d in zip(weights, weight_grads)]
+    return [ops.concatenate([dy1, dy2], axis=-1)] + weight_grads
