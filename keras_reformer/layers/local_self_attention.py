@@ -1,0 +1,267 @@
+"""Chunked local self-attention with shared queries and keys."""
+
+import keras
+from keras import ops
+
+from keras_reformer.api_export import reformer_export
+from keras_reformer.ops.chunked_attention import chunked_attention
+from keras_reformer.ops.chunked_attention import shared_qk_keys
+from keras_reformer.ops.chunking import pad_to_multiple
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"`{name}` must be {kind}. Received: {name}={value!r}")
+
+
+def _clone_initializer(initializer):
+    return initializer.__class__.from_config(initializer.get_config())
+
+
+@reformer_export
+class LocalSelfAttention(keras.layers.Layer):
+    """Local self-attention over chunks of the sequence, with shared queries and keys.
+
+    The sequence is split into chunks of `chunk_length` positions; every chunk
+    attends to itself, to `lookback` previous and to `lookahead` next chunks.
+    Queries and keys share one projection (the Reformer's shared-QK
+    attention): keys are the unit-normalised queries scaled by
+    `1/sqrt(key_dim)`, and a token may not attend to itself unless nothing else
+    is visible. Cost and memory are linear in the sequence length. Sequences of
+    any length are accepted (padded internally to a multiple of `chunk_length`
+    and masked); sequences no longer than one chunk use full attention.
+
+    `LSHSelfAttention` is this layer applied to the sequence sorted by
+    locality-sensitive hash buckets.
+
+    Args:
+        num_heads: number of attention heads.
+        key_dim: size of each head's shared query/key vectors.
+        value_dim: size of each head's values. Defaults to `key_dim`.
+        chunk_length: positions per chunk. Defaults to `64`.
+        causal: if `True`, no position attends to a later one. Defaults to `False`.
+        lookback: previous chunks each chunk attends to. Defaults to `1`.
+        lookahead: next chunks each chunk attends to. Defaults to `0`.
+        dropout: dropout rate on the attention probabilities (training only).
+            Defaults to `0.0`.
+        use_bias: whether the projections have biases. Defaults to `False`.
+        kernel_initializer: initializer of the projection kernels. Defaults to
+            `"glorot_uniform"`.
+        bias_initializer: initializer of the biases. Defaults to `"zeros"`.
+        seed: integer seed of the attention dropout. Defaults to `None`.
+        **kwargs: other `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: `(batch, length, d_model)` tensor.
+        padding_mask: optional `(batch, length)` tensor, true / 1 for real tokens
+            and false / 0 for padding. Padding keys are never attended to.
+        training: whether to apply dropout.
+
+    Returns:
+        A `(batch, length, d_model)` tensor (projected back to the input's last
+        dimension).
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_reformer
+
+    layer = keras_reformer.layers.LocalSelfAttention(
+        num_heads=2, key_dim=16, chunk_length=32, causal=True
+    )
+    x = np.random.rand(2, 100, 64).astype("float32")
+    y = layer(x)  # (2, 100, 64)
+    ```
+
+    References:
+        - [Kitaev, Kaiser, Levskaya, "Reformer: The Efficient Transformer",
+          ICLR 2020](https://arxiv.org/abs/2001.04451), sections 2-3.
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        value_dim=None,
+        chunk_length=64,
+        causal=False,
+        lookback=1,
+        lookahead=0,
+        dropout=0.0,
+        use_bias=False,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _check_int("num_heads", num_heads, 1)
+        _check_int("key_dim", key_dim, 1)
+        if value_dim is not None:
+            _check_int("value_dim", value_dim, 1)
+        _check_int("chunk_length", chunk_length, 1)
+        _check_int("lookback", lookback, 0)
+        _check_int("lookahead", lookahead, 0)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not (
+            0.0 <= dropout < 1.0
+        ):
+            raise ValueError(f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}")
+        if seed is not None:
+            _check_int("seed", seed, 0)
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.value_dim = value_dim if value_dim is not None else key_dim
+        self.chunk_length = chunk_length
+        self.causal = bool(causal)
+        self.lookback = lookback
+        self.lookahead = lookahead
+        self.dropout = float(dropout)
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.seed = seed
+        self.dropout_seed_generator = keras.random.SeedGenerator(
+            seed + 1 if seed is not None else None, name="dropout_seed_generator"
+        )
+
+    def build(self, inputs_shape):
+        d_model = inputs_shape[-1]
+        common = dict(
+            kernel_initializer=_clone_initializer(self.kernel_initializer),
+            bias_initializer=_clone_initializer(self.bias_initializer),
+            dtype=self.dtype_policy,
+        )
+        self._query_key_dense = keras.layers.EinsumDense(
+            "abc,cde->abde",
+            output_shape=(None, self.num_heads, self.key_dim),
+            bias_axes="de" if self.use_bias else None,
+            name="query_key",
+            **common,
+        )
+        self._query_key_dense.build(inputs_shape)
+        self._value_dense = keras.layers.EinsumDense(
+            "abc,cde->abde",
+            output_shape=(None, self.num_heads, self.value_dim),
+            bias_axes="de" if self.use_bias else None,
+            name="value",
+            **common,
+        )
+        self._value_dense.build(inputs_shape)
+        self._output_dense = keras.layers.EinsumDense(
+            "abcd,cde->abe",
+            output_shape=(None, d_model),
+            bias_axes="e" if self.use_bias else None,
+            name="attention_output",
+            **common,
+        )
+        self._output_dense.build((None, None, self.num_heads, self.value_dim))
+        self.built = True
+
+    def call(self, inputs, padding_mask=None, training=None):
+        length = inputs.shape[1]
+        if length is None:
+            raise ValueError(
+                f"{self.__class__.__name__} needs a static sequence length. "
+                f"Received: inputs.shape={inputs.shape}"
+            )
+        key_mask = self._key_mask(inputs, padding_mask)
+        query_key = self._merge_heads(self._query_key_dense(inputs))
+        values = self._merge_heads(self._value_dense(inputs))
+        dropout = self.dropout if training else 0.0
+        if length <= self.chunk_length:
+            # One chunk covers the sequence: plain full attention.
+            positions = ops.expand_dims(ops.arange(length, dtype="int32"), 0)
+            outputs, _ = chunked_attention(
+                query_key, shared_qk_keys(query_key), values, positions, positions, key_mask,
+                chunk_length=length, lookback=0, lookahead=0, causal=self.causal,
+                dropout_rate=dropout, seed=self.dropout_seed_generator,
+            )
+        else:
+            padded_length = length + (-length) % self.chunk_length
+            if padded_length != length:
+                query_key = pad_to_multiple(query_key, self.chunk_length)
+                values = pad_to_multiple(values, self.chunk_length)
+                real = ops.expand_dims(ops.arange(padded_length) < length, 0)
+                if key_mask is None:
+                    key_mask = real
+                else:
+                    key_mask = ops.logical_and(
+                        pad_to_multiple(key_mask, self.chunk_length, constant_value=False), real
+                    )
+            outputs = self._attend(query_key, values, key_mask, dropout, training)
+            outputs = outputs[:, :length]
+        return self._output_dense(self._split_heads(outputs))
+
+    def _attend(self, query_key, values, key_mask, dropout, training):
+        """Attention over a sequence padded to a multiple of `chunk_length`.
+
+        Args:
+            query_key: `(batch * num_heads, padded_length, key_dim)`.
+            values: `(batch * num_heads, padded_length, value_dim)`.
+            key_mask: `(batch * num_heads or 1, padded_length)` booleans or `None`.
+            dropout: the dropout rate to apply.
+            training: the call's `training` flag.
+
+        Returns:
+            `(batch * num_heads, padded_length, value_dim)`.
+        """
+        positions = ops.expand_dims(ops.arange(query_key.shape[1], dtype="int32"), 0)
+        outputs, _ = chunked_attention(
+            query_key, shared_qk_keys(query_key), values, positions, positions, key_mask,
+            chunk_length=self.chunk_length, lookback=self.lookback, lookahead=self.lookahead,
+            causal=self.causal, dropout_rate=dropout, seed=self.dropout_seed_generator,
+        )
+        return outputs
+
+    def _key_mask(self, inputs, padding_mask):
+        """Checks `padding_mask` and repeats it per head: `(batch * num_heads, length)`."""
+        if padding_mask is None:
+            return None
+        shape = tuple(padding_mask.shape)
+        batch, length = inputs.shape[0], inputs.shape[1]
+        if len(shape) != 2 or shape[1] != length or (
+            batch is not None and shape[0] is not None and shape[0] != batch
+        ):
+            raise ValueError(
+                f"`padding_mask` must have shape (batch, length) = ({batch}, {length}). "
+                f"Received: padding_mask.shape={shape}"
+            )
+        return ops.repeat(ops.cast(padding_mask, "bool"), self.num_heads, axis=0)
+
+    def _merge_heads(self, x):
+        """`(batch, length, heads, d)` -> `(batch * heads, length, d)`."""
+        x = ops.transpose(x, (0, 2, 1, 3))
+        return ops.reshape(x, (-1, x.shape[2], x.shape[3]))
+
+    def _split_heads(self, x):
+        """`(batch * heads, length, d)` -> `(batch, length, heads, d)`."""
+        x = ops.reshape(x, (-1, self.num_heads, x.shape[1], x.shape[2]))
+        return ops.transpose(x, (0, 2, 1, 3))
+
+    def compute_output_shape(self, inputs_shape):
+        return tuple(inputs_shape)
+
+    def compute_output_spec(self, inputs, padding_mask=None, training=None):
+        return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "key_dim": self.key_dim,
+                "value_dim": self.value_dim,
+                "chunk_length": self.chunk_length,
+                "causal": self.causal,
+                "lookback": self.lookback,
+                "lookahead": self.lookahead,
+                "dropout": self.dropout,
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "seed": self.seed,
+            }
+        )
+        return config

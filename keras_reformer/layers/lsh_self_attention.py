@@ -1,0 +1,203 @@
+"""LSH self-attention, the Reformer's O(L log L) attention."""
+
+import keras
+from keras import ops
+
+from keras_reformer.api_export import reformer_export
+from keras_reformer.layers.local_self_attention import LocalSelfAttention
+from keras_reformer.layers.local_self_attention import _check_int
+from keras_reformer.ops.chunked_attention import chunked_attention
+from keras_reformer.ops.chunked_attention import combine_hash_rounds
+from keras_reformer.ops.chunked_attention import shared_qk_keys
+from keras_reformer.ops.hashing import default_num_buckets
+from keras_reformer.ops.hashing import hash_buckets
+from keras_reformer.ops.sorting import gather_along_sequence
+from keras_reformer.ops.sorting import sort_by_bucket
+
+
+@reformer_export
+class LSHSelfAttention(LocalSelfAttention):
+    """Locality-sensitive-hashing self-attention (Reformer).
+
+    Queries and keys share one projection (keys are the unit-normalised
+    queries scaled by `1/sqrt(key_dim)`). In each of `num_hashes` rounds, every
+    token is hashed into one of `num_buckets` buckets by a random rotation
+    (angular LSH: `argmax([xR ; -xR])`); all rounds are sorted together by
+    (round, bucket, position), the sorted sequence is split into chunks of
+    `chunk_length`, and each chunk attends to itself and to `lookback`
+    previous / `lookahead` next chunks. Rounds are combined with their
+    log-sum-exp weights. A token attends to itself only when nothing else is
+    visible; with `causal=True` no token attends to a later one (positions are
+    compared in the original order). Padding tokens get a bucket of their own,
+    so they never move real tokens. Memory and time are linear in the length
+    (times `log` for the sort); sequences of any length are accepted, and
+    sequences no longer than `chunk_length` use exact full attention.
+
+    Rotations are drawn afresh at every training call from a seed generator
+    whose state is a non-trainable variable: `seed` makes them reproducible,
+    `layer.stateless_call` with the same non-trainable values replays them,
+    and calls with `training` falsy use the current state without advancing
+    it, so inference is deterministic (also after `.keras` save / load).
+
+    Args:
+        num_heads: number of attention heads.
+        key_dim: size of each head's shared query/key vectors.
+        value_dim: size of each head's values. Defaults to `key_dim`.
+        chunk_length: positions per chunk of the sorted sequence. Defaults to `64`.
+        num_hashes: number of hash rounds; more rounds approximate full
+            attention better at a proportional cost. Defaults to `4`.
+        num_buckets: buckets per round, even and at least 2. Defaults to `None`:
+            the paper's `2 * length / chunk_length` rounded up to a power of two.
+        causal: if `True`, no position attends to a later one. Defaults to `False`.
+        lookback: previous chunks each chunk attends to. Defaults to `1`.
+        lookahead: next chunks each chunk attends to. Defaults to `0`.
+        dropout: dropout rate on the attention probabilities (training only).
+            Defaults to `0.0`.
+        use_bias: whether the projections have biases. Defaults to `False`.
+        kernel_initializer: initializer of the projection kernels. Defaults to
+            `"glorot_uniform"`.
+        bias_initializer: initializer of the biases. Defaults to `"zeros"`.
+        seed: integer seed of the hash rotations and of the dropout. Defaults
+            to `None`.
+        **kwargs: other `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: `(batch, length, d_model)` tensor.
+        padding_mask: optional `(batch, length)` tensor, true / 1 for real tokens
+            and false / 0 for padding. Padding keys are never attended to.
+        training: whether this is a training call (fresh rotations, dropout).
+
+    Returns:
+        A `(batch, length, d_model)` tensor (projected back to the input's last
+        dimension).
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_reformer
+
+    layer = keras_reformer.layers.LSHSelfAttention(
+        num_heads=4, key_dim=32, chunk_length=64, num_hashes=4, causal=True
+    )
+    x = np.random.rand(1, 1000, 128).astype("float32")
+    y = layer(x, training=True)  # (1, 1000, 128)
+    ```
+
+    References:
+        - [Kitaev, Kaiser, Levskaya, "Reformer: The Efficient Transformer",
+          ICLR 2020](https://arxiv.org/abs/2001.04451), section 2 and appendix A.
+        - [Andoni et al., "Practical and Optimal LSH for Angular Distance",
+          NeurIPS 2015](https://arxiv.org/abs/1509.02897).
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        value_dim=None,
+        chunk_length=64,
+        num_hashes=4,
+        num_buckets=None,
+        causal=False,
+        lookback=1,
+        lookahead=0,
+        dropout=0.0,
+        use_bias=False,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(
+            num_heads=num_heads,
+            key_dim=key_dim,
+            value_dim=value_dim,
+            chunk_length=chunk_length,
+            causal=causal,
+            lookback=lookback,
+            lookahead=lookahead,
+            dropout=dropout,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            seed=seed,
+            **kwargs,
+        )
+        _check_int("num_hashes", num_hashes, 1)
+        if num_buckets is not None:
+            _check_int("num_buckets", num_buckets, 2)
+            if num_buckets % 2:
+                raise ValueError(
+                    f"`num_buckets` must be an even integer >= 2. Received: num_buckets={num_buckets}"
+                )
+        self.num_hashes = num_hashes
+        self.num_buckets = num_buckets
+        self.rotation_seed_generator = keras.random.SeedGenerator(
+            seed, name="rotation_seed_generator"
+        )
+
+    def _attend(self, query_key, values, key_mask, dropout, training):
+        length = query_key.shape[1]
+        num_buckets = self.num_buckets or default_num_buckets(length, self.chunk_length)
+        rotations = self._draw_rotations(
+            (self.num_heads, self.key_dim, self.num_hashes, num_buckets // 2), training
+        )
+        per_head = ops.reshape(
+            ops.cast(query_key, "float32"), (-1, self.num_heads, length, self.key_dim)
+        )
+        buckets = ops.reshape(
+            hash_buckets(per_head, rotations), (-1, self.num_hashes, length)
+        )
+        if key_mask is not None:
+            # Padding gets a bucket of its own (after all real ones), so it
+            # never changes where real tokens land in the sorted sequence.
+            buckets = ops.where(ops.expand_dims(key_mask, 1), buckets, num_buckets)
+            num_buckets += 1
+            # (batch * heads, length) even where the mask was shared.
+            key_mask = ops.logical_and(key_mask, ops.ones_like(query_key[..., 0], dtype="bool"))
+        sort_indices, undo_indices = sort_by_bucket(buckets, num_buckets)
+        positions = sort_indices % length  # original position of each sorted token
+        sorted_query_key = gather_along_sequence(query_key, positions)
+        sorted_values = gather_along_sequence(values, positions)
+        sorted_key_mask = None
+        if key_mask is not None:
+            sorted_key_mask = gather_along_sequence(key_mask, positions)
+        outputs, logsumexp = chunked_attention(
+            sorted_query_key,
+            shared_qk_keys(sorted_query_key),
+            sorted_values,
+            positions,
+            positions,
+            sorted_key_mask,
+            chunk_length=self.chunk_length,
+            lookback=self.lookback,
+            lookahead=self.lookahead,
+            causal=self.causal,
+            dropout_rate=dropout,
+            seed=self.dropout_seed_generator,
+        )
+        outputs = gather_along_sequence(outputs, undo_indices)
+        logsumexp = gather_along_sequence(logsumexp, undo_indices)
+        outputs = ops.reshape(outputs, (-1, self.num_hashes, length, outputs.shape[-1]))
+        logsumexp = ops.reshape(logsumexp, (-1, self.num_hashes, length))
+        return combine_hash_rounds(outputs, logsumexp)
+
+    def _draw_rotations(self, shape, training):
+        """Random rotations R ~ N(0, 1), drawn from the rotation seed generator.
+
+        Training calls advance the generator (fresh rotations every step);
+        other calls restore its state, so inference is deterministic.
+        """
+        generator = self.rotation_seed_generator
+        if training:
+            return keras.random.normal(shape, seed=generator, dtype="float32")
+        state = generator.state.value * 1  # a copy (torch assigns in place)
+        rotations = keras.random.normal(shape, seed=generator, dtype="float32")
+        generator.state.assign(state)
+        return rotations
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_hashes": self.num_hashes, "num_buckets": self.num_buckets})
+        return config

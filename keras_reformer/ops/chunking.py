@@ -1,0 +1,80 @@
+"""Splitting a sequence into chunks and looking at neighbouring chunks.
+
+Chunked attention (Reformer, Kitaev et al. 2020, section 3) lets every chunk of
+`chunk_length` positions attend to itself and a few neighbouring chunks, so the
+cost is linear in the sequence length. These helpers only move data around.
+"""
+
+from keras import ops
+
+
+def pad_to_multiple(x, multiple, axis=1, constant_value=0):
+    """Pads `x` at the end of `axis` so that its length is a multiple of `multiple`.
+
+    Args:
+        x: a tensor with a static size along `axis`.
+        multiple: a positive integer.
+        axis: the axis to pad. Defaults to `1` (the sequence axis).
+        constant_value: the padding value. Defaults to `0`.
+
+    Returns:
+        `x` unchanged when its length already is a multiple, else `x` padded
+        with `constant_value` to the next multiple.
+    """
+    length = x.shape[axis]
+    padding = (-length) % multiple
+    if padding == 0:
+        return x
+    pad_width = [(0, 0)] * len(x.shape)
+    pad_width[axis] = (0, padding)
+    return ops.pad(x, pad_width, constant_values=constant_value)
+
+
+def split_chunks(x, chunk_length):
+    """Reshapes `(batch, length, ...)` into `(batch, length // chunk_length, chunk_length, ...)`.
+
+    Args:
+        x: a tensor whose static length (axis 1) is a multiple of `chunk_length`.
+        chunk_length: positions per chunk.
+
+    Returns:
+        The chunked tensor (no copy of data).
+    """
+    length = x.shape[1]
+    if length % chunk_length:
+        raise ValueError(
+            f"The length ({length}) must be a multiple of `chunk_length`. "
+            f"Received: chunk_length={chunk_length}"
+        )
+    return ops.reshape(x, (-1, length // chunk_length, chunk_length) + tuple(x.shape[2:]))
+
+
+def merge_chunks(x):
+    """Inverse of `split_chunks`: `(batch, n, chunk_length, ...)` -> `(batch, n * chunk_length, ...)`."""
+    return ops.reshape(x, (-1, x.shape[1] * x.shape[2]) + tuple(x.shape[3:]))
+
+
+def look_around(chunks, lookback=1, lookahead=0, fill_value=0):
+    """Concatenates every chunk with its `lookback` previous and `lookahead` next chunks.
+
+    Chunks beyond either end of the sequence are filled with `fill_value`
+    (there is no wrap-around), so callers mask them out.
+
+    Args:
+        chunks: `(batch, num_chunks, chunk_length, ...)`.
+        lookback: how many previous chunks to attach. Defaults to `1`.
+        lookahead: how many next chunks to attach. Defaults to `0`.
+        fill_value: value of the chunks outside the sequence. Defaults to `0`.
+
+    Returns:
+        `(batch, num_chunks, (lookback + 1 + lookahead) * chunk_length, ...)`,
+        ordered from the furthest previous chunk to the furthest next one.
+    """
+    if lookback == 0 and lookahead == 0:
+        return chunks
+    num_chunks = chunks.shape[1]
+    pad_width = [(0, 0)] * len(chunks.shape)
+    pad_width[1] = (lookback, lookahead)
+    padded = ops.pad(chunks, pad_width, constant_values=fill_value)
+    windows = [padded[:, i : i + num_chunks] for i in range(lookback + 1 + lookahead)]
+    return ops.concatenate(windows, axis=2)

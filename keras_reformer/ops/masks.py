@@ -1,0 +1,69 @@
+"""Attention masks of the Reformer: padding, causal and the shared-QK self-mask.
+
+With shared queries and keys a token's key is its own query direction, so it
+would attend mostly to itself; the Reformer forbids that (section 2, "Shared-QK
+Transformer") unless nothing else is visible. Masks are applied with
+`where` (never by adding a large number), with values that are finite in
+the logits' dtype, so float16 and bfloat16 never overflow.
+"""
+
+from keras import backend
+from keras import ops
+
+# (mask value for padding / causal / out-of-range keys, mask value for self).
+# The self value is smaller in magnitude, so a token that sees nothing else
+# still attends to itself. Both are finite in their dtype.
+_MASK_VALUES = {
+    "float16": (-5.0e4, -1.0e4),
+    "bfloat16": (-1.0e9, -1.0e5),
+    "float32": (-1.0e9, -1.0e5),
+    "float64": (-1.0e9, -1.0e5),
+}
+
+
+def mask_values(dtype):
+    """The (masked, self-masked) logit values for `dtype`.
+
+    Args:
+        dtype: a float dtype (name or backend dtype).
+
+    Returns:
+        A tuple `(mask_value, self_mask_value)` of Python floats with
+        `mask_value < self_mask_value < 0`; about `(-1e9, -1e5)` in float32.
+    """
+    return _MASK_VALUES[backend.standardize_dtype(dtype)]
+
+
+def apply_attention_masks(
+    logits, query_positions, key_positions, key_mask=None, causal=False, mask_self=True
+):
+    """Masks attention logits by padding, causality and self-attention.
+
+    All position / mask arguments broadcast against `logits`.
+
+    Args:
+        logits: `(..., num_queries, num_keys)` attention logits.
+        query_positions: original positions of the queries, `(..., num_queries, 1)`.
+        key_positions: original positions of the keys, `(..., 1, num_keys)`.
+        key_mask: `(..., 1, num_keys)` booleans, true for keys that may be
+            attended to (real tokens). `None` means all keys are valid.
+        causal: also mask keys whose position is after the query's.
+        mask_self: give keys at the query's own position the (finite)
+            self-mask value.
+
+    Returns:
+        `logits` with masked entries replaced.
+    """
+    mask_value, self_mask_value = mask_values(logits.dtype)
+    if mask_self:
+        is_self = ops.equal(query_positions, key_positions)
+        logits = ops.where(is_self, ops.cast(self_mask_value, logits.dtype), logits)
+    masked = None
+    if key_mask is not None:
+        masked = ops.logical_not(key_mask)
+    if causal:
+        after = ops.greater(key_positions, query_positions)
+        masked = after if masked is None else ops.logical_or(masked, after)
+    if masked is not None:
+        logits = ops.where(masked, ops.cast(mask_value, logits.dtype), logits)
+    return logits

@@ -1,0 +1,58 @@
+"""Sorting tokens by bucket and undoing the sort (Reformer, section 3).
+
+All hash rounds are sorted together: round `r`'s bucket ids are offset by
+`r * num_buckets`, and one sort with the key `bucket * length + position`
+orders tokens by round, then bucket, then original position. Keys are unique,
+so the sort is stable by construction and the same on every backend.
+"""
+
+from keras import ops
+
+_INT32_LIMIT = 2**31 - 1
+
+
+def sort_by_bucket(buckets, num_buckets):
+    """Sort and undo-sort indices for bucket ids of several hash rounds.
+
+    Args:
+        buckets: `(batch, num_hashes, length)` integer bucket ids in
+            `[0, num_buckets)`.
+        num_buckets: number of bucket ids per round (including any extra
+            bucket reserved for padding).
+
+    Returns:
+        `(sort_indices, undo_indices)`, both `(batch, num_hashes * length)`
+        int32 and without gradient. `sort_indices[b, i]` indexes the
+        round-major flattening of `buckets` (round `i // length`, position
+        `i % length`); `undo_indices` is its inverse permutation.
+    """
+    num_hashes, length = buckets.shape[1], buckets.shape[2]
+    if num_hashes * num_buckets * length > _INT32_LIMIT:
+        raise ValueError(
+            "The sort key bucket * length + position overflows int32 for "
+            f"num_hashes={num_hashes}, num_buckets={num_buckets}, length={length}. "
+            "Use fewer hashes, fewer buckets or a shorter sequence."
+        )
+    buckets = ops.cast(ops.stop_gradient(buckets), "int32")
+    offsets = ops.reshape(ops.arange(num_hashes, dtype="int32") * num_buckets, (1, num_hashes, 1))
+    positions = ops.reshape(ops.arange(length, dtype="int32"), (1, 1, length))
+    keys = (buckets + offsets) * length + positions
+    keys = ops.reshape(keys, (-1, num_hashes * length))
+    sort_indices = ops.cast(ops.argsort(keys, axis=-1), "int32")
+    undo_indices = ops.cast(ops.argsort(sort_indices, axis=-1), "int32")
+    return ops.stop_gradient(sort_indices), ops.stop_gradient(undo_indices)
+
+
+def gather_along_sequence(x, indices):
+    """`x[b, indices[b, i]]` for every batch row: `(batch, n, ...)` -> `(batch, m, ...)`.
+
+    Args:
+        x: `(batch, n, ...)`.
+        indices: `(batch, m)` integers in `[0, n)`.
+
+    Returns:
+        `(batch, m, ...)`, differentiable with respect to `x`.
+    """
+    for _ in range(len(x.shape) - 2):
+        indices = ops.expand_dims(indices, -1)
+    return ops.take_along_axis(x, indices, axis=1)

@@ -1,0 +1,156 @@
+"""Test helpers: a plain O(L^2) shared-QK attention and backend autodiff.
+
+Nothing here is imported by the package; it exists so that tests compare the
+chunked / hashed layers against an independent, obviously correct version.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from tests.test_case import to_numpy
+
+_JAX_CACHE = {}
+
+
+def full_shared_qk_attention(
+    x, query_key_kernel, value_kernel, output_kernel, causal=False, padding_mask=None,
+    allowed=None,
+):
+    """Full shared-QK attention with the self-mask, written with plain keras.ops.
+
+    Args:
+        x: `(batch, length, d_model)`.
+        query_key_kernel: `(d_model, heads, key_dim)`.
+        value_kernel: `(d_model, heads, value_dim)`.
+        output_kernel: `(heads, value_dim, d_model)`.
+        causal: mask keys after the query.
+        padding_mask: `(batch, length)`, 1 for real tokens.
+        allowed: optional `(length, length)` booleans, the keys each query may see.
+
+    Returns:
+        `(batch, length, d_model)`.
+    """
+    x = ops.convert_to_tensor(x)
+    length = x.shape[1]
+    query_key = ops.einsum("blm,mhd->bhld", x, query_key_kernel)
+    values = ops.einsum("blm,mhd->bhld", x, value_kernel)
+    dim = query_key.shape[-1]
+    norm = ops.sqrt(ops.maximum(ops.sum(query_key * query_key, axis=-1, keepdims=True), 1e-6))
+    keys = query_key / norm / np.sqrt(dim)
+    logits = ops.einsum("bhqd,bhkd->bhqk", query_key, keys)
+    blocked = np.zeros((length, length), bool)
+    if causal:
+        blocked |= np.triu(np.ones((length, length), bool), 1)
+    if allowed is not None:
+        blocked |= ~np.asarray(allowed)
+    blocked = ops.convert_to_tensor(blocked[None, None])
+    if padding_mask is not None:
+        pad = ops.convert_to_tensor(np.asarray(padding_mask) == 0)[:, None, None, :]
+        blocked = ops.logical_or(blocked, pad)
+    eye = ops.convert_to_tensor(np.eye(length, dtype=bool)[None, None])
+    logits = ops.where(eye, -1e5, logits)
+    logits = ops.where(blocked, -1e9, logits)
+    probabilities = ops.softmax(logits, axis=-1)
+    outputs = ops.einsum("bhqk,bhkd->bqhd", probabilities, values)
+    return ops.einsum("bqhd,hdm->bqm", outputs, output_kernel)
+
+
+def gradients(fn, args):
+    """Gradients of the scalar `fn(*args)` w.r.t. every argument, by the backend's autodiff.
+
+    Args:
+        fn: maps backend tensors to a scalar tensor.
+        args: numpy arrays.
+
+    Returns:
+        `(value, [gradient, ...])` as numpy float64 arrays (zeros where unused).
+    """
+    backend = keras.backend.backend()
+    args = [np.asarray(a, dtype="float32") for a in args]
+    if backend == "jax":
+        import jax
+
+        # One compiled function (cached per `fn`) instead of hundreds of
+        # per-op eager compilations.
+        key = ("grad", fn, len(args))
+        if key not in _JAX_CACHE:
+            argnums = tuple(range(len(args)))
+            _JAX_CACHE[key] = jax.jit(jax.value_and_grad(fn, argnums=argnums))
+        value, grads = _JAX_CACHE[key](*args)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        tensors = [tf.convert_to_tensor(a) for a in args]
+        with tf.GradientTape() as tape:
+            for t in tensors:
+                tape.watch(t)
+            value = fn(*tensors)
+        grads = tape.gradient(value, tensors)
+    elif backend == "torch":
+        import torch
+
+        tensors = [torch.tensor(a, requires_grad=True) for a in args]
+        value = fn(*tensors)
+        grads = torch.autograd.grad(value, tensors, allow_unused=True)
+    else:
+        raise NotImplementedError(backend)
+    grads = [np.zeros(a.shape) if g is None else to_numpy(g) for a, g in zip(args, grads)]
+    return to_numpy(value), grads
+
+
+def layer_kernels(layer):
+    """The (query_key, value, output) kernels of a built attention layer, as numpy."""
+    by_name = {
+        v.path.split("/")[-2]: to_numpy(v).astype("float32")
+        for v in layer.trainable_variables
+        if v.path.endswith("/kernel")
+    }
+    return by_name["query_key"], by_name["value"], by_name["attention_output"]
+
+
+def layer_function(layer, training=False, **call_kwargs):
+    """`f(x, *trainable_values) -> output` through `layer.stateless_call`."""
+    non_trainable = [v.value for v in layer.non_trainable_variables]
+
+    def fn(x, *trainable):
+        outputs, _ = layer.stateless_call(
+            list(trainable), non_trainable, x, training=training, **call_kwargs
+        )
+        return outputs
+
+    return fn
+
+
+def forward(layer, x, training=False, **call_kwargs):
+    """`layer(x, training=..., **call_kwargs)`, compiled as one function on JAX.
+
+    JAX compiles every eager op separately (slow on a small CPU); this runs the
+    same `stateless_call` under `jax.jit` and writes the new non-trainable
+    state (seed generators) back, so it behaves like a plain call.
+    """
+    if keras.backend.backend() != "jax":
+        return layer(x, training=training, **call_kwargs)
+    import jax
+
+    if not layer.built:
+        layer.build(tuple(x.shape))
+    names = tuple(sorted(call_kwargs))
+    key = ("forward", id(layer), bool(training), names)
+    if key not in _JAX_CACHE:
+
+        def run(trainable, non_trainable, x, *values):
+            return layer.stateless_call(
+                trainable, non_trainable, x, training=training, **dict(zip(names, values))
+            )
+
+        _JAX_CACHE[key] = (layer, jax.jit(run))  # keeps `layer` alive: ids stay unique
+    outputs, state = _JAX_CACHE[key][1](
+        [v.value for v in layer.trainable_variables],
+        [v.value for v in layer.non_trainable_variables],
+        x,
+        *[call_kwargs[n] for n in names],
+    )
+    for variable, value in zip(layer.non_trainable_variables, state):
+        variable.assign(value)
+    return outputs
