@@ -122,8 +122,10 @@ class LocalSelfAttention(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.seed = seed
+        # Far from `seed`: torch seeds its generator with seed + counter, so
+        # nearby seeds would repeat each other's draws after a few steps.
         self.dropout_seed_generator = keras.random.SeedGenerator(
-            seed + 1 if seed is not None else None, name="dropout_seed_generator"
+            (seed + 2**30) % 2**31 if seed is not None else None, name="dropout_seed_generator"
         )
 
     def build(self, inputs_shape):

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_reformer.ops.chunked_attention import chunked_attention
+from keras_reformer.ops.chunked_attention import combine_hash_rounds
+from keras_reformer.ops.chunked_attention import shared_qk_keys
+from tests.test_case import assert_allclose
+from tests.test_case import to_numpy
+
+
+def _numpy_attention(q, k, v, allowed, positions):
+    logits = np.einsum("bqd,bkd->bqk", q, k)
+    logits = np.where(positions[:, :, None] == positions[:, None, :], -1e5, logits)
+    logits = np.where(allowed, logits, -1e9)
+    lse = np.log(np.sum(np.exp(logits - logits.max(-1, keepdims=True)), -1)) + logits.max(-1)
+    return np.einsum("bqk,bkd->bqd", np.exp(logits - lse[..., None]), v), lse
+
+
+@pytest.mark.parametrize("causal, lookback, lookahead", [(False, 1, 0), (True, 1, 0), (False, 1, 1), (True, 2, 1)])
+def test_chunked_attention_matches_banded_reference(causal, lookback, lookahead):
+    rng = np.random.default_rng(0)
+    batch, length, chunk, dim = 2, 16, 4, 5
+    q = rng.normal(size=(batch, length, dim)).astype("float32")
+    k = rng.normal(size=(batch, length, dim)).astype("float32")
+    v = rng.normal(size=(batch, length, 3)).astype("float32")
+    positions = np.stack([rng.permutation(length), np.arange(length)]).astype("int32")
+    key_mask = np.ones((batch, length), bool)
+    key_mask[1, -3:] = False
+    query_chunk = np.arange(length)[:, None] // chunk
+    key_chunk = np.arange(length)[None, :] // chunk
+    band = (key_chunk >= query_chunk - lookback) & (key_chunk <= query_chunk + lookahead)
+    allowed = band[None] & key_mask[:, None, :]
+    if causal:
+        allowed &= positions[:, None, :] <= positions[:, :, None]
+    want_out, want_lse = _numpy_attention(q, k, v, allowed, positions)
+    out, lse = chunked_attention(
+        *(ops.convert_to_tensor(a) for a in (q, k, v, positions, positions, key_mask)),
+        chunk_length=chunk, lookback=lookback, lookahead=lookahead, causal=causal,
+    )
+    assert_allclose(out, want_out, rtol=1e-5, atol=1e-5)
+    assert_allclose(lse, want_lse, rtol=1e-5, atol=1e-4)
+
+
+def test_combine_hash_rounds_matches_manual_reference():
+    rng = np.random.default_rng(0)
+    outputs = rng.normal(size=(2, 3, 5, 4)).astype("float32")
+    lse = rng.normal(size=(2, 3, 5)).astype("float32")
+    weights = np.exp(lse) / np.exp(lse).sum(axis=1, keepdims=True)
+    want = (outputs * weights[..., None]).sum(axis=1)
+    got = combine_hash_rounds(ops.convert_to_tensor(outputs), ops.convert_to_tensor(lse))
+    assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_combining_rounds_over_disjoint_keys_is_attention_over_their_union():
+    # Paper, appendix A: softmax over a union = lse-weighted mix of the parts.
+    rng = np.random.default_rng(2)
+    q = rng.normal(size=(1, 4, 3)).astype("float32")
+    k = rng.normal(size=(1, 8, 3)).astype("float32")
+    v = rng.normal(size=(1, 8, 2)).astype("float32")
+    logits = np.einsum("bqd,bkd->bqk", q, k)
+    full = np.einsum("bqk,bkd->bqd", np.exp(logits) / np.exp(logits).sum(-1, keepdims=True), v)
+    parts, lses = [], []
+    for keys in (slice(0, 5), slice(5, 8)):
+        part = logits[..., keys]
+        lses.append(np.log(np.exp(part).sum(-1)))
+        parts.append(np.einsum("bqk,bkd->bqd", np.exp(part - lses[-1][..., None]), v[:, keys]))
+    got = combine_hash_rounds(
+        ops.convert_to_tensor(np.stack(parts, 1)), ops.convert_to_tensor(np.stack(lses, 1))
+    )
+    assert_allclose(got, full, rtol=1e-5, atol=1e-6)
+
+
+def test_shared_qk_keys_are_unit_vectors_scaled():
+    q = np.array([[[3.0, 4.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]], "float32")
+    keys = to_numpy(shared_qk_keys(ops.convert_to_tensor(q)))
+    np.testing.assert_allclose(keys[0, 0], [0.3, 0.4, 0.0, 0.0], rtol=1e-6)
+    assert np.all(np.isfinite(keys)) and np.all(keys[0, 1] == 0)

@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_reformer.ops.chunking import look_around
+from keras_reformer.ops.chunking import merge_chunks
+from keras_reformer.ops.chunking import pad_to_multiple
+from keras_reformer.ops.chunking import split_chunks
+from tests.test_case import to_numpy
+
+
+def test_pad_to_multiple():
+    x = np.arange(10, dtype="float32").reshape(1, 5, 2)
+    padded = to_numpy(pad_to_multiple(ops.convert_to_tensor(x), 4, constant_value=-1))
+    assert padded.shape == (1, 8, 2)
+    np.testing.assert_array_equal(padded[:, :5], x)
+    assert np.all(padded[:, 5:] == -1)
+    assert pad_to_multiple(ops.convert_to_tensor(x), 5).shape == (1, 5, 2)
+
+
+def test_split_and_merge_round_trip():
+    x = np.arange(2 * 12 * 3, dtype="float32").reshape(2, 12, 3)
+    chunks = split_chunks(ops.convert_to_tensor(x), 4)
+    assert tuple(chunks.shape) == (2, 3, 4, 3)
+    np.testing.assert_array_equal(to_numpy(chunks)[1, 2], x[1, 8:12])
+    np.testing.assert_array_equal(to_numpy(merge_chunks(chunks)), x)
+    with pytest.raises(ValueError, match="chunk_length"):
+        split_chunks(ops.convert_to_tensor(x), 5)
+
+
+@pytest.mark.parametrize("lookback, lookahead", [(1, 0), (0, 1), (2, 1), (0, 0)])
+def test_look_around_concatenates_neighbours_without_wrapping(lookback, lookahead):
+    num_chunks, chunk = 4, 2
+    x = np.arange(1, num_chunks * chunk + 1, dtype="float32").reshape(1, num_chunks, chunk)
+    out = to_numpy(look_around(ops.convert_to_tensor(x), lookback, lookahead, fill_value=0))
+    width = lookback + 1 + lookahead
+    assert out.shape == (1, num_chunks, width * chunk)
+    for i in range(num_chunks):
+        expected = []
+        for j in range(i - lookback, i + lookahead + 1):
+            expected.extend(x[0, j] if 0 <= j < num_chunks else [0] * chunk)
+        np.testing.assert_array_equal(out[0, i], expected)
+
+
+def test_look_around_fills_booleans():
+    mask = ops.convert_to_tensor(np.ones((1, 3, 2), bool))
+    out = to_numpy(look_around(mask, 1, 1, fill_value=False))
+    np.testing.assert_array_equal(out[0, 0], [False, False, True, True, True, True])
+    np.testing.assert_array_equal(out[0, 2], [True, True, True, True, False, False])

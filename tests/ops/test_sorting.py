@@ -1,0 +1,36 @@
+import numpy as np
+from keras import ops
+
+from keras_reformer.ops.sorting import gather_along_sequence
+from keras_reformer.ops.sorting import sort_by_bucket
+from tests.test_case import to_numpy
+
+
+def test_sort_orders_by_round_bucket_then_position_and_undo_inverts():
+    rng = np.random.default_rng(0)
+    num_hashes, length, num_buckets = 3, 10, 4
+    buckets = rng.integers(0, num_buckets, size=(2, num_hashes, length)).astype("int32")
+    sort_indices, undo_indices = (
+        to_numpy(t) for t in sort_by_bucket(ops.convert_to_tensor(buckets), num_buckets)
+    )
+    assert sort_indices.shape == undo_indices.shape == (2, num_hashes * length)
+    for b in range(2):
+        rounds, positions = sort_indices[b] // length, sort_indices[b] % length
+        sorted_buckets = buckets[b, rounds, positions]
+        keys = list(zip(rounds, sorted_buckets, positions))
+        assert keys == sorted(keys)  # round, then bucket, then position (stable)
+        np.testing.assert_array_equal(sort_indices[b][undo_indices[b]], np.arange(num_hashes * length))
+        # Each round's block holds exactly that round's tokens.
+        np.testing.assert_array_equal(rounds, np.repeat(np.arange(num_hashes), length))
+
+
+def test_gather_along_sequence_and_unsort():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 6, 3)).astype("float32")
+    buckets = rng.integers(0, 2, size=(2, 2, 6)).astype("int32")
+    sort_indices, undo_indices = sort_by_bucket(ops.convert_to_tensor(buckets), 2)
+    gathered = gather_along_sequence(ops.convert_to_tensor(x), sort_indices % 6)
+    positions = to_numpy(sort_indices) % 6
+    np.testing.assert_array_equal(to_numpy(gathered), np.take_along_axis(x, positions[..., None], 1))
+    restored = to_numpy(gather_along_sequence(gathered, undo_indices))
+    np.testing.assert_array_equal(restored, np.concatenate([x, x], axis=1))
