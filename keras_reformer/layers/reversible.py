@@ -6,34 +6,12 @@ only the stack's output and rebuilds every block's input on the way back, so
 training memory does not grow with depth.
 """
 
-import inspect
-
 import keras
 from keras import ops
 
 from keras_reformer import backend
 from keras_reformer.api_export import reformer_export
-
-
-def _accepts(layer, argument):
-    """Whether `layer.call` takes `argument` (or `**kwargs`)."""
-    parameters = inspect.signature(layer.call).parameters
-    return argument in parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
-    )
-
-
-def sublayer_kwargs(layer, padding_mask=None, training=None, position_offset=None):
-    """The call arguments `layer` accepts among `padding_mask`, `training` and
-    `position_offset` (the latter two only when given)."""
-    kwargs = {}
-    if padding_mask is not None and _accepts(layer, "padding_mask"):
-        kwargs["padding_mask"] = padding_mask
-    if training is not None and _accepts(layer, "training"):
-        kwargs["training"] = training
-    if position_offset is not None:
-        kwargs["position_offset"] = position_offset
-    return kwargs
+from keras_reformer.layers.sublayer_arguments import sublayer_kwargs
 
 
 def _check_even_width(inputs_shape, layer_name):

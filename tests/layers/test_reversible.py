@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from keras import ops
 
+from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
+from keras_reformer.layers.pre_layer_norm import PreLayerNorm
 from keras_reformer.layers.reversible import ReversibleBlock, ReversibleSequence
 from tests.backend.grad_utils import loss_grads, restore_state, snapshot_state
 from tests.layers.reversible_testing import PlainStack, SelfAttention, TokenMixer
@@ -26,6 +28,19 @@ def mixer_blocks(depth, seeded=True, dtype=None):
     return [
         ReversibleBlock(TokenMixer(HALF, seed=seed(2 * i + 1), dtype=dtype),
                         TokenMixer(HALF, seed=seed(2 * i + 2), dtype=dtype), dtype=dtype)
+        for i in range(depth)
+    ]
+
+
+def reformer_blocks(depth, chunk_length=3):
+    """F = PreLayerNorm(stand-in attention), G = PreLayerNorm(ChunkedFeedForward):
+    G is position-wise, so the backward pulls it back chunk by chunk."""
+    return [
+        ReversibleBlock(
+            PreLayerNorm(TokenMixer(HALF, seed=10 + i)),
+            PreLayerNorm(ChunkedFeedForward(8, chunk_length=chunk_length, dropout=0.3,
+                                            seed=20 + i)),
+        )
         for i in range(depth)
     ]
 
@@ -70,6 +85,24 @@ def assert_same_gradients(blocks, x, jit, call_kwargs, tolerance=1e-5):
 def test_gradients_equal_plain_stack_with_dropout(jit, seeded):
     x = np.random.default_rng(0).normal(size=(2, 7, 2 * HALF)).astype("float32")
     assert_same_gradients(mixer_blocks(3, seeded), x, jit, {"training": True})
+
+
+@pytest.mark.parametrize("jit", jit_compile_modes())
+def test_gradients_equal_plain_stack_with_chunked_feed_forward(jit, monkeypatch):
+    # Length 7 with chunks of 3: the last chunk is shorter.
+    x = np.random.default_rng(0).normal(size=(2, 7, 2 * HALF)).astype("float32")
+    blocks = reformer_blocks(2)
+    offsets = []
+    call = ChunkedFeedForward.call
+
+    def spy(self, inputs, training=None, position_offset=None):
+        offsets.append(position_offset)
+        return call(self, inputs, training=training, position_offset=position_offset)
+
+    monkeypatch.setattr(ChunkedFeedForward, "call", spy)
+    assert_same_gradients(blocks, x, jit, {"training": True})
+    # The backward recomputed G chunk by chunk, at every chunk's offset.
+    assert {0, 3, 6} <= set(offsets)
 
 
 @pytest.mark.parametrize("jit", jit_compile_modes())
@@ -186,7 +219,7 @@ def test_block_layer_contract(tmp_path):
 def test_saving_a_functional_model(tmp_path):
     x = np.random.default_rng(0).normal(size=(2, 6, 2 * HALF)).astype("float32")
     inputs = keras.Input(shape=(None, 2 * HALF))
-    stack = ReversibleSequence(mixer_blocks(2) + attention_blocks(1), seed=2)
+    stack = ReversibleSequence(mixer_blocks(1) + reformer_blocks(1) + attention_blocks(1), seed=2)
     model = keras.Model(inputs, stack(inputs))
     restored = run_model_saving_test(model, x, tmp_path)
     assert isinstance(restored.layers[-1], ReversibleSequence)

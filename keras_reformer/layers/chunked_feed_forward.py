@@ -1,0 +1,201 @@
+"""ChunkedFeedForward: the position-wise feed-forward, one sequence chunk at a time."""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_reformer.api_export import reformer_export
+
+# Chunk seeds are keyed by the chunk's first position (times this odd
+# constant), so a chunk recomputed on its own draws the same dropout mask.
+_POSITION_STRIDE = 1_000_003
+
+
+class _SeedValue(keras.random.SeedGenerator):
+    """A fixed seed tensor that `keras.random.*` accepts as a seed on every
+    backend (they take `SeedGenerator`s; jax alone takes raw tensors).
+
+    It deliberately skips `SeedGenerator.__init__`: no state variable, `next()`
+    always returns `value`. `_initial_seed` is set so that torch takes Keras'
+    seeded dropout path instead of its global RNG.
+    """
+
+    def __init__(self, value):  # pylint: disable=super-init-not-called
+        self._initial_seed = 0
+        self._value = value
+
+    def next(self, ordered=True):
+        return self._value
+
+
+@reformer_export
+class ChunkedFeedForward(keras.layers.Layer):
+    """Position-wise feed-forward applied to sequence chunks one at a time.
+
+    Computes `Dense(input width)(dropout(Dense(intermediate_dim, activation)(x)))`
+    on chunks of `chunk_length` positions (the last chunk may be shorter), so
+    the (length x intermediate_dim) intermediate never exists for the whole
+    sequence; the output equals the unchunked feed-forward.
+
+    The layer is *position-wise* (`position_wise = True`): output position t
+    depends only on input position t. `keras_reformer.layers.ReversibleSequence`
+    uses that to pull gradients back through it chunk by chunk as well
+    (`chunk_bounds(length)` gives the chunks). Dropout masks are keyed by the
+    chunk's first position and one seed drawn per call, so a chunk recomputed
+    on its own (`position_offset`) replays its mask exactly.
+
+    Args:
+        intermediate_dim: width of the hidden layer (d_ff), a positive int.
+        chunk_length: positions per chunk. Defaults to `None`.
+        num_chunks: alternatively, the number of chunks (chunk length
+            `ceil(length / num_chunks)`). At most one of the two may be given;
+            with neither the whole sequence is one chunk. Defaults to `None`.
+        activation: activation of the hidden layer. Defaults to `"gelu"`.
+        dropout: dropout rate on the hidden activations, in [0, 1).
+            Defaults to `0.0`.
+        use_bias: whether the two dense layers use biases. Defaults to `True`.
+        kernel_initializer: initializer of both kernels. Defaults to
+            `"glorot_uniform"`.
+        bias_initializer: initializer of both biases. Defaults to `"zeros"`.
+        seed: optional int seed of the dropout. Defaults to `None`.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: (batch, length, width) tensor.
+        training: whether dropout is active.
+        position_offset: optional int; when given, `inputs` is ONE chunk of a
+            longer sequence starting at this position (applied without
+            further chunking, with that chunk's dropout mask). Used by the
+            reversible backward pass.
+
+    Returns:
+        (batch, length, width) tensor.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_reformer
+    ff = keras_reformer.layers.ChunkedFeedForward(64, chunk_length=16)
+    y = ff(np.ones((2, 100, 32), "float32"))  # (2, 100, 32)
+    ```
+
+    References:
+        Kitaev, Kaiser, Levskaya, "Reformer: The Efficient Transformer",
+        ICLR 2020, section 4 (chunking).
+    """
+
+    position_wise = True
+
+    def __init__(
+        self,
+        intermediate_dim,
+        chunk_length=None,
+        num_chunks=None,
+        activation="gelu",
+        dropout=0.0,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _check_positive_int("intermediate_dim", intermediate_dim)
+        if chunk_length is not None and num_chunks is not None:
+            raise ValueError(
+                "Give at most one of `chunk_length` and `num_chunks`. Received: "
+                f"chunk_length={chunk_length}, num_chunks={num_chunks}"
+            )
+        if chunk_length is not None:
+            _check_positive_int("chunk_length", chunk_length)
+        if num_chunks is not None:
+            _check_positive_int("num_chunks", num_chunks)
+        if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"`dropout` must be a float in [0, 1). Received: dropout={dropout}")
+        self.intermediate_dim = intermediate_dim
+        self.chunk_length = chunk_length
+        self.num_chunks = num_chunks
+        self.activation = keras.activations.get(activation)
+        self.dropout = dropout
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _dense(self, units, activation, name):
+        return keras.layers.Dense(
+            units, activation=activation, use_bias=self.use_bias,
+            kernel_initializer=self.kernel_initializer.__class__.from_config(
+                self.kernel_initializer.get_config()),
+            bias_initializer=self.bias_initializer.__class__.from_config(
+                self.bias_initializer.get_config()),
+            dtype=self.dtype_policy, name=name,
+        )
+
+    def build(self, inputs_shape):
+        self.intermediate_dense = self._dense(
+            self.intermediate_dim, self.activation, "intermediate_dense")
+        self.intermediate_dense.build(inputs_shape)
+        self.output_dense = self._dense(inputs_shape[-1], None, "output_dense")
+        self.output_dense.build(tuple(inputs_shape[:-1]) + (self.intermediate_dim,))
+        self.built = True
+
+    def chunk_bounds(self, length):
+        """The `(start, stop)` position ranges of the chunks for a sequence of
+        `length` (a Python int), or `None` when `length` is unknown."""
+        if length is None:
+            return None
+        if self.chunk_length is not None:
+            size = self.chunk_length
+        elif self.num_chunks is not None:
+            size = max(1, math.ceil(length / self.num_chunks))
+        else:
+            size = max(length, 1)
+        return [(start, min(start + size, length)) for start in range(0, length, size)]
+
+    def call(self, inputs, training=None, position_offset=None):
+        seed = None
+        if training and self.dropout > 0:
+            seed = self.seed_generator.next()  # one draw per call, keyed per chunk below
+        if position_offset is not None:
+            return self._feed_forward(inputs, position_offset, seed)
+        bounds = self.chunk_bounds(inputs.shape[1])
+        if bounds is None or len(bounds) <= 1:
+            return self._feed_forward(inputs, 0, seed)
+        outputs = [self._feed_forward(inputs[:, start:stop], start, seed) for start, stop in bounds]
+        return ops.concatenate(outputs, axis=1)
+
+    def _feed_forward(self, inputs, start, seed):
+        hidden = self.intermediate_dense(inputs)
+        if seed is not None:
+            offset = ops.convert_to_tensor(
+                [(start * _POSITION_STRIDE) % 2**31, 0], dtype=seed.dtype
+            )
+            hidden = keras.random.dropout(hidden, self.dropout, seed=_SeedValue(seed + offset))
+        return self.output_dense(hidden)
+
+    def compute_output_shape(self, inputs_shape):
+        return tuple(inputs_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "intermediate_dim": self.intermediate_dim,
+            "chunk_length": self.chunk_length,
+            "num_chunks": self.num_chunks,
+            "activation": keras.activations.serialize(self.activation),
+            "dropout": self.dropout,
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            "seed": self.seed,
+        })
+        return config
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value}")

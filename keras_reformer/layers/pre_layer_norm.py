@@ -1,0 +1,92 @@
+"""PreLayerNorm: LayerNormalization, then a wrapped layer."""
+
+import keras
+
+from keras_reformer.api_export import reformer_export
+from keras_reformer.layers.sublayer_arguments import sublayer_kwargs
+
+
+@reformer_export
+class PreLayerNorm(keras.layers.Layer):
+    """Layer normalisation followed by a wrapped layer: `layer(LayerNorm(x))`.
+
+    The Reformer's F and G: `F = PreLayerNorm(LSHSelfAttention(...))`,
+    `G = PreLayerNorm(ChunkedFeedForward(...))`. `padding_mask` and `training`
+    reach the wrapped layer when its `call` accepts them. Layer normalisation
+    is position-wise, so the wrapper is position-wise exactly when the wrapped
+    layer is (`position_wise`, `chunk_bounds`, `position_offset`: see
+    `keras_reformer.layers.ChunkedFeedForward`).
+
+    Args:
+        layer: the wrapped `keras.layers.Layer`.
+        epsilon: the layer normalisation's epsilon. Defaults to `1e-6`.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: (batch, length, width) tensor.
+        padding_mask: optional (batch, length), 1 for real tokens.
+        training: whether dropout is active.
+        position_offset: optional int, forwarded to a position-wise layer.
+
+    Returns:
+        The wrapped layer's output.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_reformer
+    g = keras_reformer.layers.PreLayerNorm(
+        keras_reformer.layers.ChunkedFeedForward(64, chunk_length=16))
+    y = g(np.ones((2, 100, 32), "float32"))  # (2, 100, 32)
+    ```
+
+    References:
+        Xiong et al., "On Layer Normalization in the Transformer Architecture",
+        2020 (arXiv 2002.04745); Kitaev, Kaiser, Levskaya, "Reformer: The
+        Efficient Transformer", ICLR 2020.
+    """
+
+    def __init__(self, layer, epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.layer = layer
+        self.epsilon = epsilon
+
+    @property
+    def position_wise(self):
+        return bool(getattr(self.layer, "position_wise", False))
+
+    def chunk_bounds(self, length):
+        """The wrapped position-wise layer's chunks (see `ChunkedFeedForward`)."""
+        return self.layer.chunk_bounds(length) if self.position_wise else None
+
+    def build(self, inputs_shape):
+        self.layer_norm = keras.layers.LayerNormalization(
+            epsilon=self.epsilon, dtype=self.dtype_policy, name="layer_norm"
+        )
+        self.layer_norm.build(inputs_shape)
+        if not self.layer.built:
+            self.layer.build(inputs_shape)
+        self.built = True
+
+    def call(self, inputs, padding_mask=None, training=None, position_offset=None):
+        kwargs = sublayer_kwargs(self.layer, padding_mask, training,
+                                 position_offset if self.position_wise else None)
+        return self.layer(self.layer_norm(inputs), **kwargs)
+
+    def compute_output_shape(self, inputs_shape):
+        return self.layer.compute_output_shape(inputs_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "layer": keras.saving.serialize_keras_object(self.layer),
+            "epsilon": self.epsilon,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["layer"] = keras.saving.deserialize_keras_object(config["layer"])
+        return cls(**config)
