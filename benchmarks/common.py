@@ -128,6 +128,35 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def reset_peak_rss():
+    """Resets this process's RSS high-water mark (Linux `/proc/self/clear_refs`).
+
+    After it, `peak_rss_mib()` reports the peak since the reset (e.g. of the
+    timed steps only, without compilation). Read the lifetime peak first: the
+    reset lowers `ru_maxrss` too. Trims the malloc heap first.
+
+    Returns:
+        Whether the reset worked.
+    """
+    release_free_heap()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def release_free_heap():
+    """Returns freed malloc heap pages to the OS (glibc `malloc_trim`), so the RSS
+    that follows counts live memory, not what compilation freed but kept."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def jax_compiled_memory_mib(jitted, *args):
     """Memory XLA plans for one call of a `jax.jit` function, from `memory_analysis()`.
 
@@ -214,6 +243,9 @@ def run_fresh(script, spec, env=None, timeout=1800, memory_limit_mib=None, poll_
         "error": ...}`; always with `wall_seconds`.
     """
     child_env = {**os.environ, **CHILD_ENV, **(env or {})}
+    # The child measures this checkout's keras_reformer, installed or not.
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH", "")) if p)
     command = [sys.executable, str(script), "--child", json.dumps(spec)]
     start = time.perf_counter()
     process = subprocess.Popen(

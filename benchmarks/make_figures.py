@@ -34,9 +34,14 @@ MEMORY_KEYS = ("peak_rss_mib", "training_rss_mib", "backend_peak_mib", "memory_m
 LINE_STYLES = {"jax": "-", "tensorflow": "--", "torch": ":"}
 TABLE_FIRST = ("implementation", "variant", "attention", "stack", "backend", "length", "depth",
                "batch", "status", "tokens_per_second", "step_seconds_median", "peak_rss_mib",
-               "training_rss_mib", "backend_peak_mib", "threads")
+               "training_rss_mib", "step_peak_rss_mib", "backend_peak_mib", "threads")
+TABLE_COLUMNS = {"train_step": ["implementation", "backend", "length", "depth", "status",
+                               "tokens_per_second", "step_seconds_median", "peak_rss_mib",
+                               "training_rss_mib", "step_peak_rss_mib", "backend_peak_mib",
+                               "threads", "load_average_before"]}
 TABLE_SKIP = ("losses", "step_seconds", "warmup_seconds", "error", "backend_memory_source",
-              "process_start_rss_mib", "cpu_count", "finite_loss", "wall_seconds")
+              "process_start_rss_mib", "cpu_count", "finite_loss", "wall_seconds",
+              "step_training_rss_mib", "jax_argument_mib")
 
 
 # === Selecting rows ===
@@ -96,8 +101,10 @@ def plot(rows, x, y, path, title, ylabel, facet=None, logy=True):
             backend = next(r.get("backend") for r in panel if r["_series"] == series)
             axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=series,
                       linestyle=LINE_STYLES.get(backend, "-"))
-        axis.set_xscale("log", base=2)
-        axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        if x == "length":
+            axis.set_xscale("log", base=2)
+            axis.xaxis.set_major_formatter(
+                matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         if logy:
             axis.set_yscale("log")
         axis.set_xlabel(x)
@@ -126,29 +133,34 @@ def make_figures(results, figure_dir):
                            "Train step throughput", "tokens / s", facet="depth"))
     add("train_step", plot(rows, "length", "peak_rss_mib", figure_dir / "train_step_memory.png",
                            "Train step peak RSS", "peak RSS (MiB)", facet="depth"))
+    # The backend's own numbers differ in kind between backends (JAX compiled temp
+    # bytes, TensorFlow allocator peak, torch saved tensors): one panel per backend.
+    own_first = ("backend_peak_mib", "training_rss_mib", "peak_rss_mib", "memory_mib",
+                 "peak_mib")
     rows = latest_rows(results, "lsh_attention")
-    key = memory_key(rows)
+    key = memory_key(rows, own_first)
     if key:
         add("lsh_attention", plot(rows, "length", key, figure_dir / "lsh_attention_memory.png",
-                                  "Attention memory, LSH vs full", key))
+                                  "Attention memory, LSH vs full", key, facet="backend"))
     time_key = next((k for k in ("step_seconds_median", "seconds_median", "seconds")
                      if any(k in r for r in rows)), None)
     if time_key:
         add("lsh_attention", plot(rows, "length", time_key, figure_dir / "lsh_attention_time.png",
-                                  "Attention time, LSH vs full", time_key))
+                                  "Attention time, LSH vs full", time_key, facet="backend"))
     rows = latest_rows(results, "reversible_memory")
-    key = memory_key(rows, ("backend_peak_mib", "training_rss_mib", "peak_rss_mib",
-                            "memory_mib", "peak_mib"))
+    key = memory_key(rows, own_first)
     if key:
         add("reversible_memory", plot(rows, "depth", key, figure_dir / "reversible_memory.png",
-                                      "Training memory vs depth, reversible vs plain", key,
+                                      "Training memory vs depth", key, facet="backend",
                                       logy=False))
     return written
 
 
 # === Tables ===
 
-def table_columns(rows):
+def table_columns(rows, benchmark=None):
+    if benchmark in TABLE_COLUMNS:
+        return [c for c in TABLE_COLUMNS[benchmark] if any(c in r for r in rows)]
     keys = {k for r in rows for k, v in r.items()
             if not k.startswith("_") and not isinstance(v, (list, dict)) and k not in TABLE_SKIP}
     first = [k for k in TABLE_FIRST if k in keys]
@@ -173,7 +185,8 @@ def result_section(result):
     lines += ["", "Reproduce with:", "", "```bash", result.get("command", "?"), "```", ""]
     rows = result["rows"]
     if rows:
-        lines += [common.format_table(rows, table_columns(rows), markdown=True), ""]
+        lines += [common.format_table(rows, table_columns(rows, result["benchmark"]),
+                                        markdown=True), ""]
     failed = [r for r in rows if r.get("status", "ok") != "ok"]
     for row in failed:
         what = ", ".join(f"{k}={row[k]}" for k in TABLE_FIRST[:8] if k in row and k != "status")
@@ -184,11 +197,8 @@ def result_section(result):
         if ratios:
             lines += ["", "keras_reformer divided by each peer, same length and depth "
                       "(tokens/s ratio above 1: faster; memory ratio below 1: smaller):", "",
-                      common.format_table(
-                          ratios, ["backend", "length", "depth", "peer", "speed_ratio",
-                                   "peak_rss_ratio", "training_rss_ratio"],
-                          ["backend", "L", "depth", "vs", "tokens/s ratio", "peak RSS ratio",
-                           "training RSS ratio"], markdown=True)]
+                      common.format_table(ratios, train_step.RATIO_COLUMNS,
+                                          train_step.RATIO_HEADERS, markdown=True)]
         targets = train_step.target_lines(rows)
         if targets:
             lines += ["", "Targets (against Hugging Face in the same run):", ""]
