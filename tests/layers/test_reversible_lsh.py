@@ -1,0 +1,36 @@
+"""The reversible stack with the Reformer's own F: LSH attention's random
+rotations and dropout are replayed exactly in the backward pass."""
+
+import numpy as np
+import pytest
+
+from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
+from keras_reformer.layers.lsh_self_attention import LSHSelfAttention
+from keras_reformer.layers.pre_layer_norm import PreLayerNorm
+from keras_reformer.layers.reversible import ReversibleBlock
+from tests.layers.test_reversible import assert_same_gradients
+from tests.test_case import BACKEND, jit_compile_modes
+
+WIDTH = 8
+
+
+def lsh_blocks(depth):
+    return [
+        ReversibleBlock(
+            PreLayerNorm(LSHSelfAttention(num_heads=2, key_dim=8, chunk_length=8, num_hashes=2,
+                                          dropout=0.1, seed=1 + i)),
+            PreLayerNorm(ChunkedFeedForward(16, chunk_length=8, dropout=0.1, seed=11 + i)),
+        )
+        for i in range(depth)
+    ]
+
+
+# JAX runs op by op without jit (minutes for LSH attention on a shared CPU):
+# eager JAX is covered by the stand-in tests in test_reversible.py.
+@pytest.mark.parametrize("jit", [True] if BACKEND == "jax" else jit_compile_modes())
+def test_gradients_equal_plain_stack_with_lsh_attention(jit):
+    # Length 20 with chunks of 8: LSH pads internally, the FF's last chunk is short.
+    x = np.random.default_rng(0).normal(size=(2, 20, 2 * WIDTH)).astype("float32")
+    padding_mask = np.ones((2, 20), "int32")
+    padding_mask[1, 15:] = 0
+    assert_same_gradients(lsh_blocks(2), x, jit, {"training": True, "padding_mask": padding_mask})
