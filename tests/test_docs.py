@@ -1,7 +1,7 @@
 """The documentation covers the public API and builds.
 
 Checks, for every public name exported by `keras_reformer.layers`, `.models`
-and `.ops`: a docstring with `Args:` (naming every parameter) and `Returns:`,
+and `.ops`: a docstring with `Args:` (naming every named parameter) and `Returns:`,
 a fenced example on public classes, and a `::: keras_reformer...` entry in
 docs/api/*.md. Also checks the site's own promises: figures exist with the
 command that regenerates them, benchmark tables are generated or marked "not
@@ -55,14 +55,13 @@ def _section(doc, title):
 
 
 def _parameters(obj):
-    signature = inspect.signature(obj)
-    names = []
-    for parameter in signature.parameters.values():
-        if parameter.name in ("self", "cls"):
-            continue
-        prefix = {inspect.Parameter.VAR_POSITIONAL: "*", inspect.Parameter.VAR_KEYWORD: "**"}
-        names.append(prefix.get(parameter.kind, "") + parameter.name)
-    return names
+    """The named parameters of a function or of a class's constructor (not
+    `*args` / `**kwargs`, which Keras classes forward to their base)."""
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return [
+        p.name for p in inspect.signature(obj).parameters.values()
+        if p.name not in ("self", "cls") and p.kind not in variadic
+    ]
 
 
 def _api_entries():
