@@ -255,7 +255,7 @@ def fig_chunked_feed_forward():
         ax.add_patch(patches.Rectangle((8.3, y - height / 2), 1.2, height, fc="#d9d2f0", ec="black"))
         ax.text(8.9, y, "(l/c, d)", ha="center", va="center", fontsize=8)
         _arrow(ax, (1.75, y), (3.15, y)); _arrow(ax, (6.85, y), (8.25, y))
-    ax.text(2.45, 3.85, "W1, ReLU", ha="center", fontsize=9)
+    ax.text(2.45, 3.85, "W1, activation", ha="center", fontsize=9)
     ax.text(7.55, 3.85, "W2", ha="center", fontsize=9)
     ax.set_title("Chunked feed-forward: c chunks processed one after another; "
                  "peak intermediate memory l·d_ff / c instead of l·d_ff")
