@@ -221,6 +221,12 @@ class LocalSelfAttention(keras.layers.Layer):
         """Checks `padding_mask` and repeats it per head: `(batch * num_heads, length)`."""
         if padding_mask is None:
             return None
+        self._check_padding_mask(inputs, padding_mask)
+        return ops.repeat(ops.cast(padding_mask, "bool"), self.num_heads, axis=0)
+
+    def _check_padding_mask(self, inputs, padding_mask):
+        if padding_mask is None:
+            return
         shape = tuple(padding_mask.shape)
         batch, length = inputs.shape[0], inputs.shape[1]
         if len(shape) != 2 or shape[1] != length or (
@@ -230,7 +236,6 @@ class LocalSelfAttention(keras.layers.Layer):
                 f"`padding_mask` must have shape (batch, length) = ({batch}, {length}). "
                 f"Received: padding_mask.shape={shape}"
             )
-        return ops.repeat(ops.cast(padding_mask, "bool"), self.num_heads, axis=0)
 
     def _merge_heads(self, x):
         """`(batch, length, heads, d)` -> `(batch * heads, length, d)`."""
@@ -246,6 +251,7 @@ class LocalSelfAttention(keras.layers.Layer):
         return tuple(inputs_shape)
 
     def compute_output_spec(self, inputs, padding_mask=None, training=None):
+        self._check_padding_mask(inputs, padding_mask)
         return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
 
     def get_config(self):

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from keras_reformer.layers import LSHSelfAttention
+from tests.ops.attention_reference import check_against_full_attention
 from tests.ops.attention_reference import forward
 from tests.ops.attention_reference import full_shared_qk_attention
 from tests.ops.attention_reference import gradients
@@ -17,28 +18,6 @@ def _inputs(batch=2, length=16, d_model=12, seed=0):
     return np.random.default_rng(seed).normal(size=(batch, length, d_model)).astype("float32")
 
 
-def _compare_with_full_attention(layer, x, causal, padding_mask=None):
-    """Output and gradients (input and every weight) of `layer` vs the plain reference."""
-    call_kwargs = {} if padding_mask is None else {"padding_mask": padding_mask}
-    forward(layer, x, **call_kwargs)
-    weights = [to_numpy(v) for v in layer.trainable_variables]
-    cotangent = np.random.default_rng(1).normal(size=x.shape).astype("float32")
-    if padding_mask is not None:
-        cotangent *= padding_mask[..., None]  # padded rows carry no meaning
-    fn = layer_function(layer, **call_kwargs)
-    value, grads = gradients(lambda x, *w: keras.ops.sum(keras.ops.multiply(fn(x, *w), cotangent)), [x] + weights)
-
-    def reference(x, qk, v, out):
-        y = full_shared_qk_attention(x, qk, v, out, causal=causal, padding_mask=padding_mask)
-        return keras.ops.sum(keras.ops.multiply(y, cotangent))
-
-    ref_value, ref_grads = gradients(reference, [x] + list(layer_kernels(layer)))
-    assert_allclose(value, ref_value, rtol=1e-5, atol=1e-5)
-    for got, want in zip(grads, ref_grads):
-        assert np.abs(want).max() > 0
-        assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-
-
 @pytest.mark.parametrize("causal", [False, True])
 def test_lsh_path_equals_full_attention_when_every_key_is_visible(causal):
     # One round, two chunks, each chunk sees both: every query meets every key
@@ -47,7 +26,7 @@ def test_lsh_path_equals_full_attention_when_every_key_is_visible(causal):
         num_heads=2, key_dim=6, value_dim=5, chunk_length=8, num_hashes=1, num_buckets=4,
         causal=causal, lookback=1, lookahead=1, seed=3,
     )
-    _compare_with_full_attention(layer, _inputs(length=16), causal)
+    check_against_full_attention(layer, _inputs(length=16), causal)
 
 
 def test_lsh_path_equals_full_attention_with_padding():
@@ -57,13 +36,13 @@ def test_lsh_path_equals_full_attention_with_padding():
     layer = LSHSelfAttention(
         num_heads=2, key_dim=6, chunk_length=8, num_hashes=1, lookback=1, lookahead=1, seed=3
     )
-    _compare_with_full_attention(layer, _inputs(length=16), False, padding_mask=mask)
+    check_against_full_attention(layer, _inputs(length=16), False, padding_mask=mask)
 
 
 @pytest.mark.parametrize("length", [5, 8])
 def test_short_sequence_equals_full_causal_attention(length):
     layer = LSHSelfAttention(num_heads=2, key_dim=4, chunk_length=8, causal=True, seed=0)
-    _compare_with_full_attention(layer, _inputs(length=length), True)
+    check_against_full_attention(layer, _inputs(length=length), True)
 
 
 def test_causality_through_gradients():

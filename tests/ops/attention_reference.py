@@ -8,6 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tests.test_case import assert_allclose
 from tests.test_case import to_numpy
 
 _JAX_CACHE = {}
@@ -154,3 +155,31 @@ def forward(layer, x, training=False, **call_kwargs):
     for variable, value in zip(layer.non_trainable_variables, state):
         variable.assign(value)
     return outputs
+
+
+def check_against_full_attention(layer, x, causal, padding_mask=None, allowed=None):
+    """Output and gradients (input and every weight) of `layer` vs the plain reference."""
+    call_kwargs = {} if padding_mask is None else {"padding_mask": padding_mask}
+    forward(layer, x, **call_kwargs)
+    weights = [to_numpy(v) for v in layer.trainable_variables]
+    cotangent = np.random.default_rng(1).normal(size=x.shape).astype("float32")
+    if padding_mask is not None:
+        cotangent *= padding_mask[..., None]  # padded rows carry no meaning
+    fn = layer_function(layer, **call_kwargs)
+
+    def loss(x, *w):
+        return keras.ops.sum(keras.ops.multiply(fn(x, *w), cotangent))
+
+    value, grads = gradients(loss, [x] + weights)
+
+    def reference(x, qk, v, out):
+        y = full_shared_qk_attention(
+            x, qk, v, out, causal=causal, padding_mask=padding_mask, allowed=allowed
+        )
+        return keras.ops.sum(keras.ops.multiply(y, cotangent))
+
+    ref_value, ref_grads = gradients(reference, [x] + list(layer_kernels(layer)))
+    assert_allclose(value, ref_value, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, ref_grads):
+        assert np.abs(want).max() > 0
+        assert_allclose(got, want, rtol=1e-4, atol=1e-5)
