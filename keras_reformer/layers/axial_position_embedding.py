@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_reformer.api_export import reformer_export
+from keras_reformer.layers.initializers import clone_initializer
 from keras_reformer.layers.position_embedding import check_positive_int, position_range
 
 
@@ -167,9 +168,7 @@ class AxialPositionEmbedding(keras.layers.Layer):
                 self.add_weight(
                     name=f"axis_{axis}_embeddings",
                     shape=tuple(shape),
-                    initializer=keras.initializers.get(
-                        keras.initializers.serialize(self.initializer)
-                    ),
+                    initializer=clone_initializer(self.initializer),
                 )
             )
         self.built = True

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_reformer.api_export import reformer_export
+from keras_reformer.layers.initializers import clone_initializer
 from keras_reformer.ops.chunked_attention import chunked_attention
 from keras_reformer.ops.chunked_attention import shared_qk_keys
 from keras_reformer.ops.chunking import pad_to_multiple
@@ -15,8 +16,6 @@ def _check_int(name, value, minimum):
         raise ValueError(f"`{name}` must be {kind}. Received: {name}={value!r}")
 
 
-def _clone_initializer(initializer):
-    return initializer.__class__.from_config(initializer.get_config())
 
 
 @reformer_export
@@ -131,8 +130,8 @@ class LocalSelfAttention(keras.layers.Layer):
     def build(self, inputs_shape):
         d_model = inputs_shape[-1]
         common = dict(
-            kernel_initializer=_clone_initializer(self.kernel_initializer),
-            bias_initializer=_clone_initializer(self.bias_initializer),
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            bias_initializer=clone_initializer(self.bias_initializer),
             dtype=self.dtype_policy,
         )
         self._query_key_dense = keras.layers.EinsumDense(

@@ -1,1 +1,6 @@
-"""Public models of keras_reformer."""
+"""Reformer models: the backbone and task models built on it."""
+
+from keras_reformer.models.reformer_causal_lm import ReformerCausalLM, language_model_data
+from keras_reformer.models.reformer_model import ReformerModel, default_num_buckets
+
+__all__ = ["ReformerModel", "ReformerCausalLM", "language_model_data", "default_num_buckets"]

@@ -1,0 +1,214 @@
+"""ReformerCausalLM: next-token prediction and generation on a causal ReformerModel."""
+
+import keras
+import numpy as np
+
+from keras_reformer.api_export import reformer_export
+from keras_reformer.models.input_checks import check_token_inputs
+from keras_reformer.models.reformer_model import ReformerModel
+
+
+def language_model_data(token_ids, padding_mask=None):
+    """Turns token sequences into `(x, y, sample_weight)` for next-token training.
+
+    The inputs are every token but the last, the targets every token but the
+    first, and the weights mask out padded targets.
+
+    Args:
+        token_ids: integer array (batch, length + 1).
+        padding_mask: optional array of the same shape, 1 for real tokens.
+
+    Returns:
+        A tuple `(x, y, sample_weight)` to pass to `fit`: `x` a dict with
+        `"token_ids"` and `"padding_mask"` of shape (batch, length), `y` the
+        next tokens and `sample_weight` the padding mask of the targets.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_reformer
+
+    tokens = np.random.randint(0, 256, size=(8, 129))
+    x, y, w = keras_reformer.models.language_model_data(tokens)
+    ```
+    """
+    token_ids = np.asarray(token_ids)
+    padding_mask = np.ones_like(token_ids) if padding_mask is None else np.asarray(padding_mask)
+    x = {"token_ids": token_ids[:, :-1].astype("int32"),
+         "padding_mask": padding_mask[:, :-1].astype("int32")}
+    return x, token_ids[:, 1:].astype("int32"), padding_mask[:, 1:].astype("float32")
+
+
+@reformer_export
+class ReformerCausalLM(keras.Model):
+    """A causal language model: a `ReformerModel` and a vocabulary head.
+
+    The head maps the backbone's two reversible halves back to vocabulary
+    logits through the token embedding (tied weights, unless the backbone was
+    built with `tie_weights=False`). `compile` defaults to Adam, sparse
+    cross-entropy on logits and accuracy; train with `language_model_data`.
+    `generate` extends prompts with a keras-nlp sampler.
+
+    Args:
+        backbone: a `ReformerModel` built with `causal=True`.
+
+    Call arguments:
+        inputs: a dict with `"token_ids"` and optionally `"padding_mask"`.
+
+    Returns:
+        Logits of shape (batch, length, vocabulary_size).
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_reformer
+
+    backbone = keras_reformer.models.ReformerModel(
+        vocabulary_size=256, num_layers=2, hidden_dim=64, num_heads=2,
+        chunk_length=32, causal=True, max_sequence_length=512,
+    )
+    lm = keras_reformer.models.ReformerCausalLM(backbone)
+    lm.compile()
+    tokens = np.random.randint(0, 256, size=(8, 257))
+    x, y, w = keras_reformer.models.language_model_data(tokens)
+    lm.fit(x, y, sample_weight=w, batch_size=4, epochs=1)
+    lm.generate(tokens[:1, :10], max_length=32)
+    ```
+    """
+
+    def __init__(self, backbone, **kwargs):
+        if not isinstance(backbone, ReformerModel):
+            raise ValueError(
+                f"`backbone` must be a ReformerModel. Received: backbone={type(backbone).__name__}"
+            )
+        if not backbone.causal:
+            raise ValueError(
+                "A causal language model needs a backbone built with `causal=True`. "
+                "Received: backbone.causal=False"
+            )
+        inputs = dict(backbone.input)
+        hidden = backbone(inputs)
+        logits = backbone.token_embedding(hidden, reverse=True)
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        self.backbone = backbone
+
+    def __call__(self, inputs, *args, **kwargs):
+        # Before Keras' input-spec check, which would refuse a missing padding mask.
+        inputs = check_token_inputs(
+            inputs, self.backbone.vocabulary_size, self.backbone.max_sequence_length
+        )
+        return super().__call__(inputs, *args, **kwargs)
+
+    def compile(
+        self,
+        optimizer="adam",
+        loss="auto",
+        weighted_metrics="auto",
+        sampler="greedy",
+        **kwargs,
+    ):
+        """Configures training, with language-model defaults, and the sampler.
+
+        Args:
+            optimizer: an optimizer or its name. Defaults to `"adam"`.
+            loss: `"auto"` for sparse categorical cross-entropy on logits.
+            weighted_metrics: `"auto"` for accuracy weighted by the padding mask.
+            sampler: a keras-nlp sampler or its name (`"greedy"`, `"top_k"`,
+                ...), used by `generate`. Defaults to `"greedy"`.
+            **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
+        """
+        if loss == "auto":
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if weighted_metrics == "auto":
+            weighted_metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        super().compile(optimizer=optimizer, loss=loss, weighted_metrics=weighted_metrics,
+                        **kwargs)
+        self.sampler = sampler
+
+    def generate(self, prompt, max_length, sampler=None, stop_token_ids=None):
+        """Extends each prompt to `max_length` tokens, one token at a time.
+
+        Every step runs the model on the whole fixed-length buffer with the
+        not-yet-generated positions marked as padding: padding has its own LSH
+        bucket, so it never changes what the real tokens attend to, and the
+        result equals re-running the model on each prefix.
+
+        Args:
+            prompt: integer array (batch, prompt_length) or a list of integer
+                lists (prompts of different lengths allowed).
+            max_length: total length of each returned sequence, at most the
+                backbone's `max_sequence_length`.
+            sampler: a keras-nlp sampler or its name. Defaults to the one given
+                to `compile`, else `"greedy"`.
+            stop_token_ids: optional token ids that end a sequence early.
+
+        Returns:
+            A numpy int32 array (batch, max_length): the prompt followed by
+            generated tokens (after a stop token, the remaining slots hold
+            whatever was sampled and should be ignored).
+        """
+        buffer, prompt_mask, start = self._prompt_buffer(prompt, max_length)
+        sampler = self._get_sampler(sampler)
+
+        def next_logits(token_ids, cache, index):
+            visible = keras.ops.expand_dims(keras.ops.arange(max_length) < index, 0)
+            padding_mask = keras.ops.cast(
+                keras.ops.broadcast_to(visible, keras.ops.shape(token_ids)), "int32")
+            logits = self({"token_ids": token_ids, "padding_mask": padding_mask}, training=False)
+            last = keras.ops.take(logits, keras.ops.expand_dims(index - 1, 0), axis=1)
+            return keras.ops.squeeze(last, axis=1), None, cache
+
+        output = sampler(
+            next=next_logits,
+            prompt=keras.ops.convert_to_tensor(buffer),
+            index=start,
+            mask=keras.ops.convert_to_tensor(prompt_mask),
+            stop_token_ids=None if stop_token_ids is None else tuple(stop_token_ids),
+            model=self,
+        )
+        return keras.ops.convert_to_numpy(output).astype("int32")
+
+    def _prompt_buffer(self, prompt, max_length):
+        rows = [list(np.asarray(row).reshape(-1)) for row in prompt]
+        limit = self.backbone.max_sequence_length
+        if not isinstance(max_length, int) or not 0 < max_length <= limit:
+            raise ValueError(
+                f"`max_length` must be an integer in (0, max_sequence_length={limit}]. "
+                f"Received: max_length={max_length!r}"
+            )
+        lengths = [len(row) for row in rows]
+        if not rows or min(lengths) == 0 or max(lengths) > max_length:
+            raise ValueError(
+                "Each prompt must hold between 1 and `max_length` tokens. "
+                f"Received prompt lengths {lengths} with max_length={max_length}"
+            )
+        buffer = np.zeros((len(rows), max_length), dtype="int32")
+        prompt_mask = np.zeros((len(rows), max_length), dtype=bool)
+        for i, row in enumerate(rows):
+            buffer[i, : len(row)] = row
+            prompt_mask[i, : len(row)] = True
+        check_token_inputs(buffer, self.backbone.vocabulary_size, limit)
+        return buffer, prompt_mask, min(lengths)
+
+    def _get_sampler(self, sampler):
+        sampler = sampler or getattr(self, "sampler", None) or "greedy"
+        if isinstance(sampler, str):
+            import keras_nlp  # imported here: it is slow to import and only generation needs it
+
+            sampler = keras_nlp.samplers.get(sampler)
+        return sampler
+
+    def get_config(self):
+        return {
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "name": self.name,
+            "trainable": self.trainable,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)

@@ -1,0 +1,293 @@
+"""ReformerModel: the Reformer backbone as a functional Keras model."""
+
+import keras
+
+from keras_reformer.api_export import reformer_export
+from keras_reformer.layers.axial_position_embedding import AxialPositionEmbedding
+from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
+from keras_reformer.layers.local_self_attention import LocalSelfAttention
+from keras_reformer.layers.lsh_self_attention import LSHSelfAttention
+from keras_reformer.layers.position_embedding import PositionEmbedding
+from keras_reformer.layers.pre_layer_norm import PreLayerNorm
+from keras_reformer.layers.reversible import ReversibleBlock, ReversibleSequence
+from keras_reformer.layers.sinusoidal_position_embedding import SinusoidalPositionEmbedding
+from keras_reformer.layers.token_embedding import TokenEmbedding
+from keras_reformer.models.input_checks import check_token_inputs
+
+ATTENTION_KINDS = ("lsh", "local")
+POSITION_EMBEDDING_KINDS = ("axial", "learned", "sinusoidal")
+
+
+def default_num_buckets(max_sequence_length, chunk_length):
+    """The paper's bucket count for the longest sequence: about 2 * L / chunk_length.
+
+    The model fixes the count from `max_sequence_length` rather than letting each
+    call pick it from the current length, so that a sequence hashes the same way
+    whatever padding follows it (generation relies on that).
+
+    Args:
+        max_sequence_length: the longest sequence the model accepts.
+        chunk_length: the attention chunk length.
+
+    Returns:
+        The smallest power of two, at least 2, that is >= 2 * L / chunk_length.
+    """
+    target = max(2, -(-2 * max_sequence_length // chunk_length))
+    return 1 << (target - 1).bit_length()
+
+
+def _check_positive(name, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+
+
+@reformer_export
+class ReformerModel(keras.Model):
+    """The Reformer backbone: token ids to hidden states.
+
+    Token embedding plus position information, duplicated into the two halves of
+    a reversible stack of `num_layers` blocks, each block
+    `Y1 = X1 + Attention(LayerNorm(X2))`, `Y2 = X2 + FeedForward(LayerNorm(Y1))`,
+    then the halves concatenated and normalised. Activation memory does not
+    grow with depth (see `ReversibleSequence`), and LSH attention costs
+    O(L * chunk_length) instead of O(L^2).
+
+    Args:
+        vocabulary_size: number of token ids.
+        num_layers: number of reversible blocks.
+        hidden_dim: width of each reversible half; the output is `2 * hidden_dim` wide.
+        num_heads: attention heads per layer.
+        key_dim: per-head size of queries / keys / values. Defaults to
+            `hidden_dim // num_heads`.
+        intermediate_dim: width of the feed-forward intermediate. Defaults to
+            `4 * hidden_dim`.
+        chunk_length: attention chunk length (and feed-forward chunk length).
+            Defaults to `64`.
+        num_hashes: LSH hash rounds. Defaults to `4`.
+        num_buckets: LSH buckets per round. Defaults to the paper's choice for
+            `max_sequence_length` (see `default_num_buckets`).
+        causal: whether a position attends only to earlier ones (language
+            models). Defaults to `False`.
+        dropout: dropout rate of attention probabilities, feed-forward and
+            embeddings. Defaults to `0.0`.
+        max_sequence_length: the longest sequence accepted. Defaults to `2048`.
+        attention_layers: `"lsh"`, `"local"`, or a list of those with one entry
+            per layer (the paper and HF mix them). Defaults to `"lsh"`.
+        position_embedding: `"axial"` (factorised, few parameters), `"learned"`
+            or `"sinusoidal"`. Defaults to `"axial"`.
+        lookback: chunks before its own that a chunk attends to. Defaults to `1`.
+        lookahead: chunks after its own that a chunk attends to (ignored when
+            causal). Defaults to `0`.
+        layer_norm_epsilon: LayerNorm epsilon. Defaults to `1e-6`.
+        tie_weights: whether a language-model head on this backbone reuses the
+            token embedding (see `TokenEmbedding`). Defaults to `True`.
+        seed: optional integer making hashing and dropout reproducible.
+        dtype: dtype policy of every layer, e.g. `"mixed_bfloat16"`.
+
+    Call arguments:
+        inputs: a dict with `"token_ids"` (batch, length) integers and
+            optionally `"padding_mask"` (batch, length), 1 for real tokens.
+
+    Returns:
+        Hidden states of shape (batch, length, 2 * hidden_dim).
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_reformer
+
+    model = keras_reformer.models.ReformerModel(
+        vocabulary_size=256, num_layers=2, hidden_dim=64, num_heads=2,
+        chunk_length=32, max_sequence_length=1024,
+    )
+    token_ids = np.random.randint(0, 256, size=(2, 1000))
+    hidden = model({"token_ids": token_ids, "padding_mask": np.ones((2, 1000))})
+    ```
+
+    References:
+        Kitaev, Kaiser, Levskaya. "Reformer: The Efficient Transformer". ICLR 2020.
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        num_layers,
+        hidden_dim,
+        num_heads,
+        key_dim=None,
+        intermediate_dim=None,
+        chunk_length=64,
+        num_hashes=4,
+        num_buckets=None,
+        causal=False,
+        dropout=0.0,
+        max_sequence_length=2048,
+        attention_layers="lsh",
+        position_embedding="axial",
+        lookback=1,
+        lookahead=0,
+        layer_norm_epsilon=1e-6,
+        tie_weights=True,
+        seed=None,
+        dtype=None,
+        **kwargs,
+    ):
+        for name, value in (("vocabulary_size", vocabulary_size), ("num_layers", num_layers),
+                            ("hidden_dim", hidden_dim), ("num_heads", num_heads),
+                            ("chunk_length", chunk_length),
+                            ("max_sequence_length", max_sequence_length)):
+            _check_positive(name, value)
+        key_dim = key_dim or max(1, hidden_dim // num_heads)
+        intermediate_dim = intermediate_dim or 4 * hidden_dim
+        attention_kinds = self._attention_kinds(attention_layers, num_layers)
+        if position_embedding not in POSITION_EMBEDDING_KINDS:
+            raise ValueError(
+                f"`position_embedding` must be one of {POSITION_EMBEDDING_KINDS}. "
+                f"Received: position_embedding={position_embedding!r}"
+            )
+        if num_buckets is None:
+            num_buckets = default_num_buckets(max_sequence_length, chunk_length)
+
+        # === Layers ===
+        token_embedding = TokenEmbedding(
+            vocabulary_size, hidden_dim, tie_weights=tie_weights, reverse_input_halves=2,
+            dtype=dtype, name="token_embedding",
+        )
+        position_layer = self._position_layer(
+            position_embedding, max_sequence_length, dtype
+        )
+        embedding_dropout = keras.layers.Dropout(
+            dropout, seed=seed, dtype=dtype, name="embedding_dropout"
+        )
+        blocks = []
+        for index, kind in enumerate(attention_kinds):
+            layer_seed = None if seed is None else seed + 1 + 2 * index
+            attention_args = dict(
+                num_heads=num_heads, key_dim=key_dim, chunk_length=chunk_length,
+                causal=causal, lookback=lookback, lookahead=lookahead, dropout=dropout,
+                seed=layer_seed, dtype=dtype, name=f"{kind}_attention_{index}",
+            )
+            if kind == "lsh":
+                attention = LSHSelfAttention(
+                    num_hashes=num_hashes, num_buckets=num_buckets, **attention_args
+                )
+            else:
+                attention = LocalSelfAttention(**attention_args)
+            feed_forward = ChunkedFeedForward(
+                intermediate_dim, chunk_length=chunk_length, dropout=dropout,
+                seed=None if seed is None else layer_seed + 1, dtype=dtype,
+                name=f"feed_forward_{index}",
+            )
+            blocks.append(ReversibleBlock(
+                PreLayerNorm(attention, epsilon=layer_norm_epsilon, dtype=dtype,
+                             name=f"attention_block_{index}"),
+                PreLayerNorm(feed_forward, epsilon=layer_norm_epsilon, dtype=dtype,
+                             name=f"feed_forward_block_{index}"),
+                dtype=dtype, name=f"reversible_block_{index}",
+            ))
+        reversible_stack = ReversibleSequence(
+            blocks, seed=seed, dtype=dtype, name="reversible_stack"
+        )
+        output_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=dtype, name="output_norm"
+        )
+
+        # === Functional graph ===
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
+        x = token_embedding(token_ids)
+        x = x + position_layer(x)
+        x = embedding_dropout(x)
+        x = keras.ops.concatenate([x, x], axis=-1)
+        x = reversible_stack(x, padding_mask=padding_mask)
+        outputs = output_norm(x)
+        super().__init__(
+            inputs={"token_ids": token_ids, "padding_mask": padding_mask},
+            outputs=outputs, dtype=dtype, **kwargs,
+        )
+        # Assigned after Model.__init__: torch modules cannot hold layers before it.
+        self.token_embedding = token_embedding
+        self.position_embedding = position_layer
+        self.embedding_dropout = embedding_dropout
+        self.reversible_stack = reversible_stack
+        self.output_norm = output_norm
+
+        # === Config ===
+        self.vocabulary_size = vocabulary_size
+        self.num_layers = num_layers
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.intermediate_dim = intermediate_dim
+        self.chunk_length = chunk_length
+        self.num_hashes = num_hashes
+        self.num_buckets = num_buckets
+        self.causal = causal
+        self.dropout = dropout
+        self.max_sequence_length = max_sequence_length
+        self.attention_layers = attention_layers
+        self.position_embedding_kind = position_embedding
+        self.lookback = lookback
+        self.lookahead = lookahead
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.tie_weights = tie_weights
+        self.seed = seed
+
+    @staticmethod
+    def _attention_kinds(attention_layers, num_layers):
+        kinds = [attention_layers] * num_layers if isinstance(attention_layers, str) \
+            else list(attention_layers)
+        if len(kinds) != num_layers or any(kind not in ATTENTION_KINDS for kind in kinds):
+            raise ValueError(
+                f"`attention_layers` must be one of {ATTENTION_KINDS} or a list of them with "
+                f"one entry per layer ({num_layers}). Received: attention_layers={attention_layers!r}"
+            )
+        return kinds
+
+    @staticmethod
+    def _position_layer(kind, max_sequence_length, dtype):
+        if kind == "axial":
+            return AxialPositionEmbedding(max_sequence_length, dtype=dtype,
+                                          name="position_embedding")
+        if kind == "learned":
+            return PositionEmbedding(max_sequence_length, dtype=dtype, name="position_embedding")
+        return SinusoidalPositionEmbedding(dtype=dtype, name="position_embedding")
+
+    def __call__(self, inputs, *args, **kwargs):
+        # Before Keras' input-spec check, which would refuse a missing padding mask.
+        inputs = check_token_inputs(inputs, self.vocabulary_size, self.max_sequence_length)
+        return super().__call__(inputs, *args, **kwargs)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
+            "vocabulary_size": self.vocabulary_size,
+            "num_layers": self.num_layers,
+            "hidden_dim": self.hidden_dim,
+            "num_heads": self.num_heads,
+            "key_dim": self.key_dim,
+            "intermediate_dim": self.intermediate_dim,
+            "chunk_length": self.chunk_length,
+            "num_hashes": self.num_hashes,
+            "num_buckets": self.num_buckets,
+            "causal": self.causal,
+            "dropout": self.dropout,
+            "max_sequence_length": self.max_sequence_length,
+            "attention_layers": self.attention_layers,
+            "position_embedding": self.position_embedding_kind,
+            "lookback": self.lookback,
+            "lookahead": self.lookahead,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "tie_weights": self.tie_weights,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.saving.deserialize_keras_object(config["dtype"])
+        return cls(**config)

@@ -1,0 +1,80 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_reformer.models import ReformerCausalLM, ReformerModel, language_model_data
+from tests.test_case import BACKEND, assert_allclose, run_model_saving_test, to_numpy
+
+VOCABULARY = 24
+
+
+def small_lm(**overrides):
+    config = dict(vocabulary_size=VOCABULARY, num_layers=2, hidden_dim=32, num_heads=2,
+                  chunk_length=8, num_hashes=2, causal=True, max_sequence_length=48, seed=5,
+                  attention_layers=["lsh", "local"])
+    return ReformerCausalLM(ReformerModel(**{**config, **overrides}))
+
+
+def test_language_model_data_shifts_by_one():
+    tokens = np.arange(10).reshape(2, 5)
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    x, y, w = language_model_data(tokens, mask)
+    np.testing.assert_array_equal(x["token_ids"], tokens[:, :-1])
+    np.testing.assert_array_equal(y, tokens[:, 1:])
+    np.testing.assert_array_equal(w, [[1, 1, 1, 1], [1, 1, 0, 0]])
+
+
+def test_overfits_a_fixed_batch():
+    lm = small_lm()
+    lm.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=BACKEND != "torch")
+    tokens = np.random.default_rng(0).integers(0, VOCABULARY, size=(4, 33))
+    x, y, w = language_model_data(tokens)
+    history = lm.fit(x, y, sample_weight=w, batch_size=4, epochs=60, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < 0.1 * losses[0], f"loss went from {losses[0]:.3f} to {losses[-1]:.3f}"
+
+
+def _slow_greedy(lm, prompt, max_length):
+    tokens = np.array(prompt, dtype="int32")
+    while tokens.shape[1] < max_length:
+        logits = to_numpy(lm({"token_ids": tokens}, training=False))
+        tokens = np.concatenate([tokens, logits[:, -1:].argmax(-1).astype("int32")], axis=1)
+    return tokens
+
+
+def test_greedy_generation_equals_recomputing_each_prefix():
+    lm = small_lm()
+    lm.compile(sampler="greedy")
+    prompt = np.random.default_rng(2).integers(0, VOCABULARY, size=(2, 5))
+    generated = lm.generate(prompt, max_length=30)
+    np.testing.assert_array_equal(generated, _slow_greedy(lm, prompt, 30))
+
+
+def test_generation_keeps_prompts_of_different_lengths():
+    lm = small_lm()
+    out = lm.generate([[1, 2, 3], [4, 5, 6, 7, 8]], max_length=12, sampler="top_k")
+    assert out.shape == (2, 12)
+    np.testing.assert_array_equal(out[0, :3], [1, 2, 3])
+    np.testing.assert_array_equal(out[1, :5], [4, 5, 6, 7, 8])
+
+
+def test_generate_rejects_bad_lengths_and_ids():
+    lm = small_lm()
+    with pytest.raises(ValueError, match="max_length"):
+        lm.generate([[1, 2]], max_length=49)
+    with pytest.raises(ValueError, match="token_ids"):
+        lm.generate([[1, VOCABULARY]], max_length=8)
+
+
+def test_needs_a_causal_backbone():
+    backbone = ReformerModel(vocabulary_size=8, num_layers=1, hidden_dim=8, num_heads=1,
+                             chunk_length=4, max_sequence_length=16)
+    with pytest.raises(ValueError, match="causal"):
+        ReformerCausalLM(backbone)
+
+
+def test_saving_round_trip(tmp_path):
+    lm = small_lm()
+    tokens = np.random.default_rng(3).integers(0, VOCABULARY, size=(2, 20)).astype("int32")
+    restored = run_model_saving_test(lm, {"token_ids": tokens}, tmp_path)
+    assert isinstance(restored, ReformerCausalLM)

@@ -1,0 +1,139 @@
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_reformer.models import ReformerModel, default_num_buckets
+from tests.test_case import BACKEND, assert_allclose, run_model_saving_test, to_numpy
+
+SMALL = dict(vocabulary_size=32, num_layers=2, hidden_dim=16, num_heads=2, chunk_length=8,
+             num_hashes=2, max_sequence_length=64, seed=3)
+
+
+def small_model(**overrides):
+    return ReformerModel(**{**SMALL, **overrides})
+
+
+def token_data(batch=2, length=40, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"token_ids": rng.integers(0, 32, size=(batch, length)).astype("int32"),
+            "padding_mask": np.ones((batch, length), dtype="int32")}
+
+
+def test_output_shape_and_any_length():
+    model = small_model(attention_layers=["lsh", "local"])
+    for length in (1, 7, 33, 64):
+        out = model(token_data(length=length))
+        assert tuple(out.shape) == (2, length, 32)
+        assert np.all(np.isfinite(to_numpy(out)))
+
+
+def test_padding_mask_is_optional():
+    model = small_model()
+    data = token_data()
+    assert_allclose(model(data["token_ids"]), model(data))
+
+
+def test_padded_positions_do_not_change_real_outputs():
+    model = small_model(causal=False)
+    data = token_data(length=40)
+    data["padding_mask"][:, 30:] = 0
+    other = {k: v.copy() for k, v in data.items()}
+    other["token_ids"][:, 30:] = (other["token_ids"][:, 30:] + 7) % 32
+    assert_allclose(model(data)[:, :30], model(other)[:, :30], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("position_embedding", ["axial", "learned", "sinusoidal"])
+def test_config_round_trip_and_saving(position_embedding, tmp_path):
+    model = small_model(position_embedding=position_embedding, attention_layers=["local", "lsh"])
+    restored = ReformerModel.from_config(model.get_config())
+    assert restored.get_config() == model.get_config()
+    run_model_saving_test(model, token_data(), tmp_path)
+
+
+def test_summary_shows_the_structure():
+    lines = []
+    small_model().summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
+    text = "\n".join(lines)
+    for name in ("token_embedding", "position_embedding", "reversible_stack", "output_norm"):
+        assert name in text
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_gives_finite_outputs_and_gradients(policy):
+    model = small_model(dtype=policy)
+    out = model(token_data())
+    assert keras.backend.standardize_dtype(out.dtype) == keras.DTypePolicy(policy).compute_dtype
+    model.compile(optimizer="sgd", loss="mse")
+    data = token_data()
+    history = model.fit(data, np.zeros((2, 40, 32), "float32"), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_fit_with_jit_compile_trains():
+    model = small_model(dropout=0.1)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse",
+                  jit_compile=BACKEND in ("jax", "tensorflow"))
+    data = token_data()
+    target = np.random.default_rng(1).normal(size=(2, 40, 32)).astype("float32")
+    history = model.fit(data, target, epochs=3, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0]
+
+
+def test_bad_inputs_say_what_was_wrong():
+    model = small_model()
+    data = token_data()
+    with pytest.raises(ValueError, match="token_ids"):
+        model({**data, "token_ids": data["token_ids"] + 100})
+    with pytest.raises(ValueError, match="max_sequence_length"):
+        model(token_data(length=65))
+    with pytest.raises(ValueError, match="padding_mask"):
+        model({**data, "padding_mask": np.ones((2, 39), "int32")})
+
+
+@pytest.mark.parametrize("argument, value", [
+    ("vocabulary_size", 0), ("num_layers", -1), ("hidden_dim", 0), ("num_heads", 0),
+    ("chunk_length", 0), ("max_sequence_length", 0), ("attention_layers", "dense"),
+    ("attention_layers", ["lsh"]), ("position_embedding", "rope"),
+])
+def test_bad_arguments_name_the_argument(argument, value):
+    with pytest.raises(ValueError, match=argument):
+        small_model(**{argument: value})
+
+
+def test_default_num_buckets_is_the_papers_choice():
+    assert default_num_buckets(4096, 64) == 128
+    assert default_num_buckets(1000, 64) == 32
+    assert default_num_buckets(64, 64) == 2
+
+
+NEXT_BACKEND = {"jax": "tensorflow", "tensorflow": "torch", "torch": "jax"}
+
+LOAD_AND_COMPARE = """
+import sys, numpy as np, keras, keras_reformer
+model = keras.saving.load_model(sys.argv[1])
+data = dict(np.load(sys.argv[2]))
+expected = data.pop("expected")
+np.testing.assert_allclose(keras.ops.convert_to_numpy(model(data)), expected, rtol=1e-5, atol=1e-5)
+print("ok", keras.backend.backend())
+"""
+
+
+def test_saved_model_loads_under_another_backend(tmp_path):
+    model = small_model(attention_layers=["lsh", "local"])
+    data = token_data()
+    model(data)
+    model.save(tmp_path / "model.keras")
+    np.savez(tmp_path / "data.npz", expected=to_numpy(model(data)), **data)
+    other = NEXT_BACKEND[BACKEND]
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_COMPARE, str(tmp_path / "model.keras"),
+         str(tmp_path / "data.npz")],
+        env={**os.environ, "KERAS_BACKEND": other}, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"ok {other}" in result.stdout
