@@ -21,7 +21,7 @@ def vjp(fn, weights, x, cotangent):
 def order_after(values, dependencies):
     # Without this the graph runtime rebuilds every block's input as early as
     # it can and keeps them all alive (memory grew ~100 MiB per block).
-    with tf.control_dependencies(list(dependencies)):
+    with tf.control_dependencies(list(values) + list(dependencies)):
         return tuple(tf.identity(v) for v in values)
 
 

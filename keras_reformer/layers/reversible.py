@@ -348,8 +348,13 @@ def _backward(sublayers, rng_states, y, upstream, weights, states, padding_mask,
         for i, grad in zip(sublayer.trainable_index, grads):
             weight_grads[i] = grad if weight_grads[i] is None else weight_grads[i] + grad
 
+    previous_grads = []
     for (f, g), (f_rng, g_rng) in zip(reversed(sublayers), reversed(rng_states)):
-        y1, y2 = backend.order_after((y1, y2), (dy1, dy2))
+        # One step at a time: this block starts once the previous block's
+        # input AND weight gradients exist, and its gradient chain cannot run
+        # ahead of the reconstruction (a compiler would otherwise keep one
+        # activation per block alive, e.g. XLA with a constant cotangent).
+        y1, y2, dy1, dy2 = backend.order_after((y1, y2, dy1, dy2), previous_grads)
         with backend.replay_rng(g_rng):  # G(Y1), then X2 = Y2 - G(Y1)
             g_out, g_grads, dy1_from_g = g.vjp(g.weights(weights), states, y1, dy2,
                                                padding_mask, training)
@@ -361,6 +366,7 @@ def _backward(sublayers, rng_states, y, upstream, weights, states, padding_mask,
         x1 = y1 - f_out
         accumulate(g, g_grads)
         accumulate(f, f_grads)
+        previous_grads = list(g_grads) + list(f_grads)
         y1, y2, dy1, dy2 = x1, x2, dy1, dy2 + dx2_from_f
     weight_grads = [ops.zeros_like(w) if d is None else d for w, d in zip(weights, weight_grads)]
     return [ops.concatenate([dy1, dy2], axis=-1)] + weight_grads

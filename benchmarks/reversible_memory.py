@@ -1,0 +1,132 @@
+"""Peak training-step memory of the reversible stack vs the same blocks with
+ordinary residuals, per backend, as depth grows.
+
+Blocks: F = PreLayerNorm(LSHSelfAttention), G = PreLayerNorm(ChunkedFeedForward),
+d_model 256 (each half of the reversible stream), batch 1.
+
+Two modes, each backend (and in `rss` mode each configuration) in a fresh
+subprocess:
+- `measured` (default): the reliable per-backend measure of
+  tests/backend/memory_utils.py (JAX: compiled temp bytes; TensorFlow: allocator
+  peak; torch: bytes saved for backward, weights excluded).
+- `rss`: peak RSS of a fresh process that builds the stack and runs one
+  training step, with MALLOC_MMAP_THRESHOLD_=131072 so freed buffers go back
+  to the OS (comparable with peers' fresh-process numbers).
+
+Usage:
+    python benchmarks/reversible_memory.py --backends jax,tensorflow,torch \
+        --lengths 4096,16384 --depths 1,2,4,8,12 [--mode rss]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MIB = 2**20
+
+
+def build_stack(reversible, depth, d_model, length):
+    import keras
+
+    from keras_reformer.layers import (ChunkedFeedForward, PreLayerNorm, ReversibleBlock,
+                                       ReversibleSequence)
+    from tests.layers.reversible_testing import PlainStack
+
+    try:
+        from keras_reformer.layers import LSHSelfAttention
+
+        def attention(i):
+            return LSHSelfAttention(num_heads=4, key_dim=d_model // 4, chunk_length=64,
+                                    num_hashes=2, seed=i)
+    except ImportError:  # stand-in until LSH attention exists
+        from tests.layers.reversible_testing import TokenMixer
+
+        def attention(i):
+            return TokenMixer(d_model, dropout=0.0, seed=i)
+
+    blocks = [
+        ReversibleBlock(PreLayerNorm(attention(i)),
+                        PreLayerNorm(ChunkedFeedForward(4 * d_model, chunk_length=512, seed=i)))
+        for i in range(depth)
+    ]
+    stack = ReversibleSequence(blocks) if reversible else PlainStack(blocks)
+    stack.build((1, length, 2 * d_model))
+    del keras
+    return stack
+
+
+def child(config):
+    """One backend (measured mode) or one configuration (rss mode)."""
+    sys.path.insert(0, ROOT)
+    import numpy as np
+
+    from tests.backend.memory_utils import training_step_bytes
+
+    results = []
+    for length in config["lengths"]:
+        x = np.random.default_rng(0).normal(size=(1, length, 2 * config["d_model"]))
+        x = x.astype("float32")
+        for reversible in config["stacks"]:
+            for depth in config["depths"]:
+                stack = build_stack(reversible, depth, config["d_model"], length)
+                if config["mode"] == "rss":
+                    import resource
+
+                    training_step_bytes(stack, x, training=True)
+                    value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+                else:
+                    value = training_step_bytes(stack, x, training=True)
+                results.append({"length": length, "reversible": reversible, "depth": depth,
+                                "mib": value / MIB})
+    print("RESULT " + json.dumps(results))
+
+
+def run_child(backend, config):
+    env = {**os.environ, "KERAS_BACKEND": backend, "MALLOC_MMAP_THRESHOLD_": "131072",
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)], env=env,
+                         capture_output=True, text=True, cwd=ROOT)
+    lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+    if out.returncode or not lines:
+        raise RuntimeError(f"{backend} child failed:\n{out.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backends", default="jax,tensorflow,torch")
+    parser.add_argument("--lengths", default="4096,16384")
+    parser.add_argument("--depths", default="1,2,4,8,12")
+    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--mode", choices=["measured", "rss"], default="measured")
+    parser.add_argument("--child")
+    args = parser.parse_args()
+    if args.child:
+        return child(json.loads(args.child))
+    lengths = [int(v) for v in args.lengths.split(",")]
+    depths = [int(v) for v in args.depths.split(",")]
+    print(f"mode={args.mode} d_model={args.d_model} batch=1 (MiB)")
+    for backend in args.backends.split(","):
+        base = {"lengths": lengths, "d_model": args.d_model, "mode": args.mode}
+        if args.mode == "rss":  # one fresh process per configuration
+            results = [r for reversible in (True, False) for depth in depths
+                       for r in run_child(backend, {**base, "stacks": [reversible],
+                                                    "depths": [depth]})]
+        else:
+            results = run_child(backend, {**base, "stacks": [True, False], "depths": depths})
+        for length in lengths:
+            for reversible in (True, False):
+                rows = {r["depth"]: r["mib"] for r in results
+                        if r["length"] == length and r["reversible"] == reversible}
+                per_layer = ((rows[max(rows)] - rows[min(rows)]) / (max(rows) - min(rows))
+                             if len(rows) > 1 else float("nan"))
+                cells = "  ".join(f"d{d}={rows[d]:8.1f}" for d in sorted(rows))
+                name = "reversible" if reversible else "plain     "
+                print(f"{backend:10s} L={length:6d} {name} {cells}  MiB/extra layer={per_layer:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
