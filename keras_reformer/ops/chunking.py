@@ -50,7 +50,14 @@ def split_chunks(x, chunk_length):
 
 
 def merge_chunks(x):
-    """Inverse of `split_chunks`: `(batch, n, chunk_length, ...)` -> `(batch, n * chunk_length, ...)`."""
+    """Inverse of `split_chunks`: joins the chunk axis back into the sequence axis.
+
+    Args:
+        x: `(batch, num_chunks, chunk_length, ...)`.
+
+    Returns:
+        `(batch, num_chunks * chunk_length, ...)`.
+    """
     return ops.reshape(x, (-1, x.shape[1] * x.shape[2]) + tuple(x.shape[3:]))
 
 
