@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_reformer.api_export import reformer_export
+from keras_reformer.layers.initializers import clone_initializer
 
 # Chunk seeds are keyed by the chunk's first position (times this odd
 # constant), so a chunk recomputed on its own draws the same dropout mask.
@@ -128,10 +129,8 @@ class ChunkedFeedForward(keras.layers.Layer):
     def _dense(self, units, activation, name):
         return keras.layers.Dense(
             units, activation=activation, use_bias=self.use_bias,
-            kernel_initializer=self.kernel_initializer.__class__.from_config(
-                self.kernel_initializer.get_config()),
-            bias_initializer=self.bias_initializer.__class__.from_config(
-                self.bias_initializer.get_config()),
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            bias_initializer=clone_initializer(self.bias_initializer),
             dtype=self.dtype_policy, name=name,
         )
 
