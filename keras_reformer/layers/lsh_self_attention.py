@@ -11,6 +11,7 @@ from keras_reformer.ops.chunked_attention import combine_hash_rounds
 from keras_reformer.ops.chunked_attention import shared_qk_keys
 from keras_reformer.ops.hashing import default_num_buckets
 from keras_reformer.ops.hashing import hash_buckets
+from keras_reformer.ops.portable_random import portable_normal
 from keras_reformer.ops.sorting import gather_along_sequence
 from keras_reformer.ops.sorting import sort_by_bucket
 
@@ -184,18 +185,16 @@ class LSHSelfAttention(LocalSelfAttention):
         return combine_hash_rounds(outputs, logsumexp)
 
     def _draw_rotations(self, shape, training):
-        """Random rotations R ~ N(0, 1), drawn from the rotation seed generator.
+        """Random rotations R ~ N(0, 1), a function of the rotation seed state.
 
         Training calls advance the generator (fresh rotations every step);
-        other calls restore its state, so inference is deterministic.
+        other calls read its state without advancing it, so inference is
+        deterministic. `portable_normal` draws the same numbers on every
+        backend, so a model saved under one backend hashes alike under another.
         """
         generator = self.rotation_seed_generator
-        if training:
-            return keras.random.normal(shape, seed=generator, dtype="float32")
-        state = generator.state.value * 1  # a copy (torch assigns in place)
-        rotations = keras.random.normal(shape, seed=generator, dtype="float32")
-        generator.state.assign(state)
-        return rotations
+        seed = generator.next() if training else generator.state.value
+        return portable_normal(shape, seed)
 
     def get_config(self):
         config = super().get_config()

@@ -188,8 +188,9 @@ class ReversibleSequence(keras.layers.Layer):
     used by unseeded Keras dropout, is captured and replayed too). A call uses
     the sublayers' current seed states, exactly as calling the blocks one after
     the other would; afterwards every sublayer seed state is re-drawn from the
-    stack's own `SeedGenerator`, so each training step sees fresh masks and
-    rotations. Other non-trainable state updates of the sublayers (e.g.
+    stack's own `SeedGenerator` after every training call, so each step sees fresh masks and
+    rotations; inference calls leave the states as they are, so inference is
+    deterministic. Other non-trainable state updates of the sublayers (e.g.
     BatchNormalization statistics) are not kept.
 
     Args:
@@ -273,7 +274,10 @@ class ReversibleSequence(keras.layers.Layer):
         outputs = _reversible_stack(
             sublayers, inputs, weight_values, state_values, padding_mask, training
         )
-        self._reseed(states)
+        if training:
+            # Inference leaves seed states alone, so that it is deterministic
+            # (LSH draws its rotations from the current state).
+            self._reseed(states)
         return outputs
 
     def _compute_value(self, variable):

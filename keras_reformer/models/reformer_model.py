@@ -61,8 +61,7 @@ class ReformerModel(keras.Model):
             `hidden_dim // num_heads`.
         intermediate_dim: width of the feed-forward intermediate. Defaults to
             `4 * hidden_dim`.
-        chunk_length: attention chunk length (and feed-forward chunk length).
-            Defaults to `64`.
+        chunk_length: attention chunk length. Defaults to `64`.
         num_hashes: LSH hash rounds. Defaults to `4`.
         num_buckets: LSH buckets per round. Defaults to the paper's choice for
             `max_sequence_length` (see `default_num_buckets`).
@@ -78,6 +77,9 @@ class ReformerModel(keras.Model):
         lookback: chunks before its own that a chunk attends to. Defaults to `1`.
         lookahead: chunks after its own that a chunk attends to (ignored when
             causal). Defaults to `0`.
+        feed_forward_chunk_length: positions per feed-forward chunk: the
+            `intermediate_dim`-wide activation exists for this many positions at
+            a time, in the forward and the backward pass. Defaults to `2048`.
         layer_norm_epsilon: LayerNorm epsilon. Defaults to `1e-6`.
         tie_weights: whether a language-model head on this backbone reuses the
             token embedding (see `TokenEmbedding`). Defaults to `True`.
@@ -127,6 +129,7 @@ class ReformerModel(keras.Model):
         position_embedding="axial",
         lookback=1,
         lookahead=0,
+        feed_forward_chunk_length=2048,
         layer_norm_epsilon=1e-6,
         tie_weights=True,
         seed=None,
@@ -136,6 +139,7 @@ class ReformerModel(keras.Model):
         for name, value in (("vocabulary_size", vocabulary_size), ("num_layers", num_layers),
                             ("hidden_dim", hidden_dim), ("num_heads", num_heads),
                             ("chunk_length", chunk_length),
+                            ("feed_forward_chunk_length", feed_forward_chunk_length),
                             ("max_sequence_length", max_sequence_length)):
             _check_positive(name, value)
         key_dim = key_dim or max(1, hidden_dim // num_heads)
@@ -175,7 +179,7 @@ class ReformerModel(keras.Model):
             else:
                 attention = LocalSelfAttention(**attention_args)
             feed_forward = ChunkedFeedForward(
-                intermediate_dim, chunk_length=chunk_length, dropout=dropout,
+                intermediate_dim, chunk_length=feed_forward_chunk_length, dropout=dropout,
                 seed=None if seed is None else layer_seed + 1, dtype=dtype,
                 name=f"feed_forward_{index}",
             )
@@ -230,6 +234,7 @@ class ReformerModel(keras.Model):
         self.position_embedding_kind = position_embedding
         self.lookback = lookback
         self.lookahead = lookahead
+        self.feed_forward_chunk_length = feed_forward_chunk_length
         self.layer_norm_epsilon = layer_norm_epsilon
         self.tie_weights = tie_weights
         self.seed = seed
@@ -280,6 +285,7 @@ class ReformerModel(keras.Model):
             "position_embedding": self.position_embedding_kind,
             "lookback": self.lookback,
             "lookahead": self.lookahead,
+            "feed_forward_chunk_length": self.feed_forward_chunk_length,
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "tie_weights": self.tie_weights,
             "seed": self.seed,

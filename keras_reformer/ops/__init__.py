@@ -4,3 +4,4 @@ from keras_reformer.ops.chunking import look_around, merge_chunks, pad_to_multip
 from keras_reformer.ops.hashing import default_num_buckets, hash_buckets
 from keras_reformer.ops.masks import apply_attention_masks, mask_values
 from keras_reformer.ops.sorting import gather_along_sequence, sort_by_bucket
+from keras_reformer.ops.portable_random import portable_normal

@@ -10,7 +10,8 @@ VOCABULARY = 24
 
 def small_lm(**overrides):
     config = dict(vocabulary_size=VOCABULARY, num_layers=2, hidden_dim=32, num_heads=2,
-                  chunk_length=8, num_hashes=2, causal=True, max_sequence_length=48, seed=5,
+                  chunk_length=8, feed_forward_chunk_length=16, num_hashes=2, causal=True,
+                  max_sequence_length=48, seed=5,
                   attention_layers=["lsh", "local"])
     return ReformerCausalLM(ReformerModel(**{**config, **overrides}))
 

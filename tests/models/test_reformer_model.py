@@ -10,6 +10,7 @@ from keras_reformer.models import ReformerModel, default_num_buckets
 from tests.test_case import BACKEND, assert_allclose, run_model_saving_test, to_numpy
 
 SMALL = dict(vocabulary_size=32, num_layers=2, hidden_dim=16, num_heads=2, chunk_length=8,
+             feed_forward_chunk_length=16,
              num_hashes=2, max_sequence_length=64, seed=3)
 
 
