@@ -24,7 +24,7 @@ class LSHSelfAttention(LocalSelfAttention):
     queries scaled by `1/sqrt(key_dim)`). In each of `num_hashes` rounds, every
     token is hashed into one of `num_buckets` buckets by a random rotation
     (angular LSH: `argmax([xR ; -xR])`); all rounds are sorted together by
-    (round, bucket, position), the sorted sequence is split into chunks of
+    (round, bucket, position), each round's sorted sequence is split into chunks of
     `chunk_length`, and each chunk attends to itself and to `lookback`
     previous / `lookahead` next chunks. Rounds are combined with their
     log-sum-exp weights. A token attends to itself only when nothing else is
@@ -159,17 +159,25 @@ class LSHSelfAttention(LocalSelfAttention):
             key_mask = ops.logical_and(key_mask, ops.ones_like(query_key[..., 0], dtype="bool"))
         sort_indices, undo_indices = sort_by_bucket(buckets, num_buckets)
         positions = sort_indices % length  # original position of each sorted token
-        sorted_query_key = gather_along_sequence(query_key, positions)
-        sorted_values = gather_along_sequence(values, positions)
+
+        def per_round(x):
+            # The sorted sequence is round-major; giving each round its own row
+            # keeps look-back / look-ahead inside the round, so the keys a token
+            # sees never depend on how much padding ends the previous round.
+            return ops.reshape(x, (-1, length) + tuple(x.shape[2:]))
+
+        sorted_query_key = per_round(gather_along_sequence(query_key, positions))
+        sorted_values = per_round(gather_along_sequence(values, positions))
         sorted_key_mask = None
         if key_mask is not None:
-            sorted_key_mask = gather_along_sequence(key_mask, positions)
+            sorted_key_mask = per_round(gather_along_sequence(key_mask, positions))
+        round_positions = per_round(positions)
         outputs, logsumexp = chunked_attention(
             sorted_query_key,
             shared_qk_keys(sorted_query_key),
             sorted_values,
-            positions,
-            positions,
+            round_positions,
+            round_positions,
             sorted_key_mask,
             chunk_length=self.chunk_length,
             lookback=self.lookback,
@@ -178,6 +186,8 @@ class LSHSelfAttention(LocalSelfAttention):
             dropout_rate=dropout,
             seed=self.dropout_seed_generator,
         )
+        outputs = ops.reshape(outputs, (-1, self.num_hashes * length, outputs.shape[-1]))
+        logsumexp = ops.reshape(logsumexp, (-1, self.num_hashes * length))
         outputs = gather_along_sequence(outputs, undo_indices)
         logsumexp = gather_along_sequence(logsumexp, undo_indices)
         outputs = ops.reshape(outputs, (-1, self.num_hashes, length, outputs.shape[-1]))

@@ -95,6 +95,19 @@ def test_any_length_and_padding_content_is_ignored(length, causal):
     _padding_invariance(length, causal)
 
 
+def test_trailing_padding_does_not_change_what_real_tokens_see():
+    # Generation runs the model on a fixed-length buffer whose tail is padding;
+    # the real tokens must come out as if the sequence ended with them.
+    layer = LSHSelfAttention(num_heads=2, key_dim=4, chunk_length=8, num_hashes=4,
+                             num_buckets=8, causal=True, seed=3)
+    x = _inputs(batch=1, length=70, d_model=8)
+    mask = np.zeros((1, 70), "int32")
+    mask[:, :21] = 1
+    alone = forward(layer, x[:, :21])
+    in_buffer = forward(layer, x, padding_mask=mask)
+    assert_allclose(in_buffer[:, :21], alone, rtol=1e-5, atol=1e-5)
+
+
 def test_long_sequence_of_1000():
     _padding_invariance(1000, causal=True, d_model=4, key_dim=2, heads=1)
 

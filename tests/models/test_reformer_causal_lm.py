@@ -46,9 +46,10 @@ def _slow_greedy(lm, prompt, max_length):
 def test_greedy_generation_equals_recomputing_each_prefix():
     lm = small_lm()
     lm.compile(sampler="greedy")
-    prompt = np.random.default_rng(2).integers(0, VOCABULARY, size=(2, 5))
-    generated = lm.generate(prompt, max_length=30)
-    np.testing.assert_array_equal(generated, _slow_greedy(lm, prompt, 30))
+    # Prefixes from 6 to 19 tokens cross chunk boundaries (chunk_length 8).
+    prompt = np.random.default_rng(2).integers(0, VOCABULARY, size=(2, 6))
+    generated = lm.generate(prompt, max_length=20)
+    np.testing.assert_array_equal(generated, _slow_greedy(lm, prompt, 20))
 
 
 def test_generation_keeps_prompts_of_different_lengths():
