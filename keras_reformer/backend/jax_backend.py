@@ -11,14 +11,13 @@ def vjp(fn, weights, x, cotangent):
     return output, list(weight_grads), x_grad
 
 
-def order_after(values, dependencies):
-    values, _ = jax.lax.optimization_barrier((values, dependencies))
-    return values
-
-
 def rng_state():
     return None
 
 
 def replay_rng(state):
     return contextlib.nullcontext()
+
+
+def run_in_sequence(steps, carry):
+    return jax.lax.fori_loop(0, len(steps), lambda i, c: jax.lax.switch(i, steps, *c), carry)

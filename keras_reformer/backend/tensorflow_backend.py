@@ -18,16 +18,20 @@ def vjp(fn, weights, x, cotangent):
     return tf.stop_gradient(output), list(weight_grads), x_grad
 
 
-def order_after(values, dependencies):
-    # Without this the graph runtime rebuilds every block's input as early as
-    # it can and keeps them all alive (memory grew ~100 MiB per block).
-    with tf.control_dependencies(list(values) + list(dependencies)):
-        return tuple(tf.identity(v) for v in values)
-
-
 def rng_state():
     return None
 
 
 def replay_rng(state):
     return contextlib.nullcontext()
+
+
+def run_in_sequence(steps, carry):
+    def body(i, c):
+        return i + 1, tf.switch_case(i, [lambda step=step: step(*c) for step in steps])
+
+    # One iteration at a time: with the default 10 parallel iterations the
+    # runtime starts rebuilding the next block before this one is done.
+    _, carry = tf.while_loop(lambda i, c: i < len(steps), body, (tf.constant(0), carry),
+                             parallel_iterations=1)
+    return carry

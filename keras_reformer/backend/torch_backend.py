@@ -15,10 +15,6 @@ def vjp(fn, weights, x, cotangent):
     return output.detach(), grads[:-1], grads[-1]
 
 
-def order_after(values, dependencies):
-    return values
-
-
 def _devices():
     return [torch.cuda.current_device()] if torch.cuda.is_available() else []
 
@@ -39,3 +35,9 @@ def replay_rng(state):
         if "cuda" in state:
             torch.cuda.set_rng_state(state["cuda"])
         yield
+
+
+def run_in_sequence(steps, carry):
+    for step in steps:  # eager: runs in program order anyway
+        carry = step(*carry)
+    return carry

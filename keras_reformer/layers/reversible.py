@@ -315,20 +315,36 @@ class ReversibleSequence(keras.layers.Layer):
 
 
 def _reversible_stack(sublayers, inputs, weight_values, state_values, padding_mask, training):
-    """Runs the blocks under one custom gradient that stores only the output."""
+    """Runs the blocks under one custom gradient that stores only the output.
+
+    Both walks over the blocks run through `backend.run_in_sequence`: one loop
+    whose body is one block, so that a compiler cannot interleave blocks and
+    the memory of either walk is that of one block, whatever the depth.
+    """
     num_weights = len(weight_values)
+    depth = len(sublayers)
 
     @ops.custom_gradient
     def stack(x, *values):
         weights, states = list(values[:num_weights]), list(values[num_weights:])
-        rng_states = []
-        x1, x2 = ops.split(x, 2, axis=-1)
-        for f, g in sublayers:
-            rng_states.append((backend.rng_state(), None))
-            x1 = x1 + f.apply(f.weights(weights), states, x2, padding_mask, training)
-            rng_states[-1] = (rng_states[-1][0], backend.rng_state())
-            x2 = x2 + g.apply(g.weights(weights), states, x1, padding_mask, training)
-        y = ops.concatenate([x1, x2], axis=-1)
+        rng_states = [None] * depth  # torch's global RNG before F and G of each block
+
+        def forward_block(i):
+            f, g = sublayers[i]
+
+            def run(x1, x2):
+                f_rng = backend.rng_state()
+                x1 = x1 + f.apply(f.weights(weights), states, x2, padding_mask, training)
+                rng_states[i] = (f_rng, backend.rng_state())
+                x2 = x2 + g.apply(g.weights(weights), states, x1, padding_mask, training)
+                return x1, x2
+
+            return run
+
+        halves = backend.run_in_sequence(
+            [forward_block(i) for i in range(depth)], tuple(ops.split(x, 2, axis=-1))
+        )
+        y = ops.concatenate(halves, axis=-1)
 
         def grad_fn(*upstream_args, upstream=None):
             if upstream is None:
@@ -344,33 +360,31 @@ def _reversible_stack(sublayers, inputs, weight_values, state_values, padding_ma
 
 def _backward(sublayers, rng_states, y, upstream, weights, states, padding_mask, training):
     """Walks the blocks in reverse: rebuild inputs, pull gradients back."""
-    y1, y2 = ops.split(y, 2, axis=-1)
-    dy1, dy2 = ops.split(upstream, 2, axis=-1)
-    weight_grads = [None] * len(weights)
 
-    def accumulate(sublayer, grads):
-        for i, grad in zip(sublayer.trainable_index, grads):
-            weight_grads[i] = grad if weight_grads[i] is None else weight_grads[i] + grad
+    def backward_block(i):
+        f, g = sublayers[i]
+        f_rng, g_rng = rng_states[i]
 
-    previous_grads = []
-    for (f, g), (f_rng, g_rng) in zip(reversed(sublayers), reversed(rng_states)):
-        # One step at a time: this block starts once the previous block's
-        # input AND weight gradients exist, and its gradient chain cannot run
-        # ahead of the reconstruction (a compiler would otherwise keep one
-        # activation per block alive, e.g. XLA with a constant cotangent).
-        y1, y2, dy1, dy2 = backend.order_after((y1, y2, dy1, dy2), previous_grads)
-        with backend.replay_rng(g_rng):  # G(Y1), then X2 = Y2 - G(Y1)
-            g_out, g_grads, dy1_from_g = g.vjp(g.weights(weights), states, y1, dy2,
-                                               padding_mask, training)
-        x2 = y2 - g_out
-        dy1 = dy1 + dy1_from_g  # total gradient of Y1
-        with backend.replay_rng(f_rng):  # F(X2), then X1 = Y1 - F(X2)
-            f_out, f_grads, dx2_from_f = f.vjp(f.weights(weights), states, x2, dy1,
-                                               padding_mask, training)
-        x1 = y1 - f_out
-        accumulate(g, g_grads)
-        accumulate(f, f_grads)
-        previous_grads = list(g_grads) + list(f_grads)
-        y1, y2, dy1, dy2 = x1, x2, dy1, dy2 + dx2_from_f
-    weight_grads = [ops.zeros_like(w) if d is None else d for w, d in zip(weights, weight_grads)]
-    return [ops.concatenate([dy1, dy2], axis=-1)] + weight_grads
+        def run(y1, y2, dy1, dy2, weight_grads):
+            with backend.replay_rng(g_rng):  # G(Y1), then X2 = Y2 - G(Y1)
+                g_out, g_grads, dy1_from_g = g.vjp(g.weights(weights), states, y1, dy2,
+                                                   padding_mask, training)
+            x2 = y2 - g_out
+            dy1 = dy1 + dy1_from_g  # total gradient of Y1
+            with backend.replay_rng(f_rng):  # F(X2), then X1 = Y1 - F(X2)
+                f_out, f_grads, dx2_from_f = f.vjp(f.weights(weights), states, x2, dy1,
+                                                   padding_mask, training)
+            x1 = y1 - f_out
+            weight_grads = list(weight_grads)
+            for sublayer, grads in ((g, g_grads), (f, f_grads)):
+                for index, grad in zip(sublayer.trainable_index, grads):
+                    weight_grads[index] = weight_grads[index] + grad
+            return x1, x2, dy1, dy2 + dx2_from_f, weight_grads
+
+        return run
+
+    carry = (*ops.split(y, 2, axis=-1), *ops.split(upstream, 2, axis=-1),
+             [ops.zeros_like(w) for w in weights])
+    branches = [backward_block(i) for i in reversed(range(len(sublayers)))]
+    _, _, dx1, dx2, weight_grads = backend.run_in_sequence(branches, carry)
+    return [ops.concatenate([dx1, dx2], axis=-1)] + list(weight_grads)
