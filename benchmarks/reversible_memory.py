@@ -24,28 +24,22 @@ import os
 import subprocess
 import sys
 
+import common
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 2**20
+MEASURE = {"jax": "compiled temp bytes", "tensorflow": "allocator peak",
+           "torch": "bytes saved for backward"}
 
 
 def build_stack(reversible, depth, d_model, length):
-    import keras
-
-    from keras_reformer.layers import (ChunkedFeedForward, PreLayerNorm, ReversibleBlock,
-                                       ReversibleSequence)
+    from keras_reformer.layers import (ChunkedFeedForward, LSHSelfAttention, PreLayerNorm,
+                                       ReversibleBlock, ReversibleSequence)
     from tests.layers.reversible_testing import PlainStack
 
-    try:
-        from keras_reformer.layers import LSHSelfAttention
-
-        def attention(i):
-            return LSHSelfAttention(num_heads=4, key_dim=d_model // 4, chunk_length=64,
-                                    num_hashes=2, seed=i)
-    except ImportError:  # stand-in until LSH attention exists
-        from tests.layers.reversible_testing import TokenMixer
-
-        def attention(i):
-            return TokenMixer(d_model, dropout=0.0, seed=i)
+    def attention(i):
+        return LSHSelfAttention(num_heads=4, key_dim=d_model // 4, chunk_length=64,
+                                num_hashes=2, seed=i)
 
     blocks = [
         ReversibleBlock(PreLayerNorm(attention(i)),
@@ -54,7 +48,6 @@ def build_stack(reversible, depth, d_model, length):
     ]
     stack = ReversibleSequence(blocks) if reversible else PlainStack(blocks)
     stack.build((1, length, 2 * d_model))
-    del keras
     return stack
 
 
@@ -116,6 +109,8 @@ def main():
     parser.add_argument("--depths", default="1,2,4,8,12")
     parser.add_argument("--d-model", type=int, default=256)
     parser.add_argument("--mode", choices=["measured", "rss"], default="measured")
+    parser.add_argument("--note", default="", help="free text stored with the results")
+    parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--child")
     args = parser.parse_args()
     if args.child:
@@ -123,6 +118,8 @@ def main():
     lengths = [int(v) for v in args.lengths.split(",")]
     depths = [int(v) for v in args.depths.split(",")]
     print(f"mode={args.mode} d_model={args.d_model} batch=1 (MiB)")
+    key = "peak_rss_mib" if args.mode == "rss" else "backend_peak_mib"
+    rows = []
     for backend in args.backends.split(","):
         base = {"lengths": lengths, "d_model": args.d_model, "mode": args.mode}
         if args.mode == "rss":  # one fresh process per configuration
@@ -131,16 +128,36 @@ def main():
                                                     "depths": [depth]})]
         else:
             results = run_child(backend, {**base, "stacks": [True, False], "depths": depths})
+        for r in results:
+            rows.append({"variant": "reversible" if r["reversible"] else "plain",
+                         "backend": backend, "length": r["length"], "depth": r["depth"],
+                         key: round(r["mib"], 2)})
+            if args.mode == "measured":
+                rows[-1]["backend_memory_source"] = MEASURE[backend]
         for length in lengths:
             for reversible in (True, False):
-                rows = {r["depth"]: r["mib"] for r in results
-                        if r["length"] == length and r["reversible"] == reversible}
-                per_layer = ((rows[max(rows)] - rows[min(rows)]) / (max(rows) - min(rows))
-                             if len(rows) > 1 else float("nan"))
-                cells = "  ".join(f"d{d}={rows[d]:8.1f}" for d in sorted(rows))
+                by_depth = {r["depth"]: r["mib"] for r in results
+                            if r["length"] == length and r["reversible"] == reversible}
+                per_layer = ((by_depth[max(by_depth)] - by_depth[min(by_depth)])
+                             / (max(by_depth) - min(by_depth))
+                             if len(by_depth) > 1 else float("nan"))
+                for row in rows:
+                    if (row["backend"], row["length"], row["variant"]) == (
+                            backend, length, "reversible" if reversible else "plain"):
+                        row["mib_per_extra_layer"] = round(per_layer, 2)
+                cells = "  ".join(f"d{d}={by_depth[d]:8.1f}" for d in sorted(by_depth))
                 name = "reversible" if reversible else "plain     "
-                print(f"{backend:10s} L={length:6d} {name} {cells}  MiB/extra layer={per_layer:6.2f}")
-
+                print(f"{backend:10s} L={length:6d} {name} {cells}  "
+                      f"MiB/extra layer={per_layer:6.2f}", flush=True)
+    if not args.no_save:
+        result = common.make_result(
+            "reversible_memory", args.backends, rows,
+            config={"d_model": args.d_model, "batch": 1, "mode": args.mode,
+                    "attention": "LSH, 4 heads, chunk 64, 2 hashes",
+                    "feed_forward": "intermediate 4 d_model, chunk 512"},
+            versions=common.package_versions(["keras", "jax", "tensorflow", "torch"]),
+            note=args.note)
+        print("wrote", common.write_result(result))
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,8 @@ backend's module (`jax_backend`, `tensorflow_backend`, `torch_backend`):
 - `run_in_sequence(steps, carry)`: `carry = step(*carry)` for each step in
   order, as one loop whose body is one step (a compiler cannot interleave
   the steps, so memory is that of one step).
+- `scan(fn, init, xs)`: `jax.lax.scan` semantics on every backend
+  (`keras.ops.scan` on TensorFlow requires the outputs to match the carry).
 - `rng_state()` / `replay_rng(state)`: capture and replay the framework's
   global random state (only torch's unseeded dropout uses one).
 
@@ -75,6 +77,24 @@ def run_in_sequence(steps, carry):
         The carry after the last step.
     """
     return _module().run_in_sequence(list(steps), tuple(carry))
+
+
+def scan(fn, init, xs):
+    """Loops `carry, y = fn(carry, x)` over the leading axis of `xs`, sequentially.
+
+    The semantics of `jax.lax.scan` (outputs of any structure, stacked along
+    a new leading axis). One iteration at a time on every backend, so the
+    temporaries of one iteration are alive at once.
+
+    Args:
+        fn: maps `(carry, x)` to `(carry, y)`; `x` and `y` are tuples of tensors.
+        init: the initial carry, a nested structure of tensors.
+        xs: a tuple of tensors sharing their leading (static) size.
+
+    Returns:
+        `(carry, ys)`: the final carry and the tuple of stacked outputs.
+    """
+    return _module().scan(fn, init, tuple(xs))
 
 
 def rng_state():

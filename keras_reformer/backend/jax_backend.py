@@ -21,3 +21,7 @@ def replay_rng(state):
 
 def run_in_sequence(steps, carry):
     return jax.lax.fori_loop(0, len(steps), lambda i, c: jax.lax.switch(i, steps, *c), carry)
+
+
+def scan(fn, init, xs):
+    return jax.lax.scan(fn, init, xs)

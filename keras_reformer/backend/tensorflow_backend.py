@@ -35,3 +35,20 @@ def run_in_sequence(steps, carry):
     _, carry = tf.while_loop(lambda i, c: i < len(steps), body, (tf.constant(0), carry),
                              parallel_iterations=1)
     return carry
+
+
+
+def scan(fn, init, xs):
+    # Iteration 0 runs outside the loop: its outputs give the arrays' specs.
+    length = xs[0].shape[0]
+    carry, first = fn(init, tuple(x[0] for x in xs))
+    ys = [tf.TensorArray(y.dtype, size=length, element_shape=y.shape).write(0, y)
+          for y in first]
+
+    def body(i, carry, ys):
+        carry, y = fn(carry, tuple(x[i] for x in xs))
+        return i + 1, carry, [array.write(i, value) for array, value in zip(ys, y)]
+
+    _, carry, ys = tf.while_loop(lambda i, *_: i < length, body, (tf.constant(1), carry, ys),
+                                 parallel_iterations=1, maximum_iterations=length - 1)
+    return carry, tuple(array.stack() for array in ys)

@@ -41,3 +41,11 @@ def run_in_sequence(steps, carry):
     for step in steps:  # eager: runs in program order anyway
         carry = step(*carry)
     return carry
+
+
+def scan(fn, init, xs):
+    carry, ys = init, []
+    for i in range(xs[0].shape[0]):
+        carry, y = fn(carry, tuple(x[i] for x in xs))
+        ys.append(y)
+    return carry, tuple(torch.stack(column) for column in zip(*ys))

@@ -7,11 +7,7 @@ from keras import ops
 
 from keras_reformer.api_export import reformer_export
 from keras_reformer.layers.initializers import clone_initializer
-
-# Chunk seeds are keyed by the chunk's first position (times this odd
-# constant), so a chunk recomputed on its own draws the same dropout mask.
-_POSITION_STRIDE = 1_000_003
-
+from keras_reformer.ops.chunking import scan_sequence_chunks
 
 class _SeedValue(keras.random.SeedGenerator):
     """A fixed seed tensor that `keras.random.*` accepts as a seed on every
@@ -42,7 +38,9 @@ class ChunkedFeedForward(keras.layers.Layer):
     The layer is *position-wise* (`position_wise = True`): output position t
     depends only on input position t. `keras_reformer.layers.ReversibleSequence`
     uses that to pull gradients back through it chunk by chunk as well
-    (`chunk_bounds(length)` gives the chunks). Dropout masks are keyed by the
+    (`chunk_size(length)` gives the chunks). The chunks run as one loop
+    (`keras_reformer.ops.scan_sequence_chunks`), so the compiled program does
+    not grow with the number of chunks. Dropout masks are keyed by the
     chunk's first position and one seed drawn per call, so a chunk recomputed
     on its own (`position_offset`) replays its mask exactly.
 
@@ -65,10 +63,10 @@ class ChunkedFeedForward(keras.layers.Layer):
     Call arguments:
         inputs: (batch, length, width) tensor.
         training: whether dropout is active.
-        position_offset: optional int; when given, `inputs` is ONE chunk of a
-            longer sequence starting at this position (applied without
-            further chunking, with that chunk's dropout mask). Used by the
-            reversible backward pass.
+        position_offset: optional int (or int scalar tensor); when given,
+            `inputs` is ONE chunk of a longer sequence starting at this
+            position (applied without further chunking, with that chunk's
+            dropout mask). Used by the reversible backward pass.
 
     Returns:
         (batch, length, width) tensor.
@@ -142,18 +140,16 @@ class ChunkedFeedForward(keras.layers.Layer):
         self.output_dense.build(tuple(inputs_shape[:-1]) + (self.intermediate_dim,))
         self.built = True
 
-    def chunk_bounds(self, length):
-        """The `(start, stop)` position ranges of the chunks for a sequence of
-        `length` (a Python int), or `None` when `length` is unknown."""
+    def chunk_size(self, length):
+        """Positions per chunk for a sequence of `length` (a Python int), or
+        `None` when `length` is unknown. The last chunk may be shorter."""
         if length is None:
             return None
         if self.chunk_length is not None:
-            size = self.chunk_length
-        elif self.num_chunks is not None:
-            size = max(1, math.ceil(length / self.num_chunks))
-        else:
-            size = max(length, 1)
-        return [(start, min(start + size, length)) for start in range(0, length, size)]
+            return self.chunk_length
+        if self.num_chunks is not None:
+            return max(1, math.ceil(length / self.num_chunks))
+        return max(length, 1)
 
     def call(self, inputs, training=None, position_offset=None):
         seed = None
@@ -161,18 +157,21 @@ class ChunkedFeedForward(keras.layers.Layer):
             seed = self.seed_generator.next()  # one draw per call, keyed per chunk below
         if position_offset is not None:
             return self._feed_forward(inputs, position_offset, seed)
-        bounds = self.chunk_bounds(inputs.shape[1])
-        if bounds is None or len(bounds) <= 1:
+        size = self.chunk_size(inputs.shape[1])
+        if size is None or size >= inputs.shape[1]:
             return self._feed_forward(inputs, 0, seed)
-        outputs = [self._feed_forward(inputs[:, start:stop], start, seed) for start, stop in bounds]
-        return ops.concatenate(outputs, axis=1)
+        _, (outputs,) = scan_sequence_chunks(
+            lambda carry, start, chunk: (carry, (self._feed_forward(chunk, start, seed),)),
+            (), (inputs,), size,
+        )
+        return outputs
 
     def _feed_forward(self, inputs, start, seed):
         hidden = self.intermediate_dense(inputs)
         if seed is not None:
-            offset = ops.convert_to_tensor(
-                [(start * _POSITION_STRIDE) % 2**31, 0], dtype=seed.dtype
-            )
+            # The chunk's mask is keyed by its first position: (seed0 + start, seed1).
+            start = ops.cast(ops.convert_to_tensor(start), seed.dtype)
+            offset = ops.stack([start, ops.zeros_like(start)])
             hidden = keras.random.dropout(hidden, self.dropout, seed=_SeedValue(seed + offset))
         return self.output_dense(hidden)
 

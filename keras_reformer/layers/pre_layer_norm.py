@@ -14,7 +14,7 @@ class PreLayerNorm(keras.layers.Layer):
     `G = PreLayerNorm(ChunkedFeedForward(...))`. `padding_mask` and `training`
     reach the wrapped layer when its `call` accepts them. Layer normalisation
     is position-wise, so the wrapper is position-wise exactly when the wrapped
-    layer is (`position_wise`, `chunk_bounds`, `position_offset`: see
+    layer is (`position_wise`, `chunk_size`, `position_offset`: see
     `keras_reformer.layers.ChunkedFeedForward`).
 
     Args:
@@ -56,9 +56,9 @@ class PreLayerNorm(keras.layers.Layer):
     def position_wise(self):
         return bool(getattr(self.layer, "position_wise", False))
 
-    def chunk_bounds(self, length):
-        """The wrapped position-wise layer's chunks (see `ChunkedFeedForward`)."""
-        return self.layer.chunk_bounds(length) if self.position_wise else None
+    def chunk_size(self, length):
+        """The wrapped position-wise layer's chunk size (see `ChunkedFeedForward`)."""
+        return self.layer.chunk_size(length) if self.position_wise else None
 
     def build(self, inputs_shape):
         self.layer_norm = keras.layers.LayerNormalization(

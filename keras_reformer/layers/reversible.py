@@ -12,6 +12,7 @@ from keras import ops
 from keras_reformer import backend
 from keras_reformer.api_export import reformer_export
 from keras_reformer.layers.sublayer_arguments import sublayer_kwargs
+from keras_reformer.ops.chunking import scan_sequence_chunks
 
 
 def _check_even_width(inputs_shape, layer_name):
@@ -143,28 +144,25 @@ class _Sublayer:
 
     def vjp(self, weights, states, x, cotangent, padding_mask, training):
         """(output, weight_grads, x_grad); chunk by chunk along the sequence
-        when the layer is position-wise (its `chunk_bounds` hook)."""
+        (one loop) when the layer is position-wise (its `chunk_size` hook)."""
 
         def run(offset, mask):
             return lambda w, inputs: self.apply(w, states, inputs, mask, training, offset)
 
-        bounds = None
-        if self.position_wise:
-            bounds = self.layer.chunk_bounds(x.shape[1])
-        if not bounds or len(bounds) == 1:
+        size = self.layer.chunk_size(x.shape[1]) if self.position_wise else None
+        if size is None or size >= x.shape[1]:
             return backend.vjp(run(None, padding_mask), weights, x, cotangent)
-        outputs, x_grads, weight_grads = [], [], None
-        for start, stop in bounds:
-            mask = None if padding_mask is None else padding_mask[:, start:stop]
-            output, w_grads, x_grad = backend.vjp(
-                run(start, mask), weights, x[:, start:stop], cotangent[:, start:stop]
-            )
-            outputs.append(output)
-            x_grads.append(x_grad)
-            weight_grads = w_grads if weight_grads is None else [
-                a + b for a, b in zip(weight_grads, w_grads)
-            ]
-        return ops.concatenate(outputs, axis=1), weight_grads, ops.concatenate(x_grads, axis=1)
+
+        def chunk_vjp(weight_grads, start, x, cotangent, *mask):
+            output, grads, x_grad = backend.vjp(run(start, mask[0] if mask else None),
+                                                weights, x, cotangent)
+            return [a + b for a, b in zip(weight_grads, grads)], (output, x_grad)
+
+        masks = () if padding_mask is None else (padding_mask,)
+        weight_grads, (output, x_grad) = scan_sequence_chunks(
+            chunk_vjp, [ops.zeros_like(w) for w in weights], (x, cotangent, *masks), size
+        )
+        return output, weight_grads, x_grad
 
 
 @reformer_export
@@ -179,7 +177,7 @@ class ReversibleSequence(keras.layers.Layer):
     rebuilding each block's input from its output (X2 = Y2 - G(Y1),
     X1 = Y1 - F(X2)) while pulling the gradient back through G, then F, with a
     vector-Jacobian product. A position-wise G (one with a true `position_wise`
-    attribute and a `chunk_bounds(length)` method, e.g.
+    attribute and a `chunk_size(length)` method, e.g.
     `PreLayerNorm(ChunkedFeedForward(...))`) is pulled back chunk by chunk, so
     its wide intermediate never exists for the whole sequence.
 

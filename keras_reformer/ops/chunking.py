@@ -7,6 +7,8 @@ cost is linear in the sequence length. These helpers only move data around.
 
 from keras import ops
 
+from keras_reformer import backend
+
 
 def pad_to_multiple(x, multiple, axis=1, constant_value=0):
     """Pads `x` at the end of `axis` so that its length is a multiple of `multiple`.
@@ -85,3 +87,62 @@ def look_around(chunks, lookback=1, lookahead=0, fill_value=0):
     padded = ops.pad(chunks, pad_width, constant_values=fill_value)
     windows = [padded[:, i : i + num_chunks] for i in range(lookback + 1 + lookahead)]
     return ops.concatenate(windows, axis=2)
+
+
+
+def scan_sequence_chunks(fn, init, tensors, chunk_length):
+    """Runs `fn` over consecutive chunks of the sequence axis, one chunk at a time.
+
+    The full chunks run as ONE sequential loop (`keras_reformer.backend.scan`), so a
+    compiled program holds the code and the temporaries of one chunk, however
+    long the sequence; a shorter last chunk, if any, is one more call.
+
+    Args:
+        fn: called as `fn(carry, start, *chunks)`, where `start` is the chunk's
+            first position (an int32 scalar tensor, or a Python int for the
+            shorter last chunk) and `chunks` are the slices `[:, start:stop]`
+            of `tensors`. Returns `(carry, outputs)`, `outputs` a tuple of
+            tensors whose axis 1 runs over the chunk's positions.
+        init: the initial carry: a nested structure of tensors, possibly empty.
+        tensors: a tuple of `(batch, length, ...)` tensors of one static length.
+        chunk_length: positions per chunk, a positive int.
+
+    Returns:
+        `(carry, outputs)`: the final carry and each output of `fn` joined
+        back along axis 1 over the whole sequence.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras import ops
+
+from keras_reformer import backend
+    from keras_reformer.ops import scan_sequence_chunks
+    x = np.arange(10, dtype="float32").reshape(1, 10, 1)
+    total, (doubled,) = scan_sequence_chunks(
+        lambda carry, start, chunk: (carry + ops.sum(chunk), (2 * chunk,)),
+        ops.zeros(()), (x,), chunk_length=4)  # total 45, doubled (1, 10, 1)
+    ```
+    """
+    tensors = [ops.convert_to_tensor(t) for t in tensors]
+    length = tensors[0].shape[1]
+    num_full = length // chunk_length
+    full = num_full * chunk_length
+    carry, outputs = init, ()
+    if num_full:
+
+        def chunk_major(x):  # (num_full, batch, chunk_length, ...)
+            return ops.moveaxis(split_chunks(x[:, :full], chunk_length), 1, 0)
+
+        starts = ops.arange(num_full, dtype="int32") * chunk_length
+        carry, stacked = backend.scan(
+            lambda c, xs: fn(c, *xs), init, (starts, *[chunk_major(t) for t in tensors])
+        )
+        outputs = tuple(merge_chunks(ops.moveaxis(y, 0, 1)) for y in stacked)
+    if full < length:
+        carry, tail = fn(carry, full, *[t[:, full:] for t in tensors])
+        outputs = tuple(tail) if not outputs else tuple(
+            ops.concatenate([a, b], axis=1) for a, b in zip(outputs, tail)
+        )
+    return carry, outputs

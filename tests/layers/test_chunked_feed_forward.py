@@ -38,11 +38,11 @@ def test_equals_unchunked_feed_forward(length, chunking):
         assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_chunk_bounds():
-    assert ChunkedFeedForward(4, chunk_length=4).chunk_bounds(10) == [(0, 4), (4, 8), (8, 10)]
-    assert ChunkedFeedForward(4, num_chunks=3).chunk_bounds(10) == [(0, 4), (4, 8), (8, 10)]
-    assert ChunkedFeedForward(4).chunk_bounds(10) == [(0, 10)]
-    assert ChunkedFeedForward(4).chunk_bounds(None) is None
+def test_chunk_size():
+    assert ChunkedFeedForward(4, chunk_length=4).chunk_size(10) == 4
+    assert ChunkedFeedForward(4, num_chunks=3).chunk_size(10) == 4
+    assert ChunkedFeedForward(4).chunk_size(10) == 10
+    assert ChunkedFeedForward(4).chunk_size(None) is None
     assert ChunkedFeedForward(4).position_wise
 
 
@@ -53,7 +53,7 @@ def test_a_chunk_recomputed_alone_replays_its_dropout_mask(jit):
     layer.build(x.shape)
     snapshot = snapshot_state(layer)
     full = layer(x, training=True)
-    for start, stop in layer.chunk_bounds(10):
+    for start, stop in [(0, 4), (4, 8), (8, 10)]:
         restore_state(layer, snapshot)
         alone = layer(x[:, start:stop], training=True, position_offset=start)
         assert_allclose(alone, keras.ops.convert_to_numpy(full)[:, start:stop])

@@ -34,7 +34,7 @@ def test_forwards_padding_mask_and_training():
 def test_position_wise_when_the_wrapped_layer_is():
     layer = PreLayerNorm(ChunkedFeedForward(8, chunk_length=4))
     assert layer.position_wise
-    assert layer.chunk_bounds(10) == [(0, 4), (4, 8), (8, 10)]
+    assert layer.chunk_size(10) == 4
 
 
 def test_layer_contract(tmp_path):

@@ -5,6 +5,7 @@ from keras import ops
 from keras_reformer.ops.chunking import look_around
 from keras_reformer.ops.chunking import merge_chunks
 from keras_reformer.ops.chunking import pad_to_multiple
+from keras_reformer.ops.chunking import scan_sequence_chunks
 from keras_reformer.ops.chunking import split_chunks
 from tests.test_case import to_numpy
 
@@ -47,3 +48,23 @@ def test_look_around_fills_booleans():
     out = to_numpy(look_around(mask, 1, 1, fill_value=False))
     np.testing.assert_array_equal(out[0, 0], [False, False, True, True, True, True])
     np.testing.assert_array_equal(out[0, 2], [True, True, True, True, False, False])
+
+
+@pytest.mark.parametrize("length", [8, 10, 3])
+def test_scan_sequence_chunks_sees_every_chunk_once_in_order(length):
+    x = np.random.default_rng(0).normal(size=(2, length, 3)).astype("float32")
+    mask = np.arange(length)[None, :] % 3 == 0
+
+    def fn(carry, start, chunk, mask_chunk):
+        count, total = carry
+        shifted = chunk + ops.cast(start, "float32")  # start: the chunk's first position
+        masked = ops.where(mask_chunk[..., None], chunk, 0.0)
+        return (count + 1, total + ops.sum(chunk)), (shifted, masked)
+
+    (count, total), (shifted, masked) = scan_sequence_chunks(
+        fn, (ops.zeros((), "int32"), ops.zeros(())), (x, mask), chunk_length=4)
+    starts = (np.arange(length) // 4 * 4).astype("float32")
+    np.testing.assert_allclose(to_numpy(shifted), x + starts[None, :, None], rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(masked), np.where(mask[..., None], x, 0.0))
+    assert int(to_numpy(count)) == -(-length // 4)
+    np.testing.assert_allclose(to_numpy(total), x.sum(), rtol=1e-5)
