@@ -52,11 +52,7 @@ def measure_keras(spec):
     import_start = common.rss_mib()
     import keras
 
-    try:
-        from keras_reformer.models import ReformerCausalLM, ReformerModel
-    except ImportError:  # before models/__init__.py exports them
-        from keras_reformer.models.reformer_causal_lm import ReformerCausalLM
-        from keras_reformer.models.reformer_model import ReformerModel
+    from keras_reformer.models import ReformerCausalLM, ReformerModel
 
     backend = keras.backend.backend()
     length, depth = spec["length"], spec["depth"]

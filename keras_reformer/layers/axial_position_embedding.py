@@ -6,8 +6,9 @@ import keras
 from keras import ops
 
 from keras_reformer.api_export import reformer_export
+from keras_reformer.argument_checks import check_int
 from keras_reformer.layers.initializers import clone_initializer
-from keras_reformer.layers.position_embedding import check_positive_int, position_range
+from keras_reformer.layers.position_embedding import position_range
 
 
 def default_axial_shape(max_sequence_length):
@@ -111,7 +112,7 @@ class AxialPositionEmbedding(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        check_positive_int("max_sequence_length", max_sequence_length)
+        check_int("max_sequence_length", max_sequence_length)
         if axial_shape is None:
             axial_shape = default_axial_shape(max_sequence_length)
         axial_shape = _check_int_tuple("axial_shape", axial_shape)

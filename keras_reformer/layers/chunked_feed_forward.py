@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_reformer.api_export import reformer_export
+from keras_reformer.argument_checks import check_int
 from keras_reformer.layers.initializers import clone_initializer
 from keras_reformer.ops.chunking import scan_sequence_chunks
 
@@ -101,16 +102,16 @@ class ChunkedFeedForward(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_positive_int("intermediate_dim", intermediate_dim)
+        check_int("intermediate_dim", intermediate_dim)
         if chunk_length is not None and num_chunks is not None:
             raise ValueError(
                 "Give at most one of `chunk_length` and `num_chunks`. Received: "
                 f"chunk_length={chunk_length}, num_chunks={num_chunks}"
             )
         if chunk_length is not None:
-            _check_positive_int("chunk_length", chunk_length)
+            check_int("chunk_length", chunk_length)
         if num_chunks is not None:
-            _check_positive_int("num_chunks", num_chunks)
+            check_int("num_chunks", num_chunks)
         if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ValueError(f"`dropout` must be a float in [0, 1). Received: dropout={dropout}")
         self.intermediate_dim = intermediate_dim
@@ -194,6 +195,3 @@ class ChunkedFeedForward(keras.layers.Layer):
         return config
 
 
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value}")

@@ -4,18 +4,11 @@ import keras
 from keras import ops
 
 from keras_reformer.api_export import reformer_export
+from keras_reformer.argument_checks import check_int
 from keras_reformer.layers.initializers import clone_initializer
 from keras_reformer.ops.chunked_attention import chunked_attention
 from keras_reformer.ops.chunked_attention import shared_qk_keys
 from keras_reformer.ops.chunking import pad_to_multiple
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"`{name}` must be {kind}. Received: {name}={value!r}")
-
-
 
 
 @reformer_export
@@ -96,19 +89,19 @@ class LocalSelfAttention(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_int("num_heads", num_heads, 1)
-        _check_int("key_dim", key_dim, 1)
+        check_int("num_heads", num_heads, 1)
+        check_int("key_dim", key_dim, 1)
         if value_dim is not None:
-            _check_int("value_dim", value_dim, 1)
-        _check_int("chunk_length", chunk_length, 1)
-        _check_int("lookback", lookback, 0)
-        _check_int("lookahead", lookahead, 0)
+            check_int("value_dim", value_dim, 1)
+        check_int("chunk_length", chunk_length, 1)
+        check_int("lookback", lookback, 0)
+        check_int("lookahead", lookahead, 0)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not (
             0.0 <= dropout < 1.0
         ):
             raise ValueError(f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}")
         if seed is not None:
-            _check_int("seed", seed, 0)
+            check_int("seed", seed, 0)
         self.num_heads = num_heads
         self.key_dim = key_dim
         self.value_dim = value_dim if value_dim is not None else key_dim

@@ -4,8 +4,8 @@ import keras
 from keras import ops
 
 from keras_reformer.api_export import reformer_export
+from keras_reformer.argument_checks import check_int
 from keras_reformer.layers.local_self_attention import LocalSelfAttention
-from keras_reformer.layers.local_self_attention import _check_int
 from keras_reformer.ops.chunked_attention import chunked_attention
 from keras_reformer.ops.chunked_attention import combine_hash_rounds
 from keras_reformer.ops.chunked_attention import shared_qk_keys
@@ -125,9 +125,9 @@ class LSHSelfAttention(LocalSelfAttention):
             seed=seed,
             **kwargs,
         )
-        _check_int("num_hashes", num_hashes, 1)
+        check_int("num_hashes", num_hashes, 1)
         if num_buckets is not None:
-            _check_int("num_buckets", num_buckets, 2)
+            check_int("num_buckets", num_buckets, 2)
             if num_buckets % 2:
                 raise ValueError(
                     f"`num_buckets` must be an even integer >= 2. Received: num_buckets={num_buckets}"

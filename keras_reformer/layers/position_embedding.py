@@ -4,12 +4,7 @@ import keras
 from keras import ops
 
 from keras_reformer.api_export import reformer_export
-
-
-def check_positive_int(name, value):
-    """Raises ValueError unless `value` is a positive Python integer."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+from keras_reformer.argument_checks import check_int
 
 
 def position_range(inputs, start_index, max_sequence_length, layer_name):
@@ -93,7 +88,7 @@ class PositionEmbedding(keras.layers.Layer):
 
     def __init__(self, max_sequence_length, initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
-        check_positive_int("max_sequence_length", max_sequence_length)
+        check_int("max_sequence_length", max_sequence_length)
         self.max_sequence_length = max_sequence_length
         self.initializer = keras.initializers.get(initializer)
 

@@ -3,6 +3,7 @@
 import keras
 
 from keras_reformer.api_export import reformer_export
+from keras_reformer.argument_checks import check_int
 
 
 @reformer_export
@@ -57,10 +58,9 @@ class TokenEmbedding(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for name, value in (("vocabulary_size", vocabulary_size), ("output_dim", output_dim),
-                            ("reverse_input_halves", reverse_input_halves)):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+        check_int("vocabulary_size", vocabulary_size)
+        check_int("output_dim", output_dim)
+        check_int("reverse_input_halves", reverse_input_halves)
         self.vocabulary_size = vocabulary_size
         self.output_dim = output_dim
         self.tie_weights = tie_weights

@@ -3,6 +3,7 @@
 import keras
 
 from keras_reformer.api_export import reformer_export
+from keras_reformer.argument_checks import check_int
 from keras_reformer.layers.axial_position_embedding import AxialPositionEmbedding
 from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
 from keras_reformer.layers.local_self_attention import LocalSelfAttention
@@ -34,11 +35,6 @@ def default_num_buckets(max_sequence_length, chunk_length):
     """
     target = max(2, -(-2 * max_sequence_length // chunk_length))
     return 1 << (target - 1).bit_length()
-
-
-def _check_positive(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
 
 
 @reformer_export
@@ -141,7 +137,7 @@ class ReformerModel(keras.Model):
                             ("chunk_length", chunk_length),
                             ("feed_forward_chunk_length", feed_forward_chunk_length),
                             ("max_sequence_length", max_sequence_length)):
-            _check_positive(name, value)
+            check_int(name, value)
         key_dim = key_dim or max(1, hidden_dim // num_heads)
         intermediate_dim = intermediate_dim or 4 * hidden_dim
         attention_kinds = self._attention_kinds(attention_layers, num_layers)

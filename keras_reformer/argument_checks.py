@@ -1,0 +1,18 @@
+"""Validation of constructor arguments, shared by the layers and models."""
+
+
+def check_int(name, value, minimum=1):
+    """Raises a ValueError naming `name` unless `value` is a Python int >= `minimum`.
+
+    Args:
+        name: the argument's name, quoted in the message.
+        value: the value received.
+        minimum: the smallest allowed value. Defaults to `1`.
+
+    Returns:
+        `value`, unchanged.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"`{name}` must be {kind}. Received: {name}={value!r}")
+    return value
