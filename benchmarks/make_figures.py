@@ -8,7 +8,9 @@ Reads all result files (schema in `benchmarks/common.py`) of `train_step.py`,
   depth, reversible vs plain stack (whichever results exist);
 - `docs/benchmarks/tables/<benchmark>.md`: one table per result file, dated,
   with the machine, the package versions and the command that reproduces it
-  (`docs/benchmarks/index.md` includes these files; see `TABLE_FILES`).
+  (`docs/benchmarks/index.md` includes these files; see `TABLE_FILES`); this
+  includes the results of `examples/duplication.py` and `examples/char_lm.py`
+  run with `--results-dir benchmarks/results`.
 
 Nothing is typed by hand: run it again after a benchmark to refresh the docs.
 
@@ -28,7 +30,8 @@ import train_step  # noqa: E402
 
 # docs/benchmarks/tables/<file> per benchmark (placeholders named by the docs page).
 TABLE_FILES = {"train_step": "train_step.md", "lsh_attention": "attention_speed.md",
-               "reversible_memory": "memory_vs_depth.md"}
+               "reversible_memory": "memory_vs_depth.md", "duplication": "duplication.md",
+               "char_lm": "char_lm.md"}
 SERIES_KEYS = ("implementation", "variant", "attention", "stack")
 MEMORY_KEYS = ("peak_rss_mib", "training_rss_mib", "backend_peak_mib", "memory_mib", "peak_mib")
 LINE_STYLES = {"jax": "-", "tensorflow": "--", "torch": ":"}
@@ -38,7 +41,15 @@ TABLE_FIRST = ("implementation", "variant", "attention", "stack", "backend", "le
 TABLE_COLUMNS = {"train_step": ["implementation", "backend", "length", "depth", "status",
                                "tokens_per_second", "step_seconds_median", "peak_rss_mib",
                                "training_rss_mib", "step_peak_rss_mib", "backend_peak_mib",
-                               "threads", "load_average_before"]}
+                               "threads", "load_average_before"],
+                 "reversible_memory": ["backend", "length", "variant", "d1", "d2", "d4", "d6",
+                                       "d8", "d12", "mib_per_extra_layer", "memory"],
+                 "duplication": ["backend", "hash_rounds", "accuracy", "training_seconds"],
+                 "char_lm": ["backend", "bits_per_character", "steps", "steps_this_run",
+                             "training_seconds"]}
+# Benchmarks whose settings are not all in their command (the examples' defaults): their
+# sections list the result's `config`.
+CONFIG_SHOWN = ("duplication", "char_lm")
 TABLE_SKIP = ("losses", "step_seconds", "warmup_seconds", "error", "backend_memory_source",
               "process_start_rss_mib", "cpu_count", "finite_loss", "wall_seconds",
               "step_training_rss_mib", "jax_argument_mib")
@@ -167,6 +178,26 @@ def table_columns(rows, benchmark=None):
     return first + sorted(keys - set(first))
 
 
+def depth_pivot(rows):
+    """Reversible-memory rows, one per (backend, length, variant): MiB at each depth
+    (`d1`, `d2`, ...) and the MiB per extra layer from depth 2 to the deepest."""
+    import reversible_memory
+
+    key = memory_key(rows)
+    groups = defaultdict(dict)
+    for row in rows:
+        if row.get("status", "ok") == "ok":
+            groups[(row["backend"], row["length"], row["variant"])][row["depth"]] = row[key]
+    pivot = []
+    for (backend, length, variant), by_depth in sorted(groups.items()):
+        pivot.append({"backend": backend, "length": length, "variant": variant,
+                      **{f"d{d}": by_depth[d] for d in sorted(by_depth)},
+                      "mib_per_extra_layer": round(
+                          reversible_memory.mib_per_extra_layer(by_depth), 2),
+                      "memory": key})
+    return pivot
+
+
 def result_section(result):
     """Markdown of one result file: provenance, command, rows (and ratios for the train step)."""
     machine = result["machine"]
@@ -180,10 +211,15 @@ def result_section(result):
         f"- File: `{Path(result['_path']).relative_to(common.REPO_ROOT)}`"
         if Path(result["_path"]).is_relative_to(common.REPO_ROOT) else f"- File: `{result['_path']}`",
     ]
+    if result["benchmark"] in CONFIG_SHOWN and result.get("config"):
+        config = ", ".join(f"{k} {v}" for k, v in result["config"].items())
+        lines.append(f"- Config: {config}.")
     if result.get("note"):
         lines.append(f"- Note: {result['note']}")
     lines += ["", "Reproduce with:", "", "```bash", result.get("command", "?"), "```", ""]
     rows = result["rows"]
+    if result["benchmark"] == "reversible_memory":
+        rows = depth_pivot(rows)
     if rows:
         lines += [common.format_table(rows, table_columns(rows, result["benchmark"]),
                                         markdown=True), ""]

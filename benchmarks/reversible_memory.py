@@ -91,6 +91,16 @@ def child(config):
     print("RESULT " + json.dumps(results))
 
 
+def mib_per_extra_layer(mib_by_depth):
+    """Slope of memory against depth, from depth 2 (where the backward walk first
+    goes through more than one block) to the deepest stack; NaN without two such depths."""
+    depths = sorted(d for d in mib_by_depth if d >= 2)
+    if len(depths) < 2:
+        return float("nan")
+    low, high = depths[0], depths[-1]
+    return (mib_by_depth[high] - mib_by_depth[low]) / (high - low)
+
+
 def run_child(backend, config):
     env = {**os.environ, "KERAS_BACKEND": backend, "MALLOC_MMAP_THRESHOLD_": "131072",
            "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -138,17 +148,10 @@ def main():
             for reversible in (True, False):
                 by_depth = {r["depth"]: r["mib"] for r in results
                             if r["length"] == length and r["reversible"] == reversible}
-                per_layer = ((by_depth[max(by_depth)] - by_depth[min(by_depth)])
-                             / (max(by_depth) - min(by_depth))
-                             if len(by_depth) > 1 else float("nan"))
-                for row in rows:
-                    if (row["backend"], row["length"], row["variant"]) == (
-                            backend, length, "reversible" if reversible else "plain"):
-                        row["mib_per_extra_layer"] = round(per_layer, 2)
                 cells = "  ".join(f"d{d}={by_depth[d]:8.1f}" for d in sorted(by_depth))
                 name = "reversible" if reversible else "plain     "
                 print(f"{backend:10s} L={length:6d} {name} {cells}  "
-                      f"MiB/extra layer={per_layer:6.2f}", flush=True)
+                      f"MiB/extra layer={mib_per_extra_layer(by_depth):6.2f}", flush=True)
     if not args.no_save:
         result = common.make_result(
             "reversible_memory", args.backends, rows,
