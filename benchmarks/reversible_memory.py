@@ -137,7 +137,12 @@ def main():
                        for r in run_child(backend, {**base, "stacks": [reversible],
                                                     "depths": [depth]})]
         else:
-            results = run_child(backend, {**base, "stacks": [True, False], "depths": depths})
+            try:
+                results = run_child(backend, {**base, "stacks": [True, False], "depths": depths})
+            except RuntimeError as error:  # keep the other backends' results
+                print(error, flush=True)
+                rows.append({"backend": backend, "status": "failed", "error": str(error)[-500:]})
+                continue
         for r in results:
             rows.append({"variant": "reversible" if r["reversible"] else "plain",
                          "backend": backend, "length": r["length"], "depth": r["depth"],

@@ -4,15 +4,14 @@ Everything else is written with `keras.ops`. Modules here import their
 framework lazily, so that the package imports under any one backend with the
 other frameworks absent.
 
-The reversible stack (`keras_reformer.layers.ReversibleSequence`) needs three
+The reversible stack (`keras_reformer.layers.ReversibleSequence`) needs a few
 small pieces that `keras.ops` does not offer; each dispatches to the active
 backend's module (`jax_backend`, `tensorflow_backend`, `torch_backend`):
 
 - `vjp(fn, weights, x, cotangent)`: output and vector-Jacobian product of
   `fn(weights, x)`.
 - `run_in_sequence(steps, carry)`: `carry = step(*carry)` for each step in
-  order, as one loop whose body is one step (a compiler cannot interleave
-  the steps, so memory is that of one step).
+  order, one step at a time (so memory is that of one step).
 - `scan(fn, init, xs)`: `jax.lax.scan` semantics on every backend
   (`keras.ops.scan` on TensorFlow requires the outputs to match the carry).
 - `rng_state()` / `replay_rng(state)`: capture and replay the framework's
@@ -60,13 +59,15 @@ def vjp(fn, weights, x, cotangent):
 
 
 def run_in_sequence(steps, carry):
-    """Applies `carry = step(*carry)` for each of `steps`, in order.
+    """Applies `carry = step(*carry)` for each of `steps`, in order, one step
+    at a time: a step starts once the previous one has finished, so memory is
+    that of one step whatever their number.
 
-    On JAX and TensorFlow this is one loop whose body runs step i (a
-    `while` loop over a `switch`), so the compiler cannot interleave steps:
-    memory is that of one step whatever their number. Given the same steps
-    unrolled, XLA on CPU kept 0.5 to 3 extra activations alive per
-    reversible block, depending on its scheduler heuristics.
+    JAX: one `lax.fori_loop` whose body runs step i (`lax.switch`); given the
+    same steps unrolled, XLA on CPU kept 0.5 to 3 extra activations alive per
+    reversible block. TensorFlow: the steps unrolled, chained by control
+    dependencies (a `tf.while_loop` over a `switch_case` kept far more alive).
+    torch: a Python loop (eager code runs in program order).
 
     Args:
         steps: a non-empty list of functions, each mapping the carry's

@@ -315,9 +315,10 @@ class ReversibleSequence(keras.layers.Layer):
 def _reversible_stack(sublayers, inputs, weight_values, state_values, padding_mask, training):
     """Runs the blocks under one custom gradient that stores only the output.
 
-    Both walks over the blocks run through `backend.run_in_sequence`: one loop
-    whose body is one block, so that a compiler cannot interleave blocks and
-    the memory of either walk is that of one block, whatever the depth.
+    Both walks over the blocks run through `backend.run_in_sequence`, one
+    block at a time, so that neither a compiler nor a graph runtime
+    interleaves blocks: the memory of either walk is that of one block,
+    whatever the depth.
     """
     num_weights = len(weight_values)
     depth = len(sublayers)

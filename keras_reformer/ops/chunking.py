@@ -116,8 +116,6 @@ def scan_sequence_chunks(fn, init, tensors, chunk_length):
     ```python
     import numpy as np
     from keras import ops
-
-from keras_reformer import backend
     from keras_reformer.ops import scan_sequence_chunks
     x = np.arange(10, dtype="float32").reshape(1, 10, 1)
     total, (doubled,) = scan_sequence_chunks(
