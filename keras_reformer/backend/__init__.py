@@ -65,8 +65,10 @@ def run_in_sequence(steps, carry):
 
     JAX: one `lax.fori_loop` whose body runs step i (`lax.switch`); given the
     same steps unrolled, XLA on CPU kept 0.5 to 3 extra activations alive per
-    reversible block. TensorFlow: the steps unrolled, chained by control
-    dependencies (a `tf.while_loop` over a `switch_case` kept far more alive).
+    reversible block. TensorFlow: the same loop (`tf.while_loop` over
+    `tf.switch_case`) when compiling with XLA; otherwise the steps unrolled
+    and chained by control dependencies (the graph runtime kept about ten
+    activations per step alive in such a loop).
     torch: a Python loop (eager code runs in program order).
 
     Args:
