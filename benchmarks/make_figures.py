@@ -103,7 +103,7 @@ def plot(rows, x, y, path, title, ylabel, facet=None, logy=True):
             and isinstance(r.get(y), (int, float))]
     if not rows:
         return None
-    facets = sorted({r.get(facet) for r in rows}, key=str) if facet else [None]
+    facets = sorted({r.get(facet) for r in rows}, key=_facet_order) if facet else [None]
     figure, axes = plt.subplots(1, len(facets), figsize=(5.2 * len(facets), 4.2), squeeze=False)
     for axis, value in zip(axes[0], facets):
         panel = [r for r in rows if facet is None or r.get(facet) == value]
@@ -128,6 +128,11 @@ def plot(rows, x, y, path, title, ylabel, facet=None, logy=True):
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def _facet_order(value):
+    """Numbers in numeric order, then anything else by name."""
+    return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
 
 
 def make_figures(results, figure_dir):
@@ -159,11 +164,12 @@ def make_figures(results, figure_dir):
         add("lsh_attention", plot(rows, "length", time_key, figure_dir / "lsh_attention_time.png",
                                   "Attention time, LSH vs full", time_key, facet="backend"))
     rows = latest_rows(results, "reversible_memory")
+    for row in rows:  # one line per stack and length
+        row["_series"] = f"{row['_series']} L={row['length']}"
     key = memory_key(rows, own_first)
     if key:
         add("reversible_memory", plot(rows, "depth", key, figure_dir / "reversible_memory.png",
-                                      "Training memory vs depth", key, facet="backend",
-                                      logy=False))
+                                      "Training memory vs depth", key, facet="backend"))
     return written
 
 
