@@ -3,7 +3,6 @@
 import contextlib
 
 import tensorflow as tf
-from tensorflow.python.ops import control_flow_util  # pylint: disable=no-name-in-module
 
 
 def vjp(fn, weights, x, cotangent):
@@ -49,7 +48,12 @@ def run_in_sequence(steps, carry):
 
 def _compiling_with_xla():
     # TensorFlow has no public way to ask; tf.function(jit_compile=True) traces
-    # inside an XLA control-flow context.
+    # inside an XLA control-flow context. Should the private module move, the
+    # graph-runtime path is still correct, only less flat under XLA.
+    try:
+        from tensorflow.python.ops import control_flow_util  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return False
     return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
