@@ -57,7 +57,6 @@ def vjp(fn, weights, x, cotangent):
     return _module().vjp(fn, weights, x, cotangent)
 
 
-
 def run_in_sequence(steps, carry):
     """Applies `carry = step(*carry)` for each of `steps`, in order, one step
     at a time: a step starts once the previous one has finished, so memory is

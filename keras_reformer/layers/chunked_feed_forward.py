@@ -10,6 +10,7 @@ from keras_reformer.argument_checks import check_int
 from keras_reformer.layers.initializers import clone_initializer
 from keras_reformer.ops.chunking import scan_sequence_chunks
 
+
 class _SeedValue(keras.random.SeedGenerator):
     """A fixed seed tensor that `keras.random.*` accepts as a seed on every
     backend (they take `SeedGenerator`s; jax alone takes raw tensors).
@@ -193,5 +194,3 @@ class ChunkedFeedForward(keras.layers.Layer):
             "seed": self.seed,
         })
         return config
-
-

@@ -89,7 +89,6 @@ def look_around(chunks, lookback=1, lookahead=0, fill_value=0):
     return ops.concatenate(windows, axis=2)
 
 
-
 def scan_sequence_chunks(fn, init, tensors, chunk_length):
     """Runs `fn` over consecutive chunks of the sequence axis, one chunk at a time.
 
