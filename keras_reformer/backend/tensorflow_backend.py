@@ -1,4 +1,4 @@
-"""TensorFlow pieces of the reversible stack's custom gradient."""
+"""TensorFlow pieces of keras_reformer.backend (the reversible stack's custom gradient, loops, exp)."""
 
 import contextlib
 
@@ -71,3 +71,7 @@ def scan(fn, init, xs):
     _, carry, ys = tf.while_loop(lambda i, *_: i < length, body, (tf.constant(1), carry, ys),
                                  parallel_iterations=1, maximum_iterations=length - 1)
     return carry, tuple(array.stack() for array in ys)
+
+
+def exp_nonpositive(x):
+    return tf.exp(x)

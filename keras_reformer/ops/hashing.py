@@ -52,10 +52,17 @@ def hash_buckets(vectors, rotations, max_rotated_values=_MAX_ROTATED_VALUES):
     num_heads, length, dim = vectors.shape[1], vectors.shape[2], vectors.shape[3]
     num_hashes, half = rotations.shape[2], rotations.shape[3]
 
+    flat_rotations = ops.reshape(rotations, (num_heads, dim, num_hashes * half))
+
     def hash_block(block):
-        rotated = ops.einsum("bhld,hdrk->bhrlk", block, rotations)
-        rotated = ops.concatenate([rotated, -rotated], axis=-1)
-        return ops.cast(ops.argmax(rotated, axis=-1), "int32")
+        # argmax([xR ; -xR]) is the index of the largest |xR|, moved to the
+        # second half where that value is negative: one reduction, no concatenation.
+        rotated = ops.einsum("bhld,hdk->bhlk", block, flat_rotations)  # k: hashes * half
+        rotated = ops.reshape(rotated, (-1, num_heads, block.shape[2], num_hashes, half))
+        largest = ops.argmax(ops.abs(rotated), axis=-1)
+        value = ops.squeeze(ops.take_along_axis(rotated, ops.expand_dims(largest, -1), -1), -1)
+        buckets = ops.cast(largest + ops.where(value < 0, half, 0), "int32")
+        return ops.transpose(buckets, (0, 1, 3, 2))
 
     per_position = num_heads * num_hashes * half
     block_length = _largest_divisor_at_most(length, max(1, max_rotated_values // per_position))

@@ -1,4 +1,5 @@
 import numpy as np
+import keras
 import pytest
 from keras import ops
 
@@ -76,3 +77,32 @@ def test_shared_qk_keys_are_unit_vectors_scaled():
     keys = to_numpy(shared_qk_keys(ops.convert_to_tensor(q)))
     np.testing.assert_allclose(keys[0, 0], [0.3, 0.4, 0.0, 0.0], rtol=1e-6)
     assert np.all(np.isfinite(keys)) and np.all(keys[0, 1] == 0)
+
+
+def test_dropout_is_one_draw_over_each_chunks_window():
+    # The kept probabilities are those of ONE dropout mask over the window of
+    # neighbouring chunks (previous, own, next), whatever the blocks inside.
+    rng = np.random.default_rng(3)
+    batch, length, chunk, dim, rate, seed = 1, 12, 4, 3, 0.4, 7
+    q = rng.normal(size=(batch, length, dim)).astype("float32")
+    v = rng.normal(size=(batch, length, 2)).astype("float32")
+    positions = np.arange(length, dtype="int32")[None]
+    out, _ = chunked_attention(
+        *(ops.convert_to_tensor(a) for a in (q, q, v, positions, positions)),
+        chunk_length=chunk, lookback=1, lookahead=1, mask_self=False, dropout_rate=rate, seed=seed,
+    )
+    num_chunks = length // chunk
+    keep = to_numpy(keras.random.dropout(
+        ops.ones((batch, num_chunks, chunk, 3 * chunk)), rate, seed=seed))
+    padded_q = np.concatenate([np.zeros((chunk, dim)), q[0], np.zeros((chunk, dim))])
+    padded_v = np.concatenate([np.zeros((chunk, 2)), v[0], np.zeros((chunk, 2))])
+    for n in range(num_chunks):
+        window = slice(n * chunk, (n + 3) * chunk)  # chunks n-1, n, n+1 of the padded sequence
+        logits = q[0, n * chunk:(n + 1) * chunk] @ padded_q[window].T
+        exists = np.repeat([n > 0, True, n < num_chunks - 1], chunk)
+        logits = np.where(exists, logits, -1e9)
+        probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+        probabilities /= probabilities.sum(-1, keepdims=True)
+        want = (probabilities * keep[0, n]) @ padded_v[window]
+        assert_allclose(to_numpy(out)[0, n * chunk:(n + 1) * chunk], want, rtol=1e-5, atol=1e-5)
+    assert np.any(keep == 0) and np.any(keep > 1)

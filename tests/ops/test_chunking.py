@@ -6,6 +6,7 @@ from keras_reformer.ops.chunking import look_around
 from keras_reformer.ops.chunking import merge_chunks
 from keras_reformer.ops.chunking import pad_to_multiple
 from keras_reformer.ops.chunking import scan_sequence_chunks
+from keras_reformer.ops.chunking import shift_chunks
 from keras_reformer.ops.chunking import split_chunks
 from tests.test_case import to_numpy
 
@@ -27,6 +28,16 @@ def test_split_and_merge_round_trip():
     np.testing.assert_array_equal(to_numpy(merge_chunks(chunks)), x)
     with pytest.raises(ValueError, match="chunk_length"):
         split_chunks(ops.convert_to_tensor(x), 5)
+
+
+@pytest.mark.parametrize("offset", [-2, -1, 0, 1, 3, 5])
+def test_shift_chunks_moves_by_offset_and_fills_outside(offset):
+    x = np.arange(1, 9, dtype="float32").reshape(1, 4, 2)
+    out = to_numpy(shift_chunks(ops.convert_to_tensor(x), offset, fill_value=-1))
+    assert out.shape == x.shape
+    for i in range(4):
+        want = x[0, i + offset] if 0 <= i + offset < 4 else [-1, -1]
+        np.testing.assert_array_equal(out[0, i], want)
 
 
 @pytest.mark.parametrize("lookback, lookahead", [(1, 0), (0, 1), (2, 1), (0, 0)])

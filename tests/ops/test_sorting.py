@@ -2,6 +2,7 @@ import numpy as np
 from keras import ops
 
 from keras_reformer.ops.sorting import gather_along_sequence
+from keras_reformer.ops.sorting import inverse_permutation
 from keras_reformer.ops.sorting import sort_by_bucket
 from tests.test_case import to_numpy
 
@@ -34,3 +35,11 @@ def test_gather_along_sequence_and_unsort():
     np.testing.assert_array_equal(to_numpy(gathered), np.take_along_axis(x, positions[..., None], 1))
     restored = to_numpy(gather_along_sequence(gathered, undo_indices))
     np.testing.assert_array_equal(restored, np.concatenate([x, x], axis=1))
+
+
+def test_inverse_permutation_undoes_each_row():
+    rng = np.random.default_rng(0)
+    permutation = np.stack([rng.permutation(50) for _ in range(3)]).astype("int32")
+    inverse = to_numpy(inverse_permutation(ops.convert_to_tensor(permutation)))
+    np.testing.assert_array_equal(inverse, np.argsort(permutation, axis=-1))
+    assert inverse.dtype == np.int32
