@@ -108,7 +108,7 @@ def chunked_attention(
     if dropout_rate > 0.0:
         # One draw over the whole window, as dropout of the concatenated
         # probabilities would make; dropout(w) / total == dropout(w / total).
-        window_shape = tuple(weights[0].shape[:-1]) + (len(weights) * chunk_length,)
+        window_shape = tuple(ops.shape(weights[0])[:-1]) + (len(weights) * chunk_length,)
         keep = keras.random.dropout(
             ops.ones(window_shape, dtype=weights[0].dtype), dropout_rate, seed=seed
         )
