@@ -230,19 +230,21 @@ def time_steps(step, warmup=1, repeats=3, after_warmup=None):
 
 # === Fresh-process runner ===
 
-def run_fresh(script, spec, env=None, timeout=1800, memory_limit_mib=None, poll_seconds=0.1):
+def run_fresh(script, spec, env=None, timeout=1800, memory_limit_mib=None, poll_seconds=0.1,
+              base_env=CHILD_ENV):
     """Runs `python script --child '<spec as JSON>'` in a fresh process and returns its result.
 
     The child prints one line `RESULT_MARKER <json>` (see `child_main`). The
     parent watches the child's RSS and kills it above `memory_limit_mib` (a
     guard against swapping the shared machine to death, not a measurement)
-    and after `timeout` seconds.
+    and after `timeout` seconds. The child's environment is this one plus
+    `base_env` (by default `CHILD_ENV`, glibc's small mmap threshold) plus `env`.
 
     Returns:
         The child's result dict, or `{"status": "timeout" | "killed" | "failed",
         "error": ...}`; always with `wall_seconds`.
     """
-    child_env = {**os.environ, **CHILD_ENV, **(env or {})}
+    child_env = {**os.environ, **base_env, **(env or {})}
     # The child measures this checkout's keras_reformer, installed or not.
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH", "")) if p)

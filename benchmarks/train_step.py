@@ -321,6 +321,9 @@ def parse_args(argv=None):
                         help="compile(jit_compile=True) on torch too (torch.compile)")
     parser.add_argument("--no-jax-memory-analysis", action="store_true",
                         help="skip the second JAX compilation that reads memory_analysis()")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's mmap threshold alone in the children (faster steps, "
+                             "RSS that may not fall when tensors are freed)")
     parser.add_argument("--output-dir", default=str(common.RESULTS_DIR))
     parser.add_argument("--note", default="", help="free text stored with the results")
     parser.add_argument("--no-save", action="store_true")
@@ -375,7 +378,7 @@ def main(argv=None):
                         jax_memory_analysis=not args.no_jax_memory_analysis)
             env = {"KERAS_BACKEND": config["backend"]}
             row.update(common.run_fresh(__file__, spec, env=env, timeout=args.timeout,
-                                        memory_limit_mib=limit_mib))
+                                        memory_limit_mib=limit_mib, base_env=child_env(args)))
         rows.append(row)
         _print_progress(row)
     print_tables(rows, args.peers)
@@ -386,12 +389,17 @@ def main(argv=None):
         config = dict(SIZES, batch=1, learning_rate=LEARNING_RATE, warmup=args.warmup,
                       repeats=args.repeats, timeout=args.timeout, memory_guard_mib=limit_mib,
                       peers=args.peers, torch_jit_compile=args.torch_jit_compile,
-                      env=common.CHILD_ENV)
+                      env=child_env(args))
         backends = ",".join(sorted({row["backend"] for row in rows}))
         result = common.make_result(BENCHMARK, backends, rows, config=config,
                                     versions=versions, note=args.note)
         print(f"\nwrote {common.write_result(result, args.output_dir)}")
     return rows
+
+
+def child_env(args):
+    """The environment every child gets beyond this one (see `common.CHILD_ENV`)."""
+    return {} if args.default_malloc else common.CHILD_ENV
 
 
 def _print_progress(row):

@@ -6,6 +6,8 @@ section 3). Every tensor is linear in the sequence length: the largest holds
 `length * (lookback + 1 + lookahead) * chunk_length` logits.
 """
 
+import functools
+
 import keras
 from keras import ops
 
@@ -101,10 +103,10 @@ def chunked_attention(
     # Softmax over the union of the blocks. The shift by the maximum only keeps
     # exp in range; the result does not depend on it, hence no gradient.
     shift = ops.stop_gradient(
-        _maximum_of([ops.max(block, axis=-1, keepdims=True) for block in logits])
+        functools.reduce(ops.maximum, [ops.max(block, axis=-1, keepdims=True) for block in logits])
     )
     weights = [backend.exp_nonpositive(block - shift) for block in logits]
-    total = _sum_of([ops.sum(w, axis=-1, keepdims=True) for w in weights])
+    total = functools.reduce(ops.add, [ops.sum(w, axis=-1, keepdims=True) for w in weights])
     if dropout_rate > 0.0:
         # One draw over the whole window, as dropout of the concatenated
         # probabilities would make; dropout(w) / total == dropout(w / total).
@@ -115,7 +117,7 @@ def chunked_attention(
         weights = [
             w * keep[..., i * chunk_length : (i + 1) * chunk_length] for i, w in enumerate(weights)
         ]
-    outputs = _sum_of([
+    outputs = functools.reduce(ops.add, [
         ops.einsum("bnck,bnkd->bncd", w, shift_chunks(v, offset))
         for w, offset in zip(weights, offsets)
     ]) / total
@@ -127,20 +129,6 @@ def _chunk_in_range(num_chunks, offset):
     """`(num_chunks,)` booleans: whether chunk `i + offset` exists."""
     neighbour = ops.arange(num_chunks, dtype="int32") + offset
     return ops.logical_and(neighbour >= 0, neighbour < num_chunks)
-
-
-def _maximum_of(tensors):
-    result = tensors[0]
-    for tensor in tensors[1:]:
-        result = ops.maximum(result, tensor)
-    return result
-
-
-def _sum_of(tensors):
-    result = tensors[0]
-    for tensor in tensors[1:]:
-        result = result + tensor
-    return result
 
 
 def combine_hash_rounds(outputs, logsumexp):
