@@ -64,11 +64,14 @@ def inverse_permutation(permutation):
     """
     permutation = ops.cast(ops.convert_to_tensor(permutation), "int32")
     shape = ops.shape(permutation)  # the batch may be dynamic
-    rows = ops.broadcast_to(ops.expand_dims(ops.arange(shape[0], dtype="int32"), -1), shape)
-    positions = ops.broadcast_to(ops.arange(shape[1], dtype="int32"), shape)
+    positions = ops.reshape(ops.broadcast_to(ops.arange(shape[1], dtype="int32"), shape), (-1,))
     # `scatter_update`, not `scatter`: keras' torch `scatter` loops in Python.
-    indices = ops.stack([ops.reshape(rows, (-1,)), ops.reshape(permutation, (-1,))], axis=-1)
-    return ops.scatter_update(ops.zeros_like(permutation), indices, ops.reshape(positions, (-1,)))
+    inverse = ops.scatter_update(
+        ops.reshape(ops.zeros_like(permutation), (-1,)),
+        ops.expand_dims(_flat_rows(permutation, shape[1]), -1),
+        positions,
+    )
+    return ops.reshape(inverse, (-1, shape[1]))
 
 
 def gather_along_sequence(x, indices):
@@ -85,10 +88,17 @@ def gather_along_sequence(x, indices):
     # (TensorFlow graph) faster than `take_along_axis` with broadcast indices,
     # forward and backward, and as fast on JAX.
     x = ops.convert_to_tensor(x)
-    indices = ops.cast(indices, "int32")
-    batch, length = ops.shape(x)[0], ops.shape(x)[1]  # either may be dynamic
     feature_shape = tuple(x.shape[2:])
-    offsets = ops.expand_dims(ops.arange(batch, dtype="int32") * length, -1)
-    rows = ops.reshape(indices + offsets, (-1,))
+    rows = _flat_rows(indices, ops.shape(x)[1])
     gathered = ops.take(ops.reshape(x, (-1,) + feature_shape), rows, axis=0)
     return ops.reshape(gathered, (-1, ops.shape(indices)[1]) + feature_shape)
+
+
+def _flat_rows(indices, length):
+    """`indices[b, i] + b * length`, flattened: row numbers in a `(batch * length, ...)` view.
+
+    `length` (and the batch of `indices`) may be dynamic.
+    """
+    indices = ops.cast(indices, "int32")
+    offsets = ops.arange(ops.shape(indices)[0], dtype="int32") * length
+    return ops.reshape(indices + ops.expand_dims(offsets, -1), (-1,))
