@@ -5,6 +5,10 @@ import os
 # XLA's CPU backend spends most of a small test's time in LLVM optimisation of
 # the compiled step; level 0 compiles about 3x faster, and test tensors are tiny.
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+# On GPUs, JAX multiplies float32 matrices in TF32 (10-bit mantissa) by default,
+# about 1e-3 relative error; the tests compare against float32 references.
+# (No effect on CPU; inherited by the subprocesses some tests start.)
+os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 
 import keras  # noqa: E402
 import numpy as np

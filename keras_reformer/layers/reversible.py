@@ -266,7 +266,9 @@ class ReversibleSequence(keras.layers.Layer):
         # recompute); the cast stays outside, so gradients reach the float32
         # variables through it. State snapshots are copies: torch assigns in
         # place.
-        inputs = ops.cast(inputs, self.compute_dtype)
+        # convert_to_tensor first: on torch it moves a CPU tensor to Keras' device
+        # (differentiably); the custom gradient must see its input where it computes.
+        inputs = ops.cast(ops.convert_to_tensor(inputs), self.compute_dtype)
         weight_values = [self._compute_value(v) for v in trainable]
         state_values = [ops.copy(v.value) for v in states]
         outputs = _reversible_stack(

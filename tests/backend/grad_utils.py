@@ -60,9 +60,10 @@ def loss_grads(layer, x, cotangent, jit=False, **call_kwargs):
         import torch
 
         torch.manual_seed(0)  # unseeded Keras dropout on torch draws from the global RNG
-        inputs = torch.tensor(x, requires_grad=True)
+        # On Keras' device (the GPU if there is one), as the layer's weights are.
+        inputs = keras.ops.convert_to_tensor(x).requires_grad_(True)
         output = layer(inputs, **call_kwargs)
-        loss = (output.float() * torch.tensor(cotangent)).sum()
+        loss = (output.float() * keras.ops.convert_to_tensor(cotangent)).sum()
         grads = torch.autograd.grad(loss, [inputs] + [v.value for v in variables])
         x_grad, weight_grads = grads[0], grads[1:]
     to_np = lambda t: np.asarray(keras.ops.convert_to_numpy(t), dtype="float64")

@@ -69,7 +69,7 @@ def training_step_bytes(layer, x, **call_kwargs):
             saved[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    inputs = torch.tensor(x, requires_grad=True)
+    inputs = keras.ops.convert_to_tensor(x).requires_grad_(True)  # on the GPU if any
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         loss = _loss(layer(inputs, **call_kwargs).float())
     loss.backward()
