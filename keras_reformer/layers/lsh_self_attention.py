@@ -12,6 +12,7 @@ from keras_reformer.ops.chunked_attention import shared_qk_keys
 from keras_reformer.ops.hashing import default_num_buckets
 from keras_reformer.ops.hashing import hash_buckets
 from keras_reformer.ops.portable_random import portable_normal
+from keras_reformer.ops.scalars import scalar_like
 from keras_reformer.ops.sorting import gather_along_sequence
 from keras_reformer.ops.sorting import sort_by_bucket
 
@@ -153,7 +154,7 @@ class LSHSelfAttention(LocalSelfAttention):
         if key_mask is not None:
             # Padding gets a bucket of its own (after all real ones), so it
             # never changes where real tokens land in the sorted sequence.
-            buckets = ops.where(ops.expand_dims(key_mask, 1), buckets, num_buckets)
+            buckets = ops.where(ops.expand_dims(key_mask, 1), buckets, scalar_like(num_buckets, buckets))
             num_buckets += 1
             # (batch * heads, length) even where the mask was shared.
             key_mask = ops.logical_and(key_mask, ops.ones_like(query_key[..., 0], dtype="bool"))

@@ -16,6 +16,7 @@ from keras_reformer.ops.chunking import merge_chunks
 from keras_reformer.ops.chunking import shift_chunks
 from keras_reformer.ops.chunking import split_chunks
 from keras_reformer.ops.masks import apply_attention_masks
+from keras_reformer.ops.scalars import scalar_like
 
 
 def shared_qk_keys(queries, epsilon=1e-6):
@@ -30,8 +31,8 @@ def shared_qk_keys(queries, epsilon=1e-6):
     """
     dim = queries.shape[-1]
     squared_norm = ops.sum(ops.square(queries), axis=-1, keepdims=True)
-    inverse_norm = ops.rsqrt(ops.maximum(squared_norm, ops.cast(epsilon, queries.dtype)))
-    return queries * (inverse_norm * ops.cast(dim**-0.5, queries.dtype))
+    inverse_norm = ops.rsqrt(ops.maximum(squared_norm, scalar_like(epsilon, squared_norm)))
+    return queries * (inverse_norm * dim**-0.5)
 
 
 def chunked_attention(

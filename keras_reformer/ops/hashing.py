@@ -61,7 +61,7 @@ def hash_buckets(vectors, rotations, max_rotated_values=_MAX_ROTATED_VALUES):
         rotated = ops.reshape(rotated, (-1, num_heads, block.shape[2], num_hashes, half))
         largest = ops.argmax(ops.abs(rotated), axis=-1)
         value = ops.squeeze(ops.take_along_axis(rotated, ops.expand_dims(largest, -1), -1), -1)
-        buckets = ops.cast(largest + ops.where(value < 0, half, 0), "int32")
+        buckets = ops.cast(largest, "int32") + ops.cast(value < 0, "int32") * half
         return ops.transpose(buckets, (0, 1, 3, 2))
 
     per_position = num_heads * num_hashes * half

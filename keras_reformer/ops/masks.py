@@ -10,6 +10,8 @@ the logits' dtype, so float16 and bfloat16 never overflow.
 from keras import backend
 from keras import ops
 
+from keras_reformer.ops.scalars import scalar_like
+
 # (mask value for padding / causal / out-of-range keys, mask value for self).
 # The self value is smaller in magnitude, so a token that sees nothing else
 # still attends to itself. Both are finite in their dtype.
@@ -57,7 +59,7 @@ def apply_attention_masks(
     mask_value, self_mask_value = mask_values(logits.dtype)
     if mask_self:
         is_self = ops.equal(query_positions, key_positions)
-        logits = ops.where(is_self, ops.cast(self_mask_value, logits.dtype), logits)
+        logits = ops.where(is_self, scalar_like(self_mask_value, logits), logits)
     masked = None
     if key_mask is not None:
         masked = ops.logical_not(key_mask)
@@ -65,5 +67,5 @@ def apply_attention_masks(
         after = ops.greater(key_positions, query_positions)
         masked = after if masked is None else ops.logical_or(masked, after)
     if masked is not None:
-        logits = ops.where(masked, ops.cast(mask_value, logits.dtype), logits)
+        logits = ops.where(masked, scalar_like(mask_value, logits), logits)
     return logits

@@ -16,8 +16,13 @@ _SEED_MIXER = 0x9E3779B9 - 2**32
 
 
 def _shift_right(x, bits):
-    """Logical right shift of int32 bit patterns (the arithmetic shift, masked)."""
-    return ops.bitwise_and(ops.right_shift(x, bits), (1 << (32 - bits)) - 1)
+    """Logical right shift of int32 bit patterns.
+
+    The arithmetic shift (a floor division), masked to the low `32 - bits`
+    bits (a floor modulo). Python operators, not `ops.right_shift(x, bits)`:
+    Keras would copy `bits` from the host, which on torch stalls a GPU.
+    """
+    return (x // (1 << bits)) % (1 << (32 - bits))
 
 
 def _mix(x):
