@@ -28,7 +28,8 @@ Row keys that `make_figures.py` understands (use these names, add any others):
 - memory, MiB: `peak_rss_mib` (peak RSS of the fresh process), `training_rss_mib` (that minus
   the RSS after imports and model build), `backend_peak_mib` (the backend's own number:
   JAX compiled temp bytes, TensorFlow `get_memory_info` peak, torch saved tensors) with
-  `backend_memory_source` naming it.
+  `backend_memory_source` naming it; `device_peak_mib` (peak GPU memory of the backend's
+  allocator, only when a GPU ran the configuration).
 - time: `step_seconds_median`, `step_seconds` (list), `tokens_per_second`, `warmup_seconds`.
 """
 
@@ -79,7 +80,18 @@ def machine_info():
         "memory_gib": round(total_memory_mib() / 1024, 1),
         "platform": platform.platform(),
         "python": platform.python_version(),
+        "accelerator": accelerator_name(),
     }
+
+
+def accelerator_name():
+    """The GPU the backends will use (`nvidia-smi`'s name), or "none" on a CPU-only machine."""
+    try:
+        names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                               capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "none"
+    return ", ".join(line.strip() for line in names.stdout.splitlines() if line.strip()) or "none"
 
 
 def _meminfo_mib(key):
@@ -195,6 +207,45 @@ def tf_peak_memory_mib(device="CPU:0"):
         return tf.config.experimental.get_memory_info(device)["peak"] / MIB
     except (ValueError, RuntimeError):
         return float("nan")
+
+
+def reset_device_peak(backend):
+    """Resets the GPU allocator's high-water mark where the backend can (torch, TensorFlow)."""
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_logical_devices("GPU"):
+            tf.config.experimental.reset_memory_stats("GPU:0")
+
+
+def device_peak_mib(backend):
+    """Peak GPU memory the backend's allocator handed out, in MiB; None on CPU.
+
+    torch and TensorFlow: since the last `reset_device_peak`; JAX: since the
+    process started (its `memory_stats()` has no reset).
+    """
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.max_memory_allocated() / MIB
+    elif backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform == "gpu":
+            return (device.memory_stats() or {}).get("peak_bytes_in_use", float("nan")) / MIB
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_logical_devices("GPU"):
+            return tf.config.experimental.get_memory_info("GPU:0")["peak"] / MIB
+    return None
 
 
 # === Timing ===

@@ -143,8 +143,9 @@ def measure(spec):
         import torch
 
         params = [t.detach().clone().requires_grad_(True) for t in trainable]
-        x_t = torch.tensor(x, requires_grad=True)
-        c_t = torch.tensor(cotangent)
+        device = params[0].device  # Keras' torch backend puts weights on the GPU if any
+        x_t = torch.tensor(x, device=device, requires_grad=True)
+        c_t = torch.tensor(cotangent, device=device)
         saved = {}
 
         def pack(tensor):
@@ -157,12 +158,15 @@ def measure(spec):
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                 value = loss(params, x_t, c_t)
             torch.autograd.grad(value, params + [x_t])
+            if device.type == "cuda":
+                torch.cuda.synchronize()
 
         timing = common.time_steps(step, spec["warmup"], spec["repeats"])
         result["backend_peak_mib"] = sum(saved.values()) / common.MIB
         result["backend_memory_source"] = "torch bytes saved for backward"
         threads = torch.get_num_threads()
     result.update(timing)
+    result["device_peak_mib"] = common.device_peak_mib(backend)
     result["peak_rss_mib"] = common.peak_rss_mib()
     result["threads"] = threads
     return result
@@ -184,6 +188,7 @@ def main():
     parser.add_argument("--no-tf-jit-compile", action="store_true")
     parser.add_argument("--dry-run", action="store_true", help="print the plan only")
     parser.add_argument("--no-write", action="store_true", help="do not write results/*.json")
+    parser.add_argument("--output-dir", default=str(common.RESULTS_DIR))
     args = parser.parse_args()
 
     backends = [b for b in args.backends.split(",") if b]
@@ -214,8 +219,8 @@ def main():
                 rows.append(row)
                 print(common.format_table(
                     [row], ["backend", "implementation", "length", "status", "threads",
-                            "step_seconds_median", "backend_peak_mib", "peak_rss_mib",
-                            "estimate_mib"]), flush=True)
+                            "step_seconds_median", "backend_peak_mib", "device_peak_mib",
+                            "peak_rss_mib", "estimate_mib"]), flush=True)
     _summary(rows)
     if not args.dry_run and not args.no_write:
         result = common.make_result(
@@ -225,7 +230,7 @@ def main():
                     "repeats": args.repeats, "warmup": args.warmup},
             versions=common.package_versions(["keras", "jax", "tensorflow", "torch"]),
             note=f"load average before the run: {os.getloadavg()[0]:.2f}")
-        print("wrote", common.write_result(result))
+        print("wrote", common.write_result(result, args.output_dir))
 
 
 def _summary(rows):

@@ -9,7 +9,8 @@
 
 All take the sizes of the benchmark (`sizes` dict: vocabulary, hidden, heads,
 head_size, intermediate, chunk, hashes) and use no dropout. `build_peer` returns
-a `step()` callable doing forward + loss + backward + SGD update.
+a `step()` callable doing forward + loss + backward + SGD update, on the GPU when
+torch sees one (as Keras' torch backend does), else on the CPU.
 """
 
 import importlib.util
@@ -72,17 +73,18 @@ def build_peer(name, length, depth, sizes, learning_rate=1e-3, seed=0):
                 "full": _full_transformer, "full_sdpa": _full_transformer}
     if name not in builders:
         raise ValueError(f"`name` must be one of {PEERS}. Received: name={name!r}")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     model, loss_fn = builders[name](name, length, depth, sizes)
-    model.train()
+    model.to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
-    token_ids = torch.randint(0, sizes["vocabulary"], (1, length))
+    token_ids = torch.randint(0, sizes["vocabulary"], (1, length)).to(device)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model, token_ids)
         loss.backward()
         optimizer.step()
-        return float(loss.detach())
+        return float(loss.detach())  # waits for the GPU's queued work
 
     return step, sum(p.numel() for p in model.parameters())
 
@@ -183,7 +185,7 @@ def _full_transformer(name, length, depth, sizes):
                 out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             else:
                 scores = q @ k.transpose(-1, -2) / math.sqrt(head_size)
-                future = torch.ones(steps, steps, dtype=torch.bool).triu(1)
+                future = torch.ones(steps, steps, dtype=torch.bool, device=x.device).triu(1)
                 out = scores.masked_fill(future, float("-inf")).softmax(-1) @ v
             return self.attention_output(out.transpose(1, 2).reshape(batch, steps, -1))
 
@@ -201,7 +203,7 @@ def _full_transformer(name, length, depth, sizes):
             self.head = nn.Linear(hidden, sizes["vocabulary"])
 
         def forward(self, token_ids):
-            positions = torch.arange(token_ids.shape[1])
+            positions = torch.arange(token_ids.shape[1], device=token_ids.device)
             x = self.token_embedding(token_ids) + self.position_embedding(positions)
             for block in self.blocks:
                 x = block(x)
