@@ -43,3 +43,32 @@ def test_make_figures_writes_the_memory_table(tmp_path):
     assert "| jax | 4096 | plain | - | 200 | 400 | 1200 | 100 |" in table
     assert (docs / "figures" / "benchmarks" / "reversible_memory.png").exists()
     assert json.loads(next(results.glob("*.json")).read_text())["benchmark"] == "reversible_memory"
+
+
+def test_make_figures_shows_gpu_results_apart(tmp_path):
+    results, docs = tmp_path / "results", tmp_path / "docs"
+    rows = [{"implementation": "keras_reformer", "backend": "jax", "length": 4096, "depth": 2,
+             "status": "ok", "tokens_per_second": 2000.0, "peak_rss_mib": 900.0,
+             "training_rss_mib": 300.0, "device_peak_mib": 250.0},
+            {"implementation": "hf_reformer", "backend": "torch", "length": 4096, "depth": 2,
+             "status": "ok", "tokens_per_second": 1000.0, "peak_rss_mib": 800.0,
+             "training_rss_mib": 300.0, "device_peak_mib": 500.0}]
+    result = common.make_result("train_step", "jax,torch", rows, command="python x.py",
+                                config={"peers": ["hf_reformer"]})
+    result["machine"]["accelerator"] = "Some GPU"
+    common.write_result(result, directory=results / "gpu")
+    make_figures.main(["--results", str(results), "--docs", str(docs)])
+    table = (docs / "benchmarks" / "tables" / "gpu.md").read_text()
+    assert "GPU: Some GPU." in table
+    assert "| keras_reformer | jax | 4096 | 2 | ok | 2000 |" in table
+    assert "| jax | 4096 | 2 | hf_reformer | 2 |" in table  # the speed ratio ...
+    assert "| 0.5 |" in table  # ... and the GPU memory ratio
+    assert "speed >= 2x HF met (2.00x), GPU peak <= 0.5x HF met (0.50x)" in table
+    assert not (docs / "benchmarks" / "tables" / "train_step.md").exists()  # CPU tables only
+
+
+def test_device_memory_is_read_exactly_when_there_is_a_gpu():
+    import keras
+
+    peak = common.device_peak_mib(keras.backend.backend())
+    assert (peak is None) == (common.accelerator_name() == "none")
