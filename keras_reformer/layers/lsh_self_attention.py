@@ -1,5 +1,7 @@
 """LSH self-attention, the Reformer's O(L log L) attention."""
 
+import math
+
 import keras
 from keras import ops
 
@@ -9,6 +11,7 @@ from keras_reformer.layers.local_self_attention import LocalSelfAttention
 from keras_reformer.ops.chunked_attention import chunked_attention
 from keras_reformer.ops.chunked_attention import combine_hash_rounds
 from keras_reformer.ops.chunked_attention import shared_qk_keys
+from keras_reformer.ops.hashing import default_bucket_factors
 from keras_reformer.ops.hashing import default_num_buckets
 from keras_reformer.ops.hashing import hash_buckets
 from keras_reformer.ops.portable_random import portable_normal
@@ -48,8 +51,13 @@ class LSHSelfAttention(LocalSelfAttention):
         chunk_length: positions per chunk of the sorted sequence. Defaults to `64`.
         num_hashes: number of hash rounds; more rounds approximate full
             attention better at a proportional cost. Defaults to `4`.
-        num_buckets: buckets per round, even and at least 2. Defaults to `None`:
-            the paper's `2 * length / chunk_length` rounded up to a power of two.
+        num_buckets: buckets per round: an even integer >= 2, or a list of
+            them whose product is the bucket count (factorised hashing, as in
+            trax: `[16, 32]` makes 512 buckets from 24 rotated values per
+            token instead of 256). Defaults to `None`: the paper's
+            `2 * length / chunk_length` rounded up to a power of two, split in
+            two factors above `4 * chunk_length` (see
+            `keras_reformer.ops.default_bucket_factors`).
         causal: if `True`, no position attends to a later one. Defaults to `False`.
         lookback: previous chunks each chunk attends to. Defaults to `1`.
         lookahead: next chunks each chunk attends to. Defaults to `0`.
@@ -127,29 +135,24 @@ class LSHSelfAttention(LocalSelfAttention):
             **kwargs,
         )
         check_int("num_hashes", num_hashes, 1)
-        if num_buckets is not None:
-            check_int("num_buckets", num_buckets, 2)
-            if num_buckets % 2:
-                raise ValueError(
-                    f"`num_buckets` must be an even integer >= 2. Received: num_buckets={num_buckets}"
-                )
         self.num_hashes = num_hashes
-        self.num_buckets = num_buckets
+        self.num_buckets = _check_num_buckets(num_buckets)
         self.rotation_seed_generator = keras.random.SeedGenerator(
             seed, name="rotation_seed_generator"
         )
 
     def _attend(self, query_key, values, key_mask, dropout, training):
         length = query_key.shape[1]
-        num_buckets = self.num_buckets or default_num_buckets(length, self.chunk_length)
+        factors = self._bucket_factors(length)
+        num_buckets = math.prod(factors)
         rotations = self._draw_rotations(
-            (self.num_heads, self.key_dim, self.num_hashes, num_buckets // 2), training
+            (self.num_heads, self.key_dim, self.num_hashes, sum(factors) // 2), training
         )
         per_head = ops.reshape(
             ops.cast(query_key, "float32"), (-1, self.num_heads, length, self.key_dim)
         )
         buckets = ops.reshape(
-            hash_buckets(per_head, rotations), (-1, self.num_hashes, length)
+            hash_buckets(per_head, rotations, factors), (-1, self.num_hashes, length)
         )
         if key_mask is not None:
             # Padding gets a bucket of its own (after all real ones), so it
@@ -207,7 +210,32 @@ class LSHSelfAttention(LocalSelfAttention):
         seed = generator.next() if training else generator.state.value
         return portable_normal(shape, seed)
 
+    def _bucket_factors(self, length):
+        if self.num_buckets is None:
+            return default_bucket_factors(
+                default_num_buckets(length, self.chunk_length), self.chunk_length
+            )
+        if isinstance(self.num_buckets, int):
+            return (self.num_buckets,)
+        return tuple(self.num_buckets)
+
     def get_config(self):
         config = super().get_config()
         config.update({"num_hashes": self.num_hashes, "num_buckets": self.num_buckets})
         return config
+
+
+def _check_num_buckets(num_buckets):
+    """`num_buckets` as given (an int, or a list of ints), or a ValueError naming it."""
+    if num_buckets is None:
+        return None
+    factors = [num_buckets] if isinstance(num_buckets, int) else num_buckets
+    valid = isinstance(factors, (list, tuple)) and len(factors) > 0 and all(
+        isinstance(f, int) and not isinstance(f, bool) and f >= 2 and f % 2 == 0 for f in factors
+    )
+    if not valid:
+        raise ValueError(
+            "`num_buckets` must be None, an even integer >= 2, or a non-empty list of them "
+            f"(factorised buckets). Received: num_buckets={num_buckets!r}"
+        )
+    return num_buckets if isinstance(num_buckets, int) else list(num_buckets)

@@ -14,6 +14,7 @@ from keras_reformer.layers.reversible import ReversibleBlock, ReversibleSequence
 from keras_reformer.layers.sinusoidal_position_embedding import SinusoidalPositionEmbedding
 from keras_reformer.layers.token_embedding import TokenEmbedding
 from keras_reformer.models.input_checks import check_token_inputs
+from keras_reformer.ops.hashing import default_bucket_factors
 
 ATTENTION_KINDS = ("lsh", "local")
 POSITION_EMBEDDING_KINDS = ("axial", "learned", "sinusoidal")
@@ -59,8 +60,11 @@ class ReformerModel(keras.Model):
             `4 * hidden_dim`.
         chunk_length: attention chunk length. Defaults to `64`.
         num_hashes: LSH hash rounds. Defaults to `4`.
-        num_buckets: LSH buckets per round. Defaults to the paper's choice for
-            `max_sequence_length` (see `default_num_buckets`).
+        num_buckets: LSH buckets per round: an even integer, or a list of
+            factors (see `LSHSelfAttention`). Defaults to the paper's choice
+            for `max_sequence_length` (see `default_num_buckets`), split in two
+            factors above `4 * chunk_length` buckets
+            (`keras_reformer.ops.default_bucket_factors`).
         causal: whether a position attends only to earlier ones (language
             models). Defaults to `False`.
         dropout: dropout rate of attention probabilities, feed-forward and
@@ -147,7 +151,10 @@ class ReformerModel(keras.Model):
                 f"Received: position_embedding={position_embedding!r}"
             )
         if num_buckets is None:
-            num_buckets = default_num_buckets(max_sequence_length, chunk_length)
+            factors = default_bucket_factors(
+                default_num_buckets(max_sequence_length, chunk_length), chunk_length
+            )
+            num_buckets = factors[0] if len(factors) == 1 else list(factors)
 
         # === Layers ===
         token_embedding = TokenEmbedding(

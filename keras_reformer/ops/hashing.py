@@ -3,6 +3,12 @@
 A vector `x` is rotated by a random matrix `R` (entries N(0, 1)) of shape
 `(d, num_buckets / 2)`; its bucket is `argmax([xR ; -xR])`. Nearby directions
 land in the same bucket with high probability (Andoni et al. 2015).
+
+With factorised buckets (`bucket_factors = (b1, b2, ...)`, as in the paper's
+reference implementation, trax), each factor has its own `b_i / 2` columns of
+`R` and its own argmax, and the bucket is the mixed-radix number
+`i1 + b1 * (i2 + b2 * ...)`: `b1 * b2 * ...` buckets from
+`(b1 + b2 + ...) / 2` rotated values per token instead of `b1 * b2 * ... / 2`.
 """
 
 import math
@@ -30,38 +36,83 @@ def default_num_buckets(length, chunk_length):
     return 2 ** int(math.ceil(math.log2(target)))
 
 
-def hash_buckets(vectors, rotations, max_rotated_values=_MAX_ROTATED_VALUES):
+def default_bucket_factors(num_buckets, chunk_length):
+    """Splits a large bucket count in two, so that hashing costs no more than attending.
+
+    Rotating a vector for `num_buckets` buckets makes `num_buckets / 2` values;
+    attending to two chunks takes `2 * chunk_length` keys. Above
+    `num_buckets = 4 * chunk_length` the rotation would do more work per token than
+    the attention, so the count is split into two powers of two, as equal as
+    possible (the rule of Hugging Face's Reformer for the limit it computes).
+
+    Args:
+        num_buckets: the number of buckets, a power of two (see `default_num_buckets`).
+        chunk_length: positions per chunk.
+
+    Returns:
+        A tuple of bucket counts whose product is `num_buckets`: `(num_buckets,)`,
+        or two factors.
+
+    Example:
+
+    ```python
+    import keras_reformer
+
+    keras_reformer.ops.default_bucket_factors(128, 64)   # (128,)
+    keras_reformer.ops.default_bucket_factors(2048, 64)  # (32, 64)
+    ```
+    """
+    if num_buckets <= 4 * chunk_length or num_buckets & (num_buckets - 1):
+        return (num_buckets,)
+    power = num_buckets.bit_length() - 1
+    return (2 ** (power // 2), 2 ** (power - power // 2))
+
+
+def hash_buckets(vectors, rotations, bucket_factors=None,
+                 max_rotated_values=_MAX_ROTATED_VALUES):
     """Angular LSH bucket ids of `vectors`, one per hash round and head.
 
     The result carries no gradient (hashing is not differentiable).
 
     Args:
         vectors: `(batch, num_heads, length, dim)`.
-        rotations: `(num_heads, dim, num_hashes, num_buckets // 2)` random
-            rotations, one set per head.
+        rotations: `(num_heads, dim, num_hashes, sum(bucket_factors) // 2)`
+            random rotations, one set per head.
+        bucket_factors: the bucket count as a tuple of even factors (see the
+            module docstring). Defaults to `None`: one factor,
+            `2 * rotations.shape[-1]`.
         max_rotated_values: bound on the number of rotated values (per batch
             element) held at once; longer sequences are hashed block by block
             with `keras.ops.map`, so memory stays linear in `length`.
 
     Returns:
         `(batch, num_heads, num_hashes, length)` int32 bucket ids in
-        `[0, num_buckets)`.
+        `[0, prod(bucket_factors))`.
     """
     vectors = ops.stop_gradient(vectors)
     rotations = ops.cast(ops.stop_gradient(rotations), vectors.dtype)
     num_heads, length, dim = vectors.shape[1], vectors.shape[2], vectors.shape[3]
     num_hashes, half = rotations.shape[2], rotations.shape[3]
+    bucket_factors = tuple(bucket_factors or (2 * half,))
+    if any(f < 2 or f % 2 for f in bucket_factors) or sum(bucket_factors) != 2 * half:
+        raise ValueError(
+            "`bucket_factors` must be even numbers >= 2 that sum to twice the rotations' last "
+            f"dimension ({2 * half}). Received: bucket_factors={bucket_factors}"
+        )
 
     flat_rotations = ops.reshape(rotations, (num_heads, dim, num_hashes * half))
 
     def hash_block(block):
-        # argmax([xR ; -xR]) is the index of the largest |xR|, moved to the
-        # second half where that value is negative: one reduction, no concatenation.
         rotated = ops.einsum("bhld,hdk->bhlk", block, flat_rotations)  # k: hashes * half
         rotated = ops.reshape(rotated, (-1, num_heads, block.shape[2], num_hashes, half))
-        largest = ops.argmax(ops.abs(rotated), axis=-1)
-        value = ops.squeeze(ops.take_along_axis(rotated, ops.expand_dims(largest, -1), -1), -1)
-        buckets = ops.cast(largest, "int32") + ops.cast(value < 0, "int32") * half
+        if len(bucket_factors) == 1:
+            buckets = _angular_bucket(rotated)
+        else:
+            buckets, start, radix = 0, 0, 1
+            for factor in bucket_factors:
+                part = rotated[..., start:start + factor // 2]
+                buckets = buckets + _angular_bucket(part) * radix
+                start, radix = start + factor // 2, radix * factor
         return ops.transpose(buckets, (0, 1, 3, 2))
 
     per_position = num_heads * num_hashes * half
@@ -74,6 +125,18 @@ def hash_buckets(vectors, rotations, max_rotated_values=_MAX_ROTATED_VALUES):
     buckets = ops.map(hash_block, blocks)  # (num_blocks, batch, heads, hashes, block)
     buckets = ops.transpose(buckets, (1, 2, 3, 0, 4))
     return ops.reshape(buckets, (-1, num_heads, num_hashes, length))
+
+
+def _angular_bucket(rotated):
+    """`argmax([xR ; -xR])` over the last axis, as int32.
+
+    It is the index of the largest `|xR|`, moved to the second half where that
+    value is negative: one reduction, no concatenation.
+    """
+    half = rotated.shape[-1]
+    largest = ops.argmax(ops.abs(rotated), axis=-1)
+    value = ops.squeeze(ops.take_along_axis(rotated, ops.expand_dims(largest, -1), -1), -1)
+    return ops.cast(largest, "int32") + ops.cast(value < 0, "int32") * half
 
 
 def _largest_divisor_at_most(n, bound):

@@ -29,6 +29,41 @@ def test_lsh_path_equals_full_attention_when_every_key_is_visible(causal):
     check_against_full_attention(layer, _inputs(length=16), causal)
 
 
+def test_factorised_buckets_equal_full_attention_when_every_key_is_visible():
+    # The same setting with 2 x 4 factorised buckets: checks the plumbing
+    # (rotation shape, bucket range) forward and backward.
+    layer = LSHSelfAttention(
+        num_heads=2, key_dim=6, chunk_length=8, num_hashes=1, num_buckets=[2, 4],
+        causal=True, lookback=1, lookahead=1, seed=3,
+    )
+    check_against_full_attention(layer, _inputs(length=16), True)
+
+
+def test_factorised_buckets_find_neighbours_as_well_as_whole_ones():
+    # Clustered tokens (as in the hash-rounds test below): 4 x 4 factorised
+    # buckets approximate full attention about as well as 16 whole ones.
+    rng = np.random.default_rng(1)
+    length, dim = 128, 16
+    centers = rng.normal(size=(16, dim))
+    eye = np.eye(dim, dtype="float32")
+    errors = {}
+    for num_buckets in (16, [4, 4]):
+        layer = LSHSelfAttention(num_heads=1, key_dim=dim, chunk_length=8, num_hashes=4,
+                                 num_buckets=num_buckets)
+        layer.build((1, length, dim))
+        layer.set_weights([16.0 * eye[:, None], eye[:, None], eye[None]])
+        errors[str(num_buckets)] = []
+        for trial in range(3):
+            labels = np.random.default_rng(trial).integers(0, 16, size=(1, length))
+            noise = np.random.default_rng(10 + trial).normal(size=(1, length, dim))
+            x = (centers[labels] + 0.3 * noise).astype("float32")
+            reference = to_numpy(full_shared_qk_attention(x, *layer_kernels(layer)))
+            layer.rotation_seed_generator.state.assign(np.array([trial, 0]))
+            errors[str(num_buckets)].append(np.mean(np.abs(to_numpy(forward(layer, x)) - reference)))
+    whole, factorised = np.mean(errors["16"]), np.mean(errors["[4, 4]"])
+    assert factorised < 1.5 * whole, errors
+
+
 def test_lsh_path_equals_full_attention_with_padding():
     mask = np.ones((2, 16), "int32")
     mask[0, 11:] = 0
@@ -207,6 +242,9 @@ def test_mixed_precision_outputs_and_gradients_are_finite(policy):
         ({"num_hashes": 0}, "num_hashes"),
         ({"num_buckets": 3}, "num_buckets"),
         ({"num_buckets": 1}, "num_buckets"),
+        ({"num_buckets": [4, 3]}, "num_buckets"),
+        ({"num_buckets": []}, "num_buckets"),
+        ({"num_buckets": "8"}, "num_buckets"),
         ({"lookback": -1}, "lookback"),
         ({"lookahead": -2}, "lookahead"),
         ({"dropout": 1.0}, "dropout"),
@@ -229,8 +267,8 @@ def test_layer_harness(tmp_path):
     mask[1, 14:] = 0
     run_layer_test(
         LSHSelfAttention,
-        dict(num_heads=2, key_dim=4, chunk_length=8, num_hashes=2, causal=True, dropout=0.1,
-             use_bias=True, seed=1),
+        dict(num_heads=2, key_dim=4, chunk_length=8, num_hashes=2, num_buckets=[2, 4],
+             causal=True, dropout=0.1, use_bias=True, seed=1),
         _inputs(length=20, d_model=6),
         (2, 20, 6),
         call_kwargs={"padding_mask": mask},

@@ -112,6 +112,17 @@ def test_default_num_buckets_is_the_papers_choice():
     assert default_num_buckets(64, 64) == 2
 
 
+@pytest.mark.parametrize("max_length, expected", [(4096, 128), (16384, [16, 32])])
+def test_long_models_factorise_their_buckets(max_length, expected):
+    # 2 * 16384 / 64 = 512 buckets would rotate each token into 256 values, more
+    # than the 128 keys it attends to: two factors, 16 + 32 values, instead.
+    model = small_model(chunk_length=64, max_sequence_length=max_length, num_layers=2,
+                        attention_layers=["lsh", "lsh"])
+    assert model.get_config()["num_buckets"] == expected
+    attention = model.get_layer("reversible_stack").blocks[0].f.layer
+    assert attention.num_buckets == expected
+
+
 NEXT_BACKEND = {"jax": "tensorflow", "tensorflow": "torch", "torch": "jax"}
 
 LOAD_AND_COMPARE = """
