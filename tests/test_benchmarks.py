@@ -10,6 +10,7 @@ sys.path.insert(0, str(BENCHMARKS))
 import common  # noqa: E402
 import make_figures  # noqa: E402
 import reversible_memory  # noqa: E402
+import train_step  # noqa: E402
 
 
 def memory_rows():
@@ -72,3 +73,11 @@ def test_device_memory_is_read_exactly_when_there_is_a_gpu():
 
     peak = common.device_peak_mib(keras.backend.backend())
     assert (peak is None) == (common.accelerator_name() == "none")
+
+
+def test_time_estimates_skip_only_on_a_cpu():
+    assert "GiB" in train_step.skip_reason(2048, 10, limit_mib=1024, timeout=60)
+    assert "timeout" in train_step.skip_reason(100, 500, limit_mib=1024, timeout=60)
+    assert train_step.skip_reason(100, 500, limit_mib=1024, timeout=60, on_gpu=True) is None
+    assert "GiB" in train_step.skip_reason(2048, 10, limit_mib=1024, timeout=60, on_gpu=True)
+    assert train_step.skip_reason(100, 10, limit_mib=1024, timeout=60) is None
