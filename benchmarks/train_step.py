@@ -81,14 +81,12 @@ def measure_keras(spec):
     marks = {}
 
     def after_warmup():
-        _mark_peak(marks)
-        common.reset_device_peak(backend)
+        _mark_peak(marks, backend)
         if backend == "tensorflow":
             common.tf_reset_peak_memory()
 
     timing = common.time_steps(step, spec["warmup"], spec["repeats"], after_warmup=after_warmup)
-    result = _row(spec, timing, marks, baseline, import_start, losses)
-    result.update(device_peak_mib=common.device_peak_mib(backend))
+    result = _row(spec, timing, marks, baseline, import_start, losses, backend)
     result.update(backend=backend, jit_compile=jit_compile,
                   num_parameters=int(model.count_params()), threads=_threads(backend))
     if backend == "tensorflow":
@@ -126,27 +124,25 @@ def measure_peer(spec):
         spec["implementation"], spec["length"], spec["depth"], SIZES, LEARNING_RATE)
     baseline = common.rss_mib()
     losses, marks = [], {}
-    def after_warmup():
-        _mark_peak(marks)
-        common.reset_device_peak("torch")
-
     timing = common.time_steps(lambda: losses.append(step()), spec["warmup"], spec["repeats"],
-                               after_warmup=after_warmup)
-    result = _row(spec, timing, marks, baseline, import_start, losses)
-    result.update(device_peak_mib=common.device_peak_mib("torch"))
+                               after_warmup=lambda: _mark_peak(marks, "torch"))
+    result = _row(spec, timing, marks, baseline, import_start, losses, "torch")
     result.update(backend="torch", num_parameters=int(num_parameters),
                   threads=torch.get_num_threads())
     return result
 
 
-def _mark_peak(marks):
-    """Between warm-up and timed steps: keep the peak so far, then reset the high-water mark."""
+def _mark_peak(marks, backend):
+    """Between warm-up and timed steps: keep the peak so far, then reset the high-water
+    marks (RSS, and the GPU allocator's where the backend can)."""
     marks["warmup_peak"] = common.peak_rss_mib()
     marks["reset"] = common.reset_peak_rss()
+    common.reset_device_peak(backend)
 
 
-def _row(spec, timing, marks, baseline, import_start, losses):
-    """Time and memory of a child: lifetime peak RSS, and the peak of the timed steps alone."""
+def _row(spec, timing, marks, baseline, import_start, losses, backend):
+    """Time and memory of a child: lifetime peak RSS, the peak of the timed steps alone,
+    and the GPU allocator's peak (None on a CPU)."""
     median = timing["step_seconds_median"]
     current_peak = common.peak_rss_mib()
     peak = max(marks.get("warmup_peak", 0.0), current_peak)
@@ -160,6 +156,7 @@ def _row(spec, timing, marks, baseline, import_start, losses):
         "step_peak_rss_mib": None if steady is None else round(steady, 1),
         "step_training_rss_mib": None if steady is None else round(steady - baseline, 1),
         "process_start_rss_mib": round(import_start, 1),
+        "device_peak_mib": common.device_peak_mib(backend),
         "cpu_count": os.cpu_count(),
         "losses": [round(v, 4) for v in losses],
         "finite_loss": all(v == v and abs(v) != float("inf") for v in losses),

@@ -157,7 +157,8 @@ class LSHSelfAttention(LocalSelfAttention):
         if key_mask is not None:
             # Padding gets a bucket of its own (after all real ones), so it
             # never changes where real tokens land in the sorted sequence.
-            buckets = ops.where(ops.expand_dims(key_mask, 1), buckets, scalar_like(num_buckets, buckets))
+            padding_bucket = scalar_like(num_buckets, buckets)
+            buckets = ops.where(ops.expand_dims(key_mask, 1), buckets, padding_bucket)
             num_buckets += 1
             # (batch * heads, length) even where the mask was shared.
             key_mask = ops.logical_and(key_mask, ops.ones_like(query_key[..., 0], dtype="bool"))

@@ -14,7 +14,7 @@ from keras_reformer.layers.reversible import ReversibleBlock, ReversibleSequence
 from keras_reformer.layers.sinusoidal_position_embedding import SinusoidalPositionEmbedding
 from keras_reformer.layers.token_embedding import TokenEmbedding
 from keras_reformer.models.input_checks import check_token_inputs
-from keras_reformer.ops.hashing import default_bucket_factors
+from keras_reformer.ops import hashing
 
 ATTENTION_KINDS = ("lsh", "local")
 POSITION_EMBEDDING_KINDS = ("axial", "learned", "sinusoidal")
@@ -34,8 +34,7 @@ def default_num_buckets(max_sequence_length, chunk_length):
     Returns:
         The smallest power of two, at least 2, that is >= 2 * L / chunk_length.
     """
-    target = max(2, -(-2 * max_sequence_length // chunk_length))
-    return 1 << (target - 1).bit_length()
+    return hashing.default_num_buckets(max_sequence_length, chunk_length)
 
 
 @reformer_export
@@ -151,7 +150,7 @@ class ReformerModel(keras.Model):
                 f"Received: position_embedding={position_embedding!r}"
             )
         if num_buckets is None:
-            factors = default_bucket_factors(
+            factors = hashing.default_bucket_factors(
                 default_num_buckets(max_sequence_length, chunk_length), chunk_length
             )
             num_buckets = factors[0] if len(factors) == 1 else list(factors)

@@ -32,8 +32,8 @@ def default_num_buckets(length, chunk_length):
         The smallest power of two that is at least `2 * length / chunk_length`,
         and at least 2.
     """
-    target = max(2.0, 2.0 * length / chunk_length)
-    return 2 ** int(math.ceil(math.log2(target)))
+    target = max(2, -(-2 * length // chunk_length))  # ceil(2 * length / chunk_length)
+    return 1 << (target - 1).bit_length()
 
 
 def default_bucket_factors(num_buckets, chunk_length):
@@ -105,14 +105,11 @@ def hash_buckets(vectors, rotations, bucket_factors=None,
     def hash_block(block):
         rotated = ops.einsum("bhld,hdk->bhlk", block, flat_rotations)  # k: hashes * half
         rotated = ops.reshape(rotated, (-1, num_heads, block.shape[2], num_hashes, half))
-        if len(bucket_factors) == 1:
-            buckets = _angular_bucket(rotated)
-        else:
-            buckets, start, radix = 0, 0, 1
-            for factor in bucket_factors:
-                part = rotated[..., start:start + factor // 2]
-                buckets = buckets + _angular_bucket(part) * radix
-                start, radix = start + factor // 2, radix * factor
+        buckets, start, radix = 0, 0, 1
+        for factor in bucket_factors:
+            part = rotated[..., start:start + factor // 2]
+            buckets = buckets + _angular_bucket(part) * radix
+            start, radix = start + factor // 2, radix * factor
         return ops.transpose(buckets, (0, 1, 3, 2))
 
     per_position = num_heads * num_hashes * half
