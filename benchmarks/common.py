@@ -57,6 +57,9 @@ STATUSES = ("ok", "skipped", "timeout", "failed", "killed")
 # Allocations above 128 KiB get their own mmap and go back to the OS when freed,
 # so the RSS of a child process follows its live tensors (glibc malloc).
 CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+# Environment variables that change what is measured: a result's command
+# carries them, so that it reproduces the numbers.
+RECORDED_ENV = ("XLA_FLAGS",)
 MIB = 1024 * 1024
 
 
@@ -373,13 +376,19 @@ def now_iso():
 
 
 def command_line():
-    """The command that ran this script, as a shell line relative to the repository root."""
+    """The command that ran this script, as a shell line relative to the repository root.
+
+    Set variables of `RECORDED_ENV` come first, as `NAME=value python ...`.
+    """
     script = Path(sys.argv[0]).resolve()
     try:
         script = script.relative_to(REPO_ROOT)
     except ValueError:
         pass
-    return " ".join(["python", shlex.quote(str(script))] + [shlex.quote(a) for a in sys.argv[1:]])
+    env = [f"{name}={shlex.quote(os.environ[name])}" for name in RECORDED_ENV
+           if os.environ.get(name)]
+    return " ".join(env + ["python", shlex.quote(str(script))]
+                    + [shlex.quote(a) for a in sys.argv[1:]])
 
 
 def make_result(benchmark, backend, rows, config=None, versions=None, note="", command=None):

@@ -81,3 +81,13 @@ def test_time_estimates_skip_only_on_a_cpu():
     assert train_step.skip_reason(100, 500, limit_mib=1024, timeout=60, on_gpu=True) is None
     assert "GiB" in train_step.skip_reason(2048, 10, limit_mib=1024, timeout=60, on_gpu=True)
     assert train_step.skip_reason(100, 10, limit_mib=1024, timeout=60) is None
+
+
+def test_command_line_carries_the_xla_flags_that_shaped_the_numbers(monkeypatch):
+    monkeypatch.setattr(sys, "argv", [str(BENCHMARKS / "train_step.py"), "--lengths", "4096"])
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    assert common.command_line() == "python benchmarks/train_step.py --lengths 4096"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=-reduce")
+    assert common.command_line() == (
+        "XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-reduce "
+        "python benchmarks/train_step.py --lengths 4096")
