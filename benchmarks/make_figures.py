@@ -33,7 +33,7 @@ import train_step  # noqa: E402
 # docs/benchmarks/tables/<file> per benchmark (placeholders named by the docs page).
 TABLE_FILES = {"train_step": "train_step.md", "lsh_attention": "attention_speed.md",
                "reversible_memory": "memory_vs_depth.md", "duplication": "duplication.md",
-               "char_lm": "char_lm.md"}
+               "char_lm": "char_lm.md", "jax_cpu_flags": "jax_cpu_flags.md"}
 # Results measured on a GPU machine: a subfolder, shown as tables on their own.
 GPU_RESULTS = "gpu"
 GPU_TABLE_FILE = "gpu.md"
@@ -51,7 +51,9 @@ TABLE_COLUMNS = {"train_step": ["implementation", "backend", "length", "depth", 
                                        "d8", "d12", "mib_per_extra_layer", "memory"],
                  "duplication": ["backend", "hash_rounds", "accuracy", "training_seconds"],
                  "char_lm": ["backend", "bits_per_character", "steps", "steps_this_run",
-                             "training_seconds"]}
+                             "training_seconds"],
+                 "jax_cpu_flags": ["variant", "xla_flags", "length", "depth", "rounds",
+                                   "step_seconds_median", "tokens_per_second", "speedup"]}
 # Benchmarks whose settings are not all in their command (the examples' defaults): their
 # sections list the result's `config`.
 CONFIG_SHOWN = ("duplication", "char_lm")

@@ -91,3 +91,36 @@ def test_command_line_carries_the_xla_flags_that_shaped_the_numbers(monkeypatch)
     assert common.command_line() == (
         "XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-reduce "
         "python benchmarks/train_step.py --lengths 4096")
+
+
+def test_jax_cpu_flags_summary_takes_medians_over_rounds_and_compares_with_default():
+    import jax_cpu_flags
+
+    runs = [dict(length=4096, depth=2, variant=variant, status="ok", step_seconds_median=s)
+            for variant, s in [("default", 2.0), ("default", 2.4), ("default", 9.0),
+                               ("no_ynn_reduce", 1.6), ("no_ynn_reduce", 1.5),
+                               ("no_ynn_reduce", 1.7)]]
+    runs.append(dict(length=4096, depth=2, variant="no_ynn_reduce", status="timeout"))
+    rows = {row["variant"]: row for row in jax_cpu_flags.summarise(runs)}
+    assert rows["default"]["step_seconds_median"] == 2.4 and rows["default"]["speedup"] == 1.0
+    assert rows["no_ynn_reduce"]["rounds"] == 3
+    assert rows["no_ynn_reduce"]["speedup"] == 1.5  # 2.4 / 1.6
+    assert rows["no_ynn_reduce"]["xla_flags"] == jax_cpu_flags.NO_YNN_REDUCE
+
+
+def test_best_of_rounds_keeps_each_configurations_fastest_round():
+    def row(implementation, round_index, tokens, status="ok"):
+        return dict(implementation=implementation, backend="torch", length=4096, depth=2,
+                    round=round_index, status=status, tokens_per_second=tokens,
+                    peak_rss_mib=100.0 + round_index)
+
+    rows = [row("hf_reformer", 0, 900.0), row("hf_reformer", 1, 1200.0),
+            row("keras_reformer", 0, 1500.0), row("keras_reformer", 1, 0.0, "timeout"),
+            dict(row("reformer_pytorch", 0, None, "skipped"))]
+    best = {r["implementation"]: r for r in train_step.best_of_rounds(rows)}
+    assert best["hf_reformer"]["tokens_per_second"] == 1200.0
+    assert best["hf_reformer"]["peak_rss_mib"] == 101.0  # the chosen round's own memory
+    assert best["hf_reformer"]["tokens_per_second_rounds"] == [900.0, 1200.0]
+    assert best["keras_reformer"]["tokens_per_second"] == 1500.0
+    assert best["reformer_pytorch"]["status"] == "skipped"
+    assert len(best) == 3

@@ -1,0 +1,103 @@
+"""JAX on a CPU: the train step with and without YNNPACK reductions, side by side.
+
+jaxlib 0.10 and 0.11 hand reductions to YNNPACK on CPUs, where a sum over an axis
+that is not the innermost one runs many times slower than XLA's own loops
+(jax-ml/jax#37465). The backward pass of a Reformer has such sums: the gradient
+of a layer normalisation's scale (over all tokens), of the hash rounds'
+combination (over rounds). `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-reduce`
+keeps them out of YNNPACK.
+
+This script times the JAX train step of `train_step.py` (same model, batch 1) in
+fresh processes without and with that flag, alternating the two `--rounds` times,
+and prints the median step time of each variant and their ratio. It writes
+`benchmarks/results/jax_cpu_flags_*.json`.
+
+Usage:
+    python benchmarks/jax_cpu_flags.py --lengths 4096,16384 --depths 2,12 --rounds 3
+"""
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+import train_step  # noqa: E402
+
+BENCHMARK = "jax_cpu_flags"
+NO_YNN_REDUCE = "--xla_cpu_experimental_ynn_fusion_type=-reduce"
+VARIANTS = {"default": "", "no_ynn_reduce": NO_YNN_REDUCE}
+
+
+def summarise(runs):
+    """One row per length, depth and variant from the per-process `runs`.
+
+    Returns rows with the median over rounds of each process's median step time,
+    tokens per second, and `speedup` (the default variant's median divided by
+    this one's).
+    """
+    groups = {}
+    for run in runs:
+        if run.get("status") == "ok":
+            key = (run["length"], run["depth"], run["variant"])
+            groups.setdefault(key, []).append(run["step_seconds_median"])
+    rows = []
+    for (length, depth, variant), seconds in sorted(groups.items()):
+        median = statistics.median(seconds)
+        default = groups.get((length, depth, "default"))
+        rows.append({
+            "variant": variant, "backend": "jax", "length": length, "depth": depth,
+            "xla_flags": VARIANTS[variant] or "(none)", "status": "ok",
+            "rounds": len(seconds), "step_seconds": [round(s, 3) for s in seconds],
+            "step_seconds_median": round(median, 3),
+            "tokens_per_second": round(length / median, 1),
+            "speedup": round(statistics.median(default) / median, 3) if default else None,
+        })
+    return rows
+
+
+def _ints(text):
+    return [int(v) for v in text.split(",") if v]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lengths", type=_ints, default=[4096, 16384])
+    parser.add_argument("--depths", type=_ints, default=[2, 12])
+    parser.add_argument("--rounds", type=int, default=3, help="processes per variant")
+    parser.add_argument("--repeats", type=int, default=2, help="timed steps per process")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per process")
+    parser.add_argument("--output-dir", default=str(common.RESULTS_DIR))
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args(argv)
+    runs = []
+    for length in args.lengths:
+        for depth in args.depths:
+            for round_index in range(args.rounds):
+                for variant, flags in VARIANTS.items():
+                    spec = dict(implementation="keras_reformer", length=length, depth=depth,
+                                warmup=1, repeats=args.repeats, jit_compile=True,
+                                jax_memory_analysis=False)
+                    run = common.run_fresh(
+                        train_step.__file__, spec, timeout=args.timeout,
+                        env={"KERAS_BACKEND": "jax", "XLA_FLAGS": flags})
+                    run.update(variant=variant, length=length, depth=depth, round=round_index)
+                    runs.append(run)
+                    print(f"L={length} depth={depth} round {round_index} {variant}: "
+                          f"{run.get('step_seconds_median', run.get('error'))} s", flush=True)
+    rows = summarise(runs)
+    print(common.format_table(rows, ["variant", "length", "depth", "rounds",
+                                     "step_seconds_median", "tokens_per_second", "speedup"]))
+    if not args.no_save:
+        versions = common.package_versions(["keras", "jax", "jaxlib"])
+        config = dict(train_step.SIZES, batch=1, rounds=args.rounds, repeats=args.repeats,
+                      variants=VARIANTS)
+        result = common.make_result(BENCHMARK, "jax", rows, config=config, versions=versions)
+        print(f"\nwrote {common.write_result(result, args.output_dir)}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
