@@ -443,6 +443,13 @@ def load_results(directory=RESULTS_DIR):
     return sorted(results, key=lambda r: r["date"])
 
 
+# === Command-line arguments ===
+
+def int_list(text):
+    """`"1024,4096"` as `[1024, 4096]`: an argparse `type` for comma-separated integers."""
+    return [int(v) for v in text.split(",") if v]
+
+
 # === Printing ===
 
 def format_value(value):

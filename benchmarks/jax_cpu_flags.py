@@ -58,14 +58,10 @@ def summarise(runs):
     return rows
 
 
-def _ints(text):
-    return [int(v) for v in text.split(",") if v]
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lengths", type=_ints, default=[4096, 16384])
-    parser.add_argument("--depths", type=_ints, default=[2, 12])
+    parser.add_argument("--lengths", type=common.int_list, default=[4096, 16384])
+    parser.add_argument("--depths", type=common.int_list, default=[2, 12])
     parser.add_argument("--rounds", type=int, default=3, help="processes per variant")
     parser.add_argument("--repeats", type=int, default=2, help="timed steps per process")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per process")

@@ -316,16 +316,13 @@ def target_lines(rows):
 
 
 def parse_args(argv=None):
-    def ints(text):
-        return [int(v) for v in text.split(",") if v]
-
     def names(text):
         return [v for v in text.split(",") if v and v != "none"]
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", type=names, default=list(BACKENDS))
-    parser.add_argument("--lengths", type=ints, default=[1024, 4096, 16384, 65536])
-    parser.add_argument("--depths", type=ints, default=[2, 6, 12])
+    parser.add_argument("--lengths", type=common.int_list, default=[1024, 4096, 16384, 65536])
+    parser.add_argument("--depths", type=common.int_list, default=[2, 6, 12])
     parser.add_argument("--peers", type=names, default=["hf", "reformer_pytorch", "full"],
                         help=f"any of {peer_models.PEERS} (hf = hf_reformer), or none")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps (median)")
@@ -386,14 +383,14 @@ def main(argv=None):
     for round_index in range(args.rounds):
         first_round = [r for r in rows if r["round"] == 0]
         for config in configs:
+            if round_index and not any(r["status"] == "ok" and _same(r, config)
+                                       for r in first_round):
+                continue  # what did not run in the first round is not tried again
             row = dict(config, batch=1, round=round_index,
                        load_average_before=round(os.getloadavg()[0], 2))
             memory, seconds = estimate(config, first_round)
             reason = skip_reason(memory, seconds * (args.warmup + args.repeats), limit_mib,
                                  args.timeout, on_gpu=machine["accelerator"] != "none")
-            if round_index and not any(r["status"] == "ok" and _same(r, config)
-                                       for r in first_round):
-                continue  # what did not run in the first round is not tried again
             if reason:
                 row.update(status="skipped", error=reason)
             else:

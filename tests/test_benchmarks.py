@@ -124,3 +124,9 @@ def test_best_of_rounds_keeps_each_configurations_fastest_round():
     assert best["keras_reformer"]["tokens_per_second"] == 1500.0
     assert best["reformer_pytorch"]["status"] == "skipped"
     assert len(best) == 3
+
+
+def test_int_list_parses_comma_separated_integers():
+    assert common.int_list("1024,4096,") == [1024, 4096]
+    args = train_step.parse_args(["--lengths", "4096,16384", "--depths", "2"])
+    assert args.lengths == [4096, 16384] and args.depths == [2]
