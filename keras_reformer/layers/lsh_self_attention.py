@@ -33,7 +33,8 @@ class LSHSelfAttention(LocalSelfAttention):
     previous / `lookahead` next chunks. Rounds are combined with their
     log-sum-exp weights. A token attends to itself only when nothing else is
     visible; with `causal=True` no token attends to a later one (positions are
-    compared in the original order). Padding tokens get a bucket of their own,
+    compared in the original order). With `correct_duplicates=True`, a key that
+    a query sees in several rounds counts once (the paper's `log N_ij` term). Padding tokens get a bucket of their own,
     so they never move real tokens. Memory and time are linear in the length
     (times `log` for the sort); sequences of any length are accepted, and
     sequences no longer than `chunk_length` use exact full attention.
@@ -69,6 +70,12 @@ class LSHSelfAttention(LocalSelfAttention):
         bias_initializer: initializer of the biases. Defaults to `"zeros"`.
         seed: integer seed of the hash rotations and of the dropout. Defaults
             to `None`.
+        correct_duplicates: if `True`, subtract from each logit the log of the
+            number of rounds in which the query sees the key (paper, appendix
+            A), so that the combined rounds are one softmax over the union of
+            the keys seen, each counted once. It costs `num_hashes` integer
+            comparisons per logit. Defaults to `False`: a key seen in `n`
+            rounds weighs `n` times as much.
         **kwargs: other `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -117,6 +124,7 @@ class LSHSelfAttention(LocalSelfAttention):
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         seed=None,
+        correct_duplicates=False,
         **kwargs,
     ):
         super().__init__(
@@ -137,6 +145,12 @@ class LSHSelfAttention(LocalSelfAttention):
         check_int("num_hashes", num_hashes, 1)
         self.num_hashes = num_hashes
         self.num_buckets = _check_num_buckets(num_buckets)
+        if not isinstance(correct_duplicates, bool):
+            raise ValueError(
+                "`correct_duplicates` must be True or False. "
+                f"Received: correct_duplicates={correct_duplicates!r}"
+            )
+        self.correct_duplicates = correct_duplicates
         self.rotation_seed_generator = keras.random.SeedGenerator(
             seed, name="rotation_seed_generator"
         )
@@ -177,6 +191,13 @@ class LSHSelfAttention(LocalSelfAttention):
         if key_mask is not None:
             sorted_key_mask = per_round(gather_along_sequence(key_mask, positions))
         round_positions = per_round(positions)
+        round_chunks = None
+        if self.correct_duplicates:
+            # Every token's chunk in every round, `(batch * heads, length, rounds)`:
+            # its index within its round's sorted row, over chunk_length.
+            ranks = ops.reshape(undo_indices, (-1, self.num_hashes, length)) % length
+            round_chunks = ops.transpose(ranks // self.chunk_length, (0, 2, 1))
+            round_chunks = per_round(gather_along_sequence(round_chunks, positions))
         outputs, logsumexp = chunked_attention(
             sorted_query_key,
             shared_qk_keys(sorted_query_key),
@@ -190,6 +211,8 @@ class LSHSelfAttention(LocalSelfAttention):
             causal=self.causal,
             dropout_rate=dropout,
             seed=self.dropout_seed_generator,
+            query_round_chunks=round_chunks,
+            key_round_chunks=round_chunks,
         )
         outputs = ops.reshape(outputs, (-1, self.num_hashes * length, outputs.shape[-1]))
         logsumexp = ops.reshape(logsumexp, (-1, self.num_hashes * length))
@@ -222,7 +245,11 @@ class LSHSelfAttention(LocalSelfAttention):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"num_hashes": self.num_hashes, "num_buckets": self.num_buckets})
+        config.update({
+            "num_hashes": self.num_hashes,
+            "num_buckets": self.num_buckets,
+            "correct_duplicates": self.correct_duplicates,
+        })
         return config
 
 

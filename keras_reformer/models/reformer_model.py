@@ -84,6 +84,9 @@ class ReformerModel(keras.Model):
             token embedding (see `TokenEmbedding`). Defaults to `True`.
         seed: optional integer making hashing and dropout reproducible.
         dtype: dtype policy of every layer, e.g. `"mixed_bfloat16"`.
+        correct_duplicates: whether LSH attention counts a key that a query
+            sees in several hash rounds once (the paper's appendix A; see
+            `LSHSelfAttention`). Defaults to `False`.
 
     Call arguments:
         inputs: a dict with `"token_ids"` (batch, length) integers and
@@ -133,6 +136,7 @@ class ReformerModel(keras.Model):
         tie_weights=True,
         seed=None,
         dtype=None,
+        correct_duplicates=False,
         **kwargs,
     ):
         for name, value in (("vocabulary_size", vocabulary_size), ("num_layers", num_layers),
@@ -176,7 +180,8 @@ class ReformerModel(keras.Model):
             )
             if kind == "lsh":
                 attention = LSHSelfAttention(
-                    num_hashes=num_hashes, num_buckets=num_buckets, **attention_args
+                    num_hashes=num_hashes, num_buckets=num_buckets,
+                    correct_duplicates=correct_duplicates, **attention_args
                 )
             else:
                 attention = LocalSelfAttention(**attention_args)
@@ -229,6 +234,7 @@ class ReformerModel(keras.Model):
         self.chunk_length = chunk_length
         self.num_hashes = num_hashes
         self.num_buckets = num_buckets
+        self.correct_duplicates = correct_duplicates
         self.causal = causal
         self.dropout = dropout
         self.max_sequence_length = max_sequence_length
@@ -280,6 +286,7 @@ class ReformerModel(keras.Model):
             "chunk_length": self.chunk_length,
             "num_hashes": self.num_hashes,
             "num_buckets": self.num_buckets,
+            "correct_duplicates": self.correct_duplicates,
             "causal": self.causal,
             "dropout": self.dropout,
             "max_sequence_length": self.max_sequence_length,

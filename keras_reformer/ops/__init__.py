@@ -1,5 +1,6 @@
 """Public ops of keras_reformer."""
-from keras_reformer.ops.chunked_attention import chunked_attention, combine_hash_rounds, shared_qk_keys
+from keras_reformer.ops.chunked_attention import (chunked_attention, combine_hash_rounds,
+                                                  duplicate_counts, shared_qk_keys)
 from keras_reformer.ops.chunking import (look_around, merge_chunks, pad_to_multiple,
                                          scan_sequence_chunks, shift_chunks, split_chunks)
 from keras_reformer.ops.hashing import default_bucket_factors, default_num_buckets, hash_buckets

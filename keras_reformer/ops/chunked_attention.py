@@ -49,6 +49,8 @@ def chunked_attention(
     mask_self=True,
     dropout_rate=0.0,
     seed=None,
+    query_round_chunks=None,
+    key_round_chunks=None,
 ):
     """Attention of each chunk of queries to its own and neighbouring chunks of keys.
 
@@ -71,6 +73,14 @@ def chunked_attention(
         mask_self: self-mask keys at the query's own position.
         dropout_rate: dropout on the attention probabilities.
         seed: a `keras.random.SeedGenerator` (or int) for the dropout.
+        query_round_chunks: optional `(batch or 1, length, num_rounds)`
+            integers: the chunk each query lands in, in every hash round.
+            With `key_round_chunks`, each logit is lowered by the log of the
+            number of rounds in which the query sees the key (see
+            `duplicate_counts`), so that a key met in several rounds counts
+            once when the rounds are combined (paper, appendix A).
+        key_round_chunks: `(batch or 1, length, num_rounds)` integers, the same
+            for the keys; given together with `query_round_chunks`.
 
     Returns:
         `(outputs, logsumexp)`: `(batch, length, d_v)` attention outputs and
@@ -83,6 +93,15 @@ def chunked_attention(
     v = split_chunks(values, chunk_length)
     k_pos = split_chunks(key_positions, chunk_length)
     k_mask = None if key_mask is None else split_chunks(ops.cast(key_mask, "bool"), chunk_length)
+    if (query_round_chunks is None) != (key_round_chunks is None):
+        raise ValueError(
+            "`query_round_chunks` and `key_round_chunks` must be given together. Received: "
+            f"query_round_chunks={'None' if query_round_chunks is None else 'a tensor'}, "
+            f"key_round_chunks={'None' if key_round_chunks is None else 'a tensor'}"
+        )
+    if query_round_chunks is not None:
+        q_rounds = ops.expand_dims(split_chunks(query_round_chunks, chunk_length), 3)
+        k_rounds = split_chunks(key_round_chunks, chunk_length)
     num_chunks = q.shape[1]
     offsets = range(-lookback, lookahead + 1)
     # One block of logits per neighbouring chunk instead of one block over the
@@ -97,6 +116,11 @@ def chunked_attention(
             shifted_mask = ops.expand_dims(shift_chunks(k_mask, offset, fill_value=False), -2)
             valid = shifted_mask if valid is None else ops.logical_and(valid, shifted_mask)
         block = ops.einsum("bncd,bnkd->bnck", q, shift_chunks(k, offset))
+        if query_round_chunks is not None:
+            # Keys beyond the sequence are masked below: their count does not matter.
+            shifted = ops.expand_dims(shift_chunks(k_rounds, offset), 2)
+            counts = duplicate_counts(q_rounds, shifted, lookback, lookahead)
+            block = block - ops.log(ops.cast(ops.maximum(counts, 1), block.dtype))
         logits.append(apply_attention_masks(
             block, q_pos, ops.expand_dims(shift_chunks(k_pos, offset, fill_value=-1), -2),
             valid, causal=causal, mask_self=mask_self,
@@ -126,6 +150,47 @@ def chunked_attention(
     return merge_chunks(outputs), merge_chunks(logsumexp)
 
 
+def duplicate_counts(query_chunks, key_chunks, lookback=1, lookahead=0):
+    """In how many hash rounds each query sees each key (`N_ij` of the paper's appendix A).
+
+    A query in chunk `c` of a round sees the keys in chunks `c - lookback` to
+    `c + lookahead` of that round. Attention combined over rounds counts a key
+    once per round that shows it; dividing its weight by this count (subtracting
+    `log N_ij` from the logit) counts it once in all.
+
+    Args:
+        query_chunks: `(..., num_queries, 1, num_rounds)` integers, each
+            query's chunk in every round.
+        key_chunks: `(..., 1, num_keys, num_rounds)` integers, each key's chunk
+            in every round.
+        lookback: previous chunks a chunk attends to. Defaults to `1`.
+        lookahead: next chunks a chunk attends to. Defaults to `0`.
+
+    Returns:
+        `(..., num_queries, num_keys)` int32 counts in `[0, num_rounds]`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_reformer.ops import duplicate_counts
+    query = np.array([[[3, 5]]])        # one query: chunk 3, then chunk 5
+    keys = np.array([[[3, 0], [2, 5]]])  # two keys
+    duplicate_counts(query[:, :, None], keys[:, None])  # [[[1, 2]]]
+    ```
+    """
+    query_chunks = ops.cast(query_chunks, "int32")
+    key_chunks = ops.cast(key_chunks, "int32")
+    counts = None
+    for round_index in range(query_chunks.shape[-1]):
+        distance = key_chunks[..., round_index] - query_chunks[..., round_index]
+        seen = ops.cast(
+            ops.logical_and(distance >= -lookback, distance <= lookahead), "int32"
+        )
+        counts = seen if counts is None else counts + seen
+    return counts
+
+
 def _chunk_in_range(num_chunks, offset):
     """`(num_chunks,)` booleans: whether chunk `i + offset` exists."""
     neighbour = ops.arange(num_chunks, dtype="int32") + offset
@@ -136,7 +201,10 @@ def combine_hash_rounds(outputs, logsumexp):
     """Combines the attention outputs of several hash rounds (paper, appendix A).
 
     Round `r` is weighted by `exp(lse_r - logsumexp_r' lse_r')`, i.e. by the
-    share of the total attention mass its keys received.
+    share of the total attention mass its keys received: a softmax over the
+    rounds, so the weights sum to one in any dtype. (Subtracting a rounded
+    `logsumexp` instead would not: a query that sees only itself has
+    `lse_r = -1e5` in every round, where float32 is 0.008 apart and bfloat16 512.)
 
     Args:
         outputs: `(batch, num_hashes, length, d_v)`.
@@ -145,6 +213,5 @@ def combine_hash_rounds(outputs, logsumexp):
     Returns:
         `(batch, length, d_v)`.
     """
-    total = ops.logsumexp(logsumexp, axis=1, keepdims=True)
-    weights = ops.exp(logsumexp - total)
+    weights = ops.softmax(logsumexp, axis=1)
     return ops.sum(outputs * ops.expand_dims(weights, -1), axis=1)

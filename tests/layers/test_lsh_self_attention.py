@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from keras_reformer.layers import LSHSelfAttention
+from keras_reformer.ops import hash_buckets
 from tests.ops.attention_reference import check_against_full_attention
 from tests.ops.attention_reference import forward
 from tests.ops.attention_reference import full_shared_qk_attention
@@ -175,6 +176,55 @@ def test_more_hash_rounds_approach_full_attention():
         assert np.all(np.array(errors[more]) < np.array(errors[fewer]) * 1.05), errors
 
 
+def _keys_seen_in_any_round(layer, x):
+    """`(length, length)` booleans: the keys each query sees in at least one round.
+
+    Recomputed in numpy from the layer's buckets (inference rotations): each
+    round sorts by (bucket, position), and a chunk sees itself and `lookback`
+    previous / `lookahead` next chunks of its round.
+    """
+    length = x.shape[1]
+    query_key = np.einsum("blm,mhd->bhld", x, layer_kernels(layer)[0])
+    factors = layer._bucket_factors(length)
+    rotations = layer._draw_rotations(
+        (layer.num_heads, layer.key_dim, layer.num_hashes, sum(factors) // 2), training=False
+    )
+    buckets = to_numpy(hash_buckets(
+        keras.ops.convert_to_tensor(query_key.astype("float32")), rotations, factors
+    ))[0, 0]
+    chunk = layer.chunk_length
+    seen = np.zeros((length, length), bool)
+    for round_buckets in buckets:
+        order = np.lexsort((np.arange(length), round_buckets))  # by bucket, then position
+        chunk_of = np.empty(length, int)
+        chunk_of[order] = np.arange(length) // chunk
+        distance = chunk_of[None, :] - chunk_of[:, None]  # key's chunk minus query's
+        seen |= (distance >= -layer.lookback) & (distance <= layer.lookahead)
+    return seen
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_corrected_duplicates_make_one_softmax_over_the_keys_seen(causal):
+    # Paper, appendix A: with log N_ij subtracted, the combined rounds are
+    # exactly attention over the union of the keys seen in any round, each
+    # counted once; without it, keys seen in several rounds weigh more.
+    x = _inputs(batch=1, length=48, d_model=8, seed=2)
+    kwargs = dict(num_heads=1, key_dim=6, chunk_length=4, num_hashes=3, num_buckets=4,
+                  causal=causal, seed=5)
+    layer = LSHSelfAttention(correct_duplicates=True, **kwargs)
+    layer.build(x.shape)
+    seen = _keys_seen_in_any_round(layer, x)
+    assert 0 < seen.sum() < seen.size  # a real subset, not full attention
+    check_against_full_attention(layer, x, causal, allowed=seen)
+
+    plain = LSHSelfAttention(**kwargs)
+    plain.build(x.shape)
+    plain.set_weights(layer.get_weights())
+    reference = to_numpy(full_shared_qk_attention(x, *layer_kernels(layer), causal=causal,
+                                                  allowed=seen))
+    assert np.abs(to_numpy(forward(plain, x)) - reference).max() > 1e-3
+
+
 def test_seeds_training_and_inference():
     x = _inputs(batch=1, length=40, d_model=8)
     kwargs = dict(num_heads=2, key_dim=4, chunk_length=8, num_hashes=2, seed=11)
@@ -234,6 +284,22 @@ def test_mixed_precision_outputs_and_gradients_are_finite(policy):
 
 
 @pytest.mark.parametrize(
+    "policy, tolerance", [("float32", 1e-5), ("mixed_float16", 2e-2), ("mixed_bfloat16", 5e-2)]
+)
+def test_a_token_that_sees_only_itself_gets_its_own_value(policy, tolerance):
+    # The first token of a causal sequence sees itself in every hash round;
+    # combining the rounds must give its value once (not num_hashes times, as a
+    # rounded logsumexp of the self-mask value did in half precision).
+    x = _inputs(batch=2, length=40, d_model=8)
+    layer = LSHSelfAttention(num_heads=2, key_dim=4, chunk_length=8, num_hashes=4, causal=True,
+                             seed=0, dtype=policy)
+    y = to_numpy(keras.ops.cast(forward(layer, x), "float32"))
+    _, value_kernel, output_kernel = layer_kernels(layer)
+    own_value = np.einsum("bm,mhd,hde->be", x[:, 0], value_kernel, output_kernel)
+    assert_allclose(y[:, 0], own_value, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize(
     "kwargs, name",
     [
         ({"num_heads": 0}, "num_heads"),
@@ -249,6 +315,7 @@ def test_mixed_precision_outputs_and_gradients_are_finite(policy):
         ({"lookahead": -2}, "lookahead"),
         ({"dropout": 1.0}, "dropout"),
         ({"dropout": -0.1}, "dropout"),
+        ({"correct_duplicates": 1}, "correct_duplicates"),
     ],
 )
 def test_bad_arguments_raise(kwargs, name):
@@ -268,7 +335,7 @@ def test_layer_harness(tmp_path):
     run_layer_test(
         LSHSelfAttention,
         dict(num_heads=2, key_dim=4, chunk_length=8, num_hashes=2, num_buckets=[2, 4],
-             causal=True, dropout=0.1, use_bias=True, seed=1),
+             causal=True, dropout=0.1, use_bias=True, seed=1, correct_duplicates=True),
         _inputs(length=20, d_model=6),
         (2, 20, 6),
         call_kwargs={"padding_mask": mask},

@@ -55,6 +55,20 @@ def test_config_round_trip_and_saving(position_embedding, tmp_path):
     run_model_saving_test(model, token_data(), tmp_path)
 
 
+def test_correct_duplicates_reaches_every_lsh_layer_and_survives_saving(tmp_path):
+    model = small_model(correct_duplicates=True, attention_layers=["lsh", "local", "lsh"],
+                        num_layers=3)
+    lsh_layers = [layer for layer in model._flatten_layers()
+                  if layer.__class__.__name__ == "LSHSelfAttention"]
+    assert len(lsh_layers) == 2 and all(layer.correct_duplicates for layer in lsh_layers)
+    assert ReformerModel.from_config(model.get_config()).get_config()["correct_duplicates"]
+    plain = small_model(attention_layers=["lsh", "local", "lsh"], num_layers=3)
+    plain.set_weights(model.get_weights())
+    data = token_data(length=64)
+    assert np.abs(to_numpy(model(data)) - to_numpy(plain(data))).max() > 1e-4
+    run_model_saving_test(model, data, tmp_path)
+
+
 def test_summary_shows_the_structure():
     lines = []
     small_model().summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
