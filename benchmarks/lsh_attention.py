@@ -7,10 +7,11 @@ causal) for lengths 1K..64K, each configuration in a fresh process:
 KERAS_BACKEND=jax python benchmarks/lsh_attention.py --lengths 1024,2048,4096
 python benchmarks/lsh_attention.py --backends jax,tensorflow,torch
 python benchmarks/lsh_attention.py --dry-run        # the plan and memory estimates only
+python benchmarks/lsh_attention.py --implementations lsh,lsh_dedup  # cost of correct_duplicates
 ```
 
 Full attention is `keras.ops.dot_product_attention` between the same kind of
-projections. Each step is `loss = sum(output * cotangent)` and its gradient with
+projections; `lsh_dedup` is the LSH layer with `correct_duplicates=True`. Each step is `loss = sum(output * cotangent)` and its gradient with
 respect to the input and every weight, with the backend's own autodiff:
 `jax.jit(jax.value_and_grad)`, `tf.function(jit_compile=True)` + `GradientTape`,
 torch eager + `torch.autograd.grad`.
@@ -34,6 +35,7 @@ import common  # noqa: E402
 
 D_MODEL, HEADS, HEAD_DIM, CHUNK, HASHES, BATCH = 256, 4, 64, 64, 4, 1
 DEFAULT_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768, 65536)
+IMPLEMENTATIONS = ("lsh", "lsh_dedup", "full")
 
 
 def estimate_mib(implementation, length):
@@ -59,9 +61,10 @@ def _build(implementation, length):
 
     x = np.random.default_rng(0).normal(size=(BATCH, length, D_MODEL)).astype("float32")
     cotangent = np.random.default_rng(1).normal(size=x.shape).astype("float32")
-    if implementation == "lsh":
+    if implementation in IMPLEMENTATIONS[:2]:
         layer = LSHSelfAttention(
-            HEADS, HEAD_DIM, chunk_length=CHUNK, num_hashes=HASHES, causal=True, seed=0
+            HEADS, HEAD_DIM, chunk_length=CHUNK, num_hashes=HASHES, causal=True, seed=0,
+            correct_duplicates=implementation == "lsh_dedup",
         )
     else:
         layer = _full_attention_class()()
@@ -179,7 +182,8 @@ def main():
     parser.add_argument("--backends", default=os.environ.get("KERAS_BACKEND", "jax"),
                         help="comma-separated; each configuration runs in a fresh process")
     parser.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)))
-    parser.add_argument("--implementations", default="lsh,full")
+    parser.add_argument("--implementations", default="lsh,full",
+                        help=f"comma-separated, any of {IMPLEMENTATIONS}")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--memory-fraction", type=float, default=0.6,
@@ -194,6 +198,9 @@ def main():
     backends = [b for b in args.backends.split(",") if b]
     lengths = [int(n) for n in args.lengths.split(",") if n]
     implementations = [i for i in args.implementations.split(",") if i]
+    unknown = sorted(set(implementations) - set(IMPLEMENTATIONS))
+    if unknown:
+        parser.error(f"--implementations: unknown {unknown}; choose from {IMPLEMENTATIONS}")
     script = Path(__file__).resolve()
     print(f"machine: {common.machine_info()}  load average: {os.getloadavg()}")
     rows = []
@@ -244,6 +251,10 @@ def _summary(rows):
         if implementation == "lsh" and length == 16384 and (backend, "lsh", 4096) in ok:
             ratio = row["backend_peak_mib"] / ok[(backend, "lsh", 4096)]["backend_peak_mib"]
             print(f"{backend}: LSH memory 16K / 4K = {ratio:.2f} (target <= 4.5)")
+        plain = ok.get((backend, "lsh", length))
+        if implementation == "lsh_dedup" and plain:
+            cost = row["step_seconds_median"] / plain["step_seconds_median"]
+            print(f"{backend} L={length}: correct_duplicates / plain LSH time = {cost:.2f}")
         full = ok.get((backend, "full", length))
         if implementation == "lsh" and full:
             speedup = full["step_seconds_median"] / row["step_seconds_median"]

@@ -130,3 +130,11 @@ def test_int_list_parses_comma_separated_integers():
     assert common.int_list("1024,4096,") == [1024, 4096]
     args = train_step.parse_args(["--lengths", "4096,16384", "--depths", "2"])
     assert args.lengths == [4096, 16384] and args.depths == [2]
+
+
+def test_lsh_attention_builds_the_duplicate_corrected_variant():
+    import lsh_attention
+
+    layers = {name: lsh_attention._build(name, 128)[0] for name in ("lsh", "lsh_dedup")}
+    assert layers["lsh_dedup"].correct_duplicates and not layers["lsh"].correct_duplicates
+    assert set(lsh_attention.IMPLEMENTATIONS) == {"lsh", "lsh_dedup", "full"}
