@@ -1,0 +1,127 @@
+"""ReformerClassifier: one label per sequence from a ReformerModel."""
+
+import keras
+
+from keras_reformer.api_export import reformer_export
+from keras_reformer.argument_checks import check_int
+from keras_reformer.models.input_checks import check_token_inputs
+from keras_reformer.models.reformer_model import ReformerModel
+
+
+@reformer_export
+class ReformerClassifier(keras.Model):
+    """Sequence classification: a `ReformerModel`, the mean of its real positions, a dense head.
+
+    The backbone's hidden states are averaged over the positions whose
+    `padding_mask` is 1 (padding changes nothing), then dropout and a dense
+    layer give one score per class. `compile` defaults to Adam, sparse
+    cross-entropy and accuracy; labels are class ids.
+
+    Args:
+        backbone: a `ReformerModel`, usually built with `causal=False` so that
+            every position sees the whole sequence.
+        num_classes: number of classes, at least 2.
+        dropout: dropout rate on the pooled vector while training. Defaults
+            to `0.0`.
+        activation: activation of the head: `None` for logits (the default;
+            `compile` then uses a loss on logits) or `"softmax"`.
+
+    Call arguments:
+        inputs: a dict with `"token_ids"` (batch, length) and optionally
+            `"padding_mask"` (batch, length), 1 for real tokens.
+
+    Returns:
+        Scores of shape (batch, num_classes).
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_reformer
+
+    backbone = keras_reformer.models.ReformerModel(
+        vocabulary_size=256, num_layers=2, hidden_dim=64, num_heads=2,
+        chunk_length=32, max_sequence_length=4096,
+    )
+    classifier = keras_reformer.models.ReformerClassifier(backbone, num_classes=3)
+    classifier.compile()
+    token_ids = np.random.randint(0, 256, size=(8, 1000))
+    classifier.fit(token_ids, np.random.randint(0, 3, size=(8,)), batch_size=4, epochs=1)
+    ```
+    """
+
+    def __init__(self, backbone, num_classes, dropout=0.0, activation=None, **kwargs):
+        if not isinstance(backbone, ReformerModel):
+            raise ValueError(
+                f"`backbone` must be a ReformerModel. Received: backbone={type(backbone).__name__}"
+            )
+        check_int("num_classes", num_classes, 2)
+        if not (isinstance(dropout, (int, float)) and not isinstance(dropout, bool)
+                and 0.0 <= dropout < 1.0):
+            raise ValueError(f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}")
+        if activation not in (None, "softmax"):
+            raise ValueError(
+                f"`activation` must be None (logits) or 'softmax'. Received: activation={activation!r}"
+            )
+        inputs = dict(backbone.input)
+        hidden = backbone(inputs)
+        real = keras.ops.cast(inputs["padding_mask"], "bool")
+        pooled = keras.layers.GlobalAveragePooling1D(
+            dtype=backbone.dtype_policy, name="pooling")(hidden, mask=real)
+        pooled = keras.layers.Dropout(
+            dropout, seed=backbone.seed, dtype=backbone.dtype_policy, name="head_dropout"
+        )(pooled)
+        scores = keras.layers.Dense(
+            num_classes, activation=activation, dtype=backbone.dtype_policy, name="logits"
+        )(pooled)
+        super().__init__(inputs=inputs, outputs=scores, **kwargs)
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.dropout = float(dropout)
+        self.activation = activation
+
+    def __call__(self, inputs, *args, **kwargs):
+        # Before Keras' input-spec check, which would refuse a missing padding mask.
+        inputs = check_token_inputs(
+            inputs, self.backbone.vocabulary_size, self.backbone.max_sequence_length
+        )
+        return super().__call__(inputs, *args, **kwargs)
+
+    def call(self, inputs, training=None, mask=None):
+        # `fit` on JAX reaches `call` through `stateless_call`, without `__call__`.
+        inputs = check_token_inputs(
+            inputs, self.backbone.vocabulary_size, self.backbone.max_sequence_length
+        )
+        return super().call(inputs, training=training, mask=mask)
+
+    def compile(self, optimizer="adam", loss="auto", metrics="auto", **kwargs):
+        """Configures training with classification defaults.
+
+        Args:
+            optimizer: an optimizer or its name. Defaults to `"adam"`.
+            loss: `"auto"` for sparse categorical cross-entropy (on logits
+                when `activation` is `None`).
+            metrics: `"auto"` for sparse categorical accuracy.
+            **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
+        """
+        if loss == "auto":
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=self.activation is None)
+        if metrics == "auto":
+            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def get_config(self):
+        return {
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "num_classes": self.num_classes,
+            "dropout": self.dropout,
+            "activation": self.activation,
+            "name": self.name,
+            "trainable": self.trainable,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
