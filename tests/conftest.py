@@ -9,6 +9,10 @@ os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 # about 1e-3 relative error; the tests compare against float32 references.
 # (No effect on CPU; inherited by the subprocesses some tests start.)
 os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
+# TensorFlow counts CPU memory (`get_memory_info("CPU:0")`, used by the memory
+# tests) only in oneDNN's allocator, which it turns on by default only on CPUs
+# with AVX-512 or AMX; on others (e.g. an AVX2-only AMD EPYC) the count fails.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import keras  # noqa: E402
 import numpy as np

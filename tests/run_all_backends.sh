@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 logs=$(mktemp -d)
 declare -A pids
 for backend in jax tensorflow torch; do
-  KERAS_BACKEND=$backend python -m pytest -q -p no:cacheprovider "$@" >"$logs/$backend.log" 2>&1 &
+  KERAS_BACKEND=$backend python -m pytest -q -p no:cacheprovider --durations=15 "$@" >"$logs/$backend.log" 2>&1 &
   pids[$backend]=$!
 done
 status=0

@@ -85,12 +85,16 @@ def test_time_estimates_skip_only_on_a_cpu():
 
 def test_command_line_carries_the_xla_flags_that_shaped_the_numbers(monkeypatch):
     monkeypatch.setattr(sys, "argv", [str(BENCHMARKS / "train_step.py"), "--lengths", "4096"])
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    for name in common.RECORDED_ENV:
+        monkeypatch.delenv(name, raising=False)
     assert common.command_line() == "python benchmarks/train_step.py --lengths 4096"
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=-reduce")
     assert common.command_line() == (
         "XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-reduce "
         "python benchmarks/train_step.py --lengths 4096")
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    assert common.command_line().startswith("XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type"
+                                            "=-reduce TF_ENABLE_ONEDNN_OPTS=0 python ")
 
 
 def test_jax_cpu_flags_summary_takes_medians_over_rounds_and_compares_with_default():

@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import check_int
+from keras_reformer.argument_checks import check_rate
 from keras_reformer.layers.initializers import clone_initializer
 from keras_reformer.ops.chunking import scan_sequence_chunks
 
@@ -113,8 +114,7 @@ class ChunkedFeedForward(keras.layers.Layer):
             check_int("chunk_length", chunk_length)
         if num_chunks is not None:
             check_int("num_chunks", num_chunks)
-        if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ValueError(f"`dropout` must be a float in [0, 1). Received: dropout={dropout}")
+        check_rate("dropout", dropout)
         self.intermediate_dim = intermediate_dim
         self.chunk_length = chunk_length
         self.num_chunks = num_chunks

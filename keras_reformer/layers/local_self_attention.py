@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import check_int
+from keras_reformer.argument_checks import check_rate
 from keras_reformer.layers.initializers import clone_initializer
 from keras_reformer.ops.chunked_attention import chunked_attention
 from keras_reformer.ops.chunked_attention import shared_qk_keys
@@ -96,10 +97,7 @@ class LocalSelfAttention(keras.layers.Layer):
         check_int("chunk_length", chunk_length, 1)
         check_int("lookback", lookback, 0)
         check_int("lookahead", lookahead, 0)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not (
-            0.0 <= dropout < 1.0
-        ):
-            raise ValueError(f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}")
+        check_rate("dropout", dropout)
         if seed is not None:
             check_int("seed", seed, 0)
         self.num_heads = num_heads

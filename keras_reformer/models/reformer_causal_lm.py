@@ -4,8 +4,8 @@ import keras
 import numpy as np
 
 from keras_reformer.api_export import reformer_export
+from keras_reformer.models.backbone_task import BackboneTask
 from keras_reformer.models.input_checks import check_token_inputs
-from keras_reformer.models.reformer_model import ReformerModel
 
 
 def language_model_data(token_ids, padding_mask=None):
@@ -41,7 +41,7 @@ def language_model_data(token_ids, padding_mask=None):
 
 
 @reformer_export
-class ReformerCausalLM(keras.Model):
+class ReformerCausalLM(BackboneTask):
     """A causal language model: a `ReformerModel` and a vocabulary head.
 
     The head maps the backbone's two reversible halves back to vocabulary
@@ -79,10 +79,7 @@ class ReformerCausalLM(keras.Model):
     """
 
     def __init__(self, backbone, **kwargs):
-        if not isinstance(backbone, ReformerModel):
-            raise ValueError(
-                f"`backbone` must be a ReformerModel. Received: backbone={type(backbone).__name__}"
-            )
+        self.check_backbone(backbone)
         if not backbone.causal:
             raise ValueError(
                 "A causal language model needs a backbone built with `causal=True`. "
@@ -93,13 +90,6 @@ class ReformerCausalLM(keras.Model):
         logits = backbone.token_embedding(hidden, reverse=True)
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self.backbone = backbone
-
-    def __call__(self, inputs, *args, **kwargs):
-        # Before Keras' input-spec check, which would refuse a missing padding mask.
-        inputs = check_token_inputs(
-            inputs, self.backbone.vocabulary_size, self.backbone.max_sequence_length
-        )
-        return super().__call__(inputs, *args, **kwargs)
 
     def compile(
         self,
@@ -199,16 +189,3 @@ class ReformerCausalLM(keras.Model):
 
             sampler = keras_nlp.samplers.get(sampler)
         return sampler
-
-    def get_config(self):
-        return {
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "name": self.name,
-            "trainable": self.trainable,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)

@@ -4,12 +4,12 @@ import keras
 
 from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import check_int
-from keras_reformer.models.input_checks import check_token_inputs
-from keras_reformer.models.reformer_model import ReformerModel
+from keras_reformer.argument_checks import check_rate
+from keras_reformer.models.backbone_task import BackboneTask
 
 
 @reformer_export
-class ReformerClassifier(keras.Model):
+class ReformerClassifier(BackboneTask):
     """Sequence classification: a `ReformerModel`, the mean of its real positions, a dense head.
 
     The backbone's hidden states are averaged over the positions whose
@@ -51,14 +51,9 @@ class ReformerClassifier(keras.Model):
     """
 
     def __init__(self, backbone, num_classes, dropout=0.0, activation=None, **kwargs):
-        if not isinstance(backbone, ReformerModel):
-            raise ValueError(
-                f"`backbone` must be a ReformerModel. Received: backbone={type(backbone).__name__}"
-            )
+        self.check_backbone(backbone)
         check_int("num_classes", num_classes, 2)
-        if not (isinstance(dropout, (int, float)) and not isinstance(dropout, bool)
-                and 0.0 <= dropout < 1.0):
-            raise ValueError(f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}")
+        check_rate("dropout", dropout)
         if activation not in (None, "softmax"):
             raise ValueError(
                 f"`activation` must be None (logits) or 'softmax'. Received: activation={activation!r}"
@@ -80,20 +75,6 @@ class ReformerClassifier(keras.Model):
         self.dropout = float(dropout)
         self.activation = activation
 
-    def __call__(self, inputs, *args, **kwargs):
-        # Before Keras' input-spec check, which would refuse a missing padding mask.
-        inputs = check_token_inputs(
-            inputs, self.backbone.vocabulary_size, self.backbone.max_sequence_length
-        )
-        return super().__call__(inputs, *args, **kwargs)
-
-    def call(self, inputs, training=None, mask=None):
-        # `fit` on JAX reaches `call` through `stateless_call`, without `__call__`.
-        inputs = check_token_inputs(
-            inputs, self.backbone.vocabulary_size, self.backbone.max_sequence_length
-        )
-        return super().call(inputs, training=training, mask=mask)
-
     def compile(self, optimizer="adam", loss="auto", metrics="auto", **kwargs):
         """Configures training with classification defaults.
 
@@ -111,17 +92,10 @@ class ReformerClassifier(keras.Model):
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def get_config(self):
-        return {
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
+        config = super().get_config()
+        config.update({
             "num_classes": self.num_classes,
             "dropout": self.dropout,
             "activation": self.activation,
-            "name": self.name,
-            "trainable": self.trainable,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
+        })
+        return config

@@ -72,6 +72,27 @@ def test_generate_rejects_bad_lengths_and_ids():
         lm.generate([[1, VOCABULARY]], max_length=8)
 
 
+def test_fit_takes_bare_token_ids_like_the_dict():
+    # Bare ids get an all-ones padding mask, on every backend's trainer (JAX's
+    # reaches `call` without `__call__`): the same step as the dict input.
+    tokens = np.random.default_rng(4).integers(0, VOCABULARY, size=(2, 17)).astype("int32")
+    x, y, _ = language_model_data(tokens)
+    initial = small_lm().get_weights()
+    losses = []
+    for inputs in (x, x["token_ids"]):
+        lm = small_lm()  # hashing seeds start from `seed` in each new model
+        lm.set_weights(initial)
+        lm.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=BACKEND != "torch")
+        lm.fit(inputs, y, batch_size=2, epochs=1, verbose=0, shuffle=False)
+        losses.append(lm.evaluate(x, y, verbose=0, return_dict=True)["loss"])
+    assert_allclose(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+
+
+def test_backbone_must_be_a_reformer_model():
+    with pytest.raises(ValueError, match="backbone"):
+        ReformerCausalLM(keras.Sequential([keras.layers.Dense(2)]))
+
+
 def test_needs_a_causal_backbone():
     backbone = ReformerModel(vocabulary_size=8, num_layers=1, hidden_dim=8, num_heads=1,
                              chunk_length=4, max_sequence_length=16)

@@ -1,0 +1,52 @@
+"""The plumbing that every task model on a ReformerModel shares."""
+
+import keras
+
+from keras_reformer.models.input_checks import check_token_inputs
+from keras_reformer.models.reformer_model import ReformerModel
+
+
+class BackboneTask(keras.Model):
+    """A functional model built on a `ReformerModel` backbone (not used directly).
+
+    Subclasses check the backbone with `check_backbone`, build their head on
+    `backbone(dict(backbone.input))` and call `super().__init__(inputs=...,
+    outputs=...)`. This base completes and checks the inputs before every call
+    (bare token ids get an all-ones padding mask) and (de)serialises the
+    backbone in the config; subclasses add their own arguments to
+    `get_config`.
+    """
+
+    @staticmethod
+    def check_backbone(backbone):
+        """Raises a ValueError unless `backbone` is a `ReformerModel`."""
+        if not isinstance(backbone, ReformerModel):
+            raise ValueError(
+                f"`backbone` must be a ReformerModel. Received: backbone={type(backbone).__name__}"
+            )
+
+    def _complete_inputs(self, inputs):
+        return check_token_inputs(
+            inputs, self.backbone.vocabulary_size, self.backbone.max_sequence_length
+        )
+
+    def __call__(self, inputs, *args, **kwargs):
+        # Before Keras' input-spec check, which would refuse a missing padding mask.
+        return super().__call__(self._complete_inputs(inputs), *args, **kwargs)
+
+    def call(self, inputs, training=None, mask=None):
+        # `fit` on JAX reaches `call` through `stateless_call`, without `__call__`.
+        return super().call(self._complete_inputs(inputs), training=training, mask=mask)
+
+    def get_config(self):
+        return {
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "name": self.name,
+            "trainable": self.trainable,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
