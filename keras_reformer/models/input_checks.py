@@ -6,7 +6,7 @@ import numpy as np
 from keras_reformer.backend.introspection import is_concrete
 
 
-def check_token_inputs(inputs, vocabulary_size, max_sequence_length):
+def check_token_inputs(inputs, vocabulary_size, max_sequence_length, check_values=True):
     """Validates and completes the `{"token_ids", "padding_mask"}` inputs.
 
     Shapes are checked whenever they are known; token id values only when the
@@ -18,6 +18,8 @@ def check_token_inputs(inputs, vocabulary_size, max_sequence_length):
             bare token-id array.
         vocabulary_size: ids must lie in `[0, vocabulary_size)`.
         max_sequence_length: the longest sequence accepted.
+        check_values: also check the dtype and range of concrete ids (a copy
+            to the host). `False` where a later call checks them anyway.
 
     Returns:
         A dict with both keys; a missing padding mask becomes all ones.
@@ -56,7 +58,7 @@ def check_token_inputs(inputs, vocabulary_size, max_sequence_length):
             "`padding_mask` must have the shape of `token_ids` "
             f"{ids_shape}. Received: padding_mask.shape={tuple(padding_mask.shape)}"
         )
-    if is_concrete(token_ids):
+    if check_values and is_concrete(token_ids):
         values = keras.ops.convert_to_numpy(token_ids)
         if not np.issubdtype(values.dtype, np.integer):
             raise ValueError(f"`token_ids` must be integers. Received dtype: {values.dtype}")

@@ -84,6 +84,12 @@ def test_trainer_takes_bare_token_ids_like_the_dict():
     assert_allclose(bare["loss"], with_mask["loss"], rtol=1e-6, atol=1e-6)
 
 
+def test_out_of_range_ids_raise_in_a_call():
+    # The task model leaves value checks to its backbone's call.
+    with pytest.raises(ValueError, match="vocabulary_size"):
+        small_lm()(np.full((1, 8), VOCABULARY, "int32"))
+
+
 def test_backbone_must_be_a_reformer_model():
     with pytest.raises(ValueError, match="backbone"):
         ReformerCausalLM(keras.Sequential([keras.layers.Dense(2)]))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from keras_reformer.models import ReformerModel, default_num_buckets
+from keras_reformer.models.input_checks import check_token_inputs
 from tests.test_case import BACKEND, assert_allclose, run_model_saving_test, to_numpy
 
 SMALL = dict(vocabulary_size=32, num_layers=2, hidden_dim=16, num_heads=2, chunk_length=8,
@@ -108,6 +109,16 @@ def test_bad_inputs_say_what_was_wrong():
         model(token_data(length=65))
     with pytest.raises(ValueError, match="padding_mask"):
         model({**data, "padding_mask": np.ones((2, 39), "int32")})
+
+
+def test_token_value_checks_can_be_left_to_a_later_call():
+    ids = np.full((1, 4), 32, "int32")  # out of range for a vocabulary of 32
+    with pytest.raises(ValueError, match="vocabulary_size"):
+        check_token_inputs(ids, 32, 8)
+    completed = check_token_inputs(ids, 32, 8, check_values=False)
+    np.testing.assert_array_equal(completed["padding_mask"], np.ones((1, 4)))
+    with pytest.raises(ValueError, match="max_sequence_length"):  # shapes still checked
+        check_token_inputs(np.zeros((1, 9), "int32"), 32, 8, check_values=False)
 
 
 @pytest.mark.parametrize("argument, value", [
