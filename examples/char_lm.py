@@ -48,21 +48,38 @@ def byte_tokenizer():
 
 
 class WindowData(keras.utils.PyDataset):
-    """Random windows of `length + 1` tokens as next-token training batches."""
+    """Random windows of `length + 1` tokens as next-token training batches.
+
+    Batch `index` of epoch `epoch` is a pure function of `(seed, epoch, index)`,
+    so a run resumed from a backup (`keras.callbacks.BackupAndRestore`) sees the
+    batches an uninterrupted run would have seen; `EpochSetter` keeps `epoch`
+    current.
+    """
 
     def __init__(self, tokens, batch_size, length, steps, seed):
         super().__init__()
         self.tokens, self.batch_size, self.length = tokens, batch_size, length
-        self.steps, self.seed = steps, seed
+        self.steps, self.seed, self.epoch = steps, seed, 0
 
     def __len__(self):
         return self.steps
 
     def __getitem__(self, index):
-        rng = np.random.default_rng([self.seed, index])
+        rng = np.random.default_rng([self.seed, self.epoch, index])
         starts = rng.integers(0, len(self.tokens) - self.length - 1, size=self.batch_size)
         windows = np.stack([self.tokens[s: s + self.length + 1] for s in starts])
         return keras_reformer.models.language_model_data(windows)
+
+
+class EpochSetter(keras.callbacks.Callback):
+    """Tells a `WindowData` which epoch begins (also the first epoch of a resumed run)."""
+
+    def __init__(self, data):
+        super().__init__()
+        self.data = data
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.data.epoch = epoch
 
 
 def parse_args(argv):
@@ -152,19 +169,22 @@ def main(argv=None):
 
     output = pathlib.Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
+    train = WindowData(train_tokens, args.batch_size, args.length, args.steps_per_epoch,
+                       args.seed)
+    valid = WindowData(valid_tokens, args.batch_size, args.length, args.validation_steps,
+                       args.seed + 1)
+    # The backup holds the weights, the optimizer and the seed states; with
+    # batches that are a function of the epoch (and no shuffling by Keras),
+    # a resumed run ends exactly where an uninterrupted one does.
     callbacks = [
         keras.callbacks.BackupAndRestore(str(output / "backup")),
+        EpochSetter(train),
         keras.callbacks.ModelCheckpoint(str(output / "char_lm.keras")),
         keras.callbacks.TensorBoard(str(output / "logs")),
     ]
-    train = WindowData(train_tokens, args.batch_size, args.length,
-                       args.epochs * args.steps_per_epoch, args.seed)
-    valid = WindowData(valid_tokens, args.batch_size, args.length, args.validation_steps,
-                       args.seed + 1)
     start = time.perf_counter()
-    history = model.fit(train, validation_data=valid, epochs=args.epochs,
-                        steps_per_epoch=args.steps_per_epoch, callbacks=callbacks,
-                        verbose=args.verbose)
+    history = model.fit(train, validation_data=valid, epochs=args.epochs, shuffle=False,
+                        callbacks=callbacks, verbose=args.verbose)
     seconds = time.perf_counter() - start
     valid_loss = model.evaluate(valid, verbose=0, return_dict=True)["loss"]
     bits_per_character = valid_loss / math.log(2)

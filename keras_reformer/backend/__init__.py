@@ -17,6 +17,11 @@ backend's module (`jax_backend`, `tensorflow_backend`, `torch_backend`):
 - `rng_state()` / `replay_rng(state)`: capture and replay the framework's
   global random state (only torch's unseeded dropout uses one).
 
+The models need two more: `assert_at_most(value, limit, message)`, a check of
+a sequence length that a TensorFlow graph only knows at run time, and
+`variables_kept_on_error(model)`, which keeps a JAX model usable after an
+exception inside one of Keras' steps.
+
 One piece is there for speed: `exp_nonpositive(x)`, the softmax weights of
 attention logits minus their maximum.
 
@@ -130,3 +135,37 @@ def replay_rng(state):
     """A context manager that runs its body from the global random `state`
     captured by `rng_state()` and restores the current state afterwards."""
     return _module().replay_rng(state)
+
+
+def assert_at_most(value, limit, message):
+    """Fails at run time where the scalar `value` exceeds `limit`.
+
+    For sizes unknown while tracing, which only TensorFlow graphs have (JAX
+    and torch know every shape when they trace). TensorFlow raises an
+    `InvalidArgumentError` with `message` when the graph runs, except inside
+    XLA-compiled functions (`jit_compile=True`), which drop assertions. On the
+    other backends `value` is concrete, and a ValueError is raised at once.
+
+    Args:
+        value: an integer scalar (tensor).
+        limit: a Python int.
+        message: the error message.
+    """
+    _module().assert_at_most(value, limit, message)
+
+
+def variables_kept_on_error(model):
+    """A context manager that keeps `model`'s variables if its body raises.
+
+    Keras' JAX trainer detaches every variable's value while `fit`,
+    `evaluate` or `predict` run (it passes the state through its compiled
+    steps instead) and attaches the last state when they end. An exception in
+    an epoch's first step (e.g. a too-long sequence from a `tf.data` pipeline)
+    leaves the values detached: the model's weights are gone and its next use
+    fails with a TypeError. On JAX this restores the values the variables held
+    before the body ran wherever they are detached; elsewhere it does nothing.
+
+    Args:
+        model: a `keras.Model`.
+    """
+    return _module().variables_kept_on_error(model)

@@ -29,3 +29,25 @@ def scan(fn, init, xs):
 
 def exp_nonpositive(x):
     return jax.numpy.exp(x)
+
+
+@contextlib.contextmanager
+def variables_kept_on_error(model):
+    optimizer = getattr(model, "optimizer", None)
+    variables = [*model.variables, *(optimizer.variables if optimizer is not None else ()),
+                 *model.metrics_variables]
+    # References only: the arrays are immutable, and the step's donated ones are deleted.
+    values = [(variable, variable._value) for variable in variables
+              if getattr(variable, "_value", None) is not None]
+    try:
+        yield
+    except BaseException:
+        for variable, value in values:
+            if variable._value is None and not value.is_deleted():
+                variable.assign(value)
+        raise
+
+
+def assert_at_most(value, limit, message):
+    if int(value) > limit:
+        raise ValueError(message)

@@ -60,6 +60,8 @@ def _compiling_with_xla():
 def scan(fn, init, xs):
     # Iteration 0 runs outside the loop: its outputs give the arrays' specs.
     length = xs[0].shape[0]
+    if length is None:  # known at run time only (a graph traced for several lengths)
+        length = tf.shape(xs[0])[0]
     carry, first = fn(init, tuple(x[0] for x in xs))
     ys = [tf.TensorArray(y.dtype, size=length, element_shape=y.shape).write(0, y)
           for y in first]
@@ -75,3 +77,11 @@ def scan(fn, init, xs):
 
 def exp_nonpositive(x):
     return tf.exp(x)
+
+
+def assert_at_most(value, limit, message):
+    tf.debugging.assert_less_equal(value, tf.cast(limit, value.dtype), message=message)
+
+
+def variables_kept_on_error(model):
+    return contextlib.nullcontext()

@@ -24,15 +24,14 @@ def default_axial_shape(max_sequence_length):
 
 
 def _check_int_tuple(name, value):
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) < 1
-        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)
-    ):
+    try:
+        if not isinstance(value, (list, tuple)) or len(value) < 1:
+            raise ValueError
+        return tuple(check_int(name, v) for v in value)
+    except ValueError:
         raise ValueError(
             f"`{name}` must be a tuple of positive integers. Received: {name}={value!r}"
-        )
-    return tuple(value)
+        ) from None
 
 
 @reformer_export
@@ -112,7 +111,7 @@ class AxialPositionEmbedding(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        check_int("max_sequence_length", max_sequence_length)
+        max_sequence_length = check_int("max_sequence_length", max_sequence_length)
         if axial_shape is None:
             axial_shape = default_axial_shape(max_sequence_length)
         axial_shape = _check_int_tuple("axial_shape", axial_shape)

@@ -8,29 +8,16 @@ from keras import ops
 from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import check_int
 from keras_reformer.argument_checks import check_rate
+from keras_reformer.argument_checks import check_seed
 from keras_reformer.layers.initializers import clone_initializer
+from keras_reformer.layers.randomness import FixedSeed
+from keras_reformer.layers.randomness import SavesSeedStates
+from keras_reformer.layers.randomness import concrete_seed
 from keras_reformer.ops.chunking import scan_sequence_chunks
 
 
-class _SeedValue(keras.random.SeedGenerator):
-    """A fixed seed tensor that `keras.random.*` accepts as a seed on every
-    backend (they take `SeedGenerator`s; jax alone takes raw tensors).
-
-    It deliberately skips `SeedGenerator.__init__`: no state variable, `next()`
-    always returns `value`. `_initial_seed` is set so that torch takes Keras'
-    seeded dropout path instead of its global RNG.
-    """
-
-    def __init__(self, value):  # pylint: disable=super-init-not-called
-        self._initial_seed = 0
-        self._value = value
-
-    def next(self, ordered=True):
-        return self._value
-
-
 @reformer_export
-class ChunkedFeedForward(keras.layers.Layer):
+class ChunkedFeedForward(SavesSeedStates, keras.layers.Layer):
     """Position-wise feed-forward applied to sequence chunks one at a time.
 
     Computes `Dense(input width)(dropout(Dense(intermediate_dim, activation)(x)))`
@@ -104,17 +91,18 @@ class ChunkedFeedForward(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        check_int("intermediate_dim", intermediate_dim)
+        intermediate_dim = check_int("intermediate_dim", intermediate_dim)
         if chunk_length is not None and num_chunks is not None:
             raise ValueError(
                 "Give at most one of `chunk_length` and `num_chunks`. Received: "
                 f"chunk_length={chunk_length}, num_chunks={num_chunks}"
             )
         if chunk_length is not None:
-            check_int("chunk_length", chunk_length)
+            chunk_length = check_int("chunk_length", chunk_length)
         if num_chunks is not None:
-            check_int("num_chunks", num_chunks)
-        check_rate("dropout", dropout)
+            num_chunks = check_int("num_chunks", num_chunks)
+        dropout = check_rate("dropout", dropout)
+        seed = check_seed("seed", seed)
         self.intermediate_dim = intermediate_dim
         self.chunk_length = chunk_length
         self.num_chunks = num_chunks
@@ -124,7 +112,7 @@ class ChunkedFeedForward(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed_generator = keras.random.SeedGenerator(concrete_seed(seed))
 
     def _dense(self, units, activation, name):
         return keras.layers.Dense(
@@ -143,12 +131,14 @@ class ChunkedFeedForward(keras.layers.Layer):
         self.built = True
 
     def chunk_size(self, length):
-        """Positions per chunk for a sequence of `length` (a Python int), or
-        `None` when `length` is unknown. The last chunk may be shorter."""
-        if length is None:
-            return None
+        """Positions per chunk for a sequence of `length` (a Python int, or
+        `None` when unknown while tracing). The last chunk may be shorter.
+        An unknown length keeps `chunk_length` and gives `None` (one chunk)
+        otherwise, since `num_chunks` needs the length."""
         if self.chunk_length is not None:
             return self.chunk_length
+        if length is None:
+            return None
         if self.num_chunks is not None:
             return max(1, math.ceil(length / self.num_chunks))
         return max(length, 1)
@@ -159,8 +149,9 @@ class ChunkedFeedForward(keras.layers.Layer):
             seed = self.seed_generator.next()  # one draw per call, keyed per chunk below
         if position_offset is not None:
             return self._feed_forward(inputs, position_offset, seed)
-        size = self.chunk_size(inputs.shape[1])
-        if size is None or size >= inputs.shape[1]:
+        length = inputs.shape[1]
+        size = self.chunk_size(length)
+        if size is None or (length is not None and size >= length):
             return self._feed_forward(inputs, 0, seed)
         _, (outputs,) = scan_sequence_chunks(
             lambda carry, start, chunk: (carry, (self._feed_forward(chunk, start, seed),)),
@@ -174,7 +165,7 @@ class ChunkedFeedForward(keras.layers.Layer):
             # The chunk's mask is keyed by its first position: (seed0 + start, seed1).
             start = ops.cast(ops.convert_to_tensor(start), seed.dtype)
             offset = ops.stack([start, ops.zeros_like(start)])
-            hidden = keras.random.dropout(hidden, self.dropout, seed=_SeedValue(seed + offset))
+            hidden = keras.random.dropout(hidden, self.dropout, seed=FixedSeed(seed + offset))
         return self.output_dense(hidden)
 
     def compute_output_shape(self, inputs_shape):

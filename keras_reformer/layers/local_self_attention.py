@@ -4,16 +4,25 @@ import keras
 from keras import ops
 
 from keras_reformer.api_export import reformer_export
+from keras_reformer.argument_checks import check_bool
 from keras_reformer.argument_checks import check_int
 from keras_reformer.argument_checks import check_rate
+from keras_reformer.argument_checks import check_seed
 from keras_reformer.layers.initializers import clone_initializer
+from keras_reformer.layers.randomness import SavesSeedStates
+from keras_reformer.layers.randomness import concrete_seed
+from keras_reformer.layers.randomness import derive_seed
 from keras_reformer.ops.chunked_attention import chunked_attention
 from keras_reformer.ops.chunked_attention import shared_qk_keys
 from keras_reformer.ops.chunking import pad_to_multiple
+from keras_reformer.ops.shapes import axis_size
+
+
+DROPOUT_STREAM = 1  # `derive_seed` stream of the attention dropout (the rotations use `seed`)
 
 
 @reformer_export
-class LocalSelfAttention(keras.layers.Layer):
+class LocalSelfAttention(SavesSeedStates, keras.layers.Layer):
     """Local self-attention over chunks of the sequence, with shared queries and keys.
 
     The sequence is split into chunks of `chunk_length` positions; every chunk
@@ -48,7 +57,9 @@ class LocalSelfAttention(keras.layers.Layer):
     Call arguments:
         inputs: `(batch, length, d_model)` tensor.
         padding_mask: optional `(batch, length)` tensor, true / 1 for real tokens
-            and false / 0 for padding. Padding keys are never attended to.
+            and false / 0 for padding. Padding keys are never attended to,
+            and what padded positions hold (even NaN or Inf) reaches neither
+            the outputs at real positions nor any gradient.
         training: whether to apply dropout.
 
     Returns:
@@ -90,32 +101,21 @@ class LocalSelfAttention(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        check_int("num_heads", num_heads, 1)
-        check_int("key_dim", key_dim, 1)
-        if value_dim is not None:
-            check_int("value_dim", value_dim, 1)
-        check_int("chunk_length", chunk_length, 1)
-        check_int("lookback", lookback, 0)
-        check_int("lookahead", lookahead, 0)
-        check_rate("dropout", dropout)
-        if seed is not None:
-            check_int("seed", seed, 0)
-        self.num_heads = num_heads
-        self.key_dim = key_dim
-        self.value_dim = value_dim if value_dim is not None else key_dim
-        self.chunk_length = chunk_length
-        self.causal = bool(causal)
-        self.lookback = lookback
-        self.lookahead = lookahead
-        self.dropout = float(dropout)
-        self.use_bias = use_bias
+        self.num_heads = check_int("num_heads", num_heads, 1)
+        self.key_dim = check_int("key_dim", key_dim, 1)
+        self.value_dim = self.key_dim if value_dim is None else check_int("value_dim", value_dim, 1)
+        self.chunk_length = check_int("chunk_length", chunk_length, 1)
+        self.causal = check_bool("causal", causal)
+        self.lookback = check_int("lookback", lookback, 0)
+        self.lookahead = check_int("lookahead", lookahead, 0)
+        self.dropout = check_rate("dropout", dropout)
+        self.use_bias = check_bool("use_bias", use_bias)
+        seed = check_seed("seed", seed)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.seed = seed
-        # Far from `seed`: torch seeds its generator with seed + counter, so
-        # nearby seeds would repeat each other's draws after a few steps.
         self.dropout_seed_generator = keras.random.SeedGenerator(
-            (seed + 2**30) % 2**31 if seed is not None else None, name="dropout_seed_generator"
+            derive_seed(concrete_seed(seed), DROPOUT_STREAM), name="dropout_seed_generator"
         )
 
     def build(self, inputs_shape):
@@ -152,17 +152,25 @@ class LocalSelfAttention(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, padding_mask=None, training=None):
-        length = inputs.shape[1]
-        if length is None:
+        length = axis_size(inputs, 1)
+        if 0 in tuple(inputs.shape[:2]):
             raise ValueError(
-                f"{self.__class__.__name__} needs a static sequence length. "
-                f"Received: inputs.shape={inputs.shape}"
+                f"`inputs` of {self.__class__.__name__} must hold at least one sequence of at "
+                f"least one position. Received: inputs.shape={tuple(inputs.shape)}"
             )
         key_mask = self._key_mask(inputs, padding_mask)
+        if key_mask is not None:
+            # Padded positions hold zeros (`where`: 0 * NaN is NaN), so that
+            # NaN or Inf there reaches no real output and no gradient.
+            real = ops.expand_dims(ops.cast(padding_mask, "bool"), -1)
+            inputs = ops.where(real, inputs, ops.zeros_like(inputs))
         query_key = self._merge_heads(self._query_key_dense(inputs))
         values = self._merge_heads(self._value_dense(inputs))
         dropout = self.dropout if training else 0.0
-        if length <= self.chunk_length:
+        # A length unknown while tracing (a TensorFlow graph traced for several
+        # lengths) always takes the chunked path: a short sequence padded to
+        # one chunk sees the same keys as under full attention.
+        if isinstance(length, int) and length <= self.chunk_length:
             # One chunk covers the sequence: plain full attention.
             positions = ops.expand_dims(ops.arange(length, dtype="int32"), 0)
             outputs, _ = chunked_attention(
@@ -172,7 +180,7 @@ class LocalSelfAttention(keras.layers.Layer):
             )
         else:
             padded_length = length + (-length) % self.chunk_length
-            if padded_length != length:
+            if not isinstance(length, int) or padded_length != length:
                 query_key = pad_to_multiple(query_key, self.chunk_length)
                 values = pad_to_multiple(values, self.chunk_length)
                 real = ops.expand_dims(ops.arange(padded_length) < length, 0)
@@ -199,7 +207,7 @@ class LocalSelfAttention(keras.layers.Layer):
         Returns:
             `(batch * num_heads, padded_length, value_dim)`.
         """
-        positions = ops.expand_dims(ops.arange(query_key.shape[1], dtype="int32"), 0)
+        positions = ops.expand_dims(ops.arange(axis_size(query_key, 1), dtype="int32"), 0)
         outputs, _ = chunked_attention(
             query_key, shared_qk_keys(query_key), values, positions, positions, key_mask,
             chunk_length=self.chunk_length, lookback=self.lookback, lookahead=self.lookahead,
@@ -230,11 +238,11 @@ class LocalSelfAttention(keras.layers.Layer):
     def _merge_heads(self, x):
         """`(batch, length, heads, d)` -> `(batch * heads, length, d)`."""
         x = ops.transpose(x, (0, 2, 1, 3))
-        return ops.reshape(x, (-1, x.shape[2], x.shape[3]))
+        return ops.reshape(x, (-1, axis_size(x, 2), x.shape[3]))
 
     def _split_heads(self, x):
         """`(batch * heads, length, d)` -> `(batch, length, heads, d)`."""
-        x = ops.reshape(x, (-1, self.num_heads, x.shape[1], x.shape[2]))
+        x = ops.reshape(x, (-1, self.num_heads, axis_size(x, 1), x.shape[2]))
         return ops.transpose(x, (0, 2, 1, 3))
 
     def compute_output_shape(self, inputs_shape):

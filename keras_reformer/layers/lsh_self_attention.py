@@ -6,8 +6,12 @@ import keras
 from keras import ops
 
 from keras_reformer.api_export import reformer_export
+from keras_reformer.argument_checks import check_bool
 from keras_reformer.argument_checks import check_int
+from keras_reformer.argument_checks import check_num_buckets
 from keras_reformer.layers.local_self_attention import LocalSelfAttention
+from keras_reformer.layers.randomness import call_seed
+from keras_reformer.layers.randomness import concrete_seed
 from keras_reformer.ops.chunked_attention import chunked_attention
 from keras_reformer.ops.chunked_attention import combine_hash_rounds
 from keras_reformer.ops.chunked_attention import shared_qk_keys
@@ -16,6 +20,7 @@ from keras_reformer.ops.hashing import default_num_buckets
 from keras_reformer.ops.hashing import hash_buckets
 from keras_reformer.ops.portable_random import portable_normal
 from keras_reformer.ops.scalars import scalar_like
+from keras_reformer.ops.shapes import axis_size
 from keras_reformer.ops.sorting import gather_along_sequence
 from keras_reformer.ops.sorting import sort_by_bucket
 
@@ -81,7 +86,9 @@ class LSHSelfAttention(LocalSelfAttention):
     Call arguments:
         inputs: `(batch, length, d_model)` tensor.
         padding_mask: optional `(batch, length)` tensor, true / 1 for real tokens
-            and false / 0 for padding. Padding keys are never attended to.
+            and false / 0 for padding. Padding keys are never attended to,
+            and what padded positions hold (even NaN or Inf) reaches neither
+            the outputs at real positions nor any gradient.
         training: whether this is a training call (fresh rotations, dropout).
 
     Returns:
@@ -142,21 +149,15 @@ class LSHSelfAttention(LocalSelfAttention):
             seed=seed,
             **kwargs,
         )
-        check_int("num_hashes", num_hashes, 1)
-        self.num_hashes = num_hashes
-        self.num_buckets = _check_num_buckets(num_buckets)
-        if not isinstance(correct_duplicates, bool):
-            raise ValueError(
-                "`correct_duplicates` must be True or False. "
-                f"Received: correct_duplicates={correct_duplicates!r}"
-            )
-        self.correct_duplicates = correct_duplicates
+        self.num_hashes = check_int("num_hashes", num_hashes, 1)
+        self.num_buckets = None if num_buckets is None else check_num_buckets(num_buckets)
+        self.correct_duplicates = check_bool("correct_duplicates", correct_duplicates)
         self.rotation_seed_generator = keras.random.SeedGenerator(
-            seed, name="rotation_seed_generator"
+            concrete_seed(self.seed), name="rotation_seed_generator"
         )
 
     def _attend(self, query_key, values, key_mask, dropout, training):
-        length = query_key.shape[1]
+        length = axis_size(query_key, 1)
         factors = self._bucket_factors(length)
         num_buckets = math.prod(factors)
         rotations = self._draw_rotations(
@@ -230,12 +231,19 @@ class LSHSelfAttention(LocalSelfAttention):
         deterministic. `portable_normal` draws the same numbers on every
         backend, so a model saved under one backend hashes alike under another.
         """
-        generator = self.rotation_seed_generator
-        seed = generator.next() if training else generator.state.value
-        return portable_normal(shape, seed)
+        return portable_normal(shape, call_seed(self.rotation_seed_generator, training))
 
     def _bucket_factors(self, length):
         if self.num_buckets is None:
+            if not isinstance(length, int):
+                raise ValueError(
+                    "LSHSelfAttention with `num_buckets=None` picks the bucket count from the "
+                    "sequence length, which is unknown while tracing this call (a TensorFlow "
+                    "graph traced for several lengths, or a `None` length in the input "
+                    "signature). Pass `num_buckets`, e.g. "
+                    f"keras_reformer.ops.default_num_buckets(max_length, {self.chunk_length}). "
+                    f"Received: num_buckets=None, inputs of unknown length"
+                )
             return default_bucket_factors(
                 default_num_buckets(length, self.chunk_length), self.chunk_length
             )
@@ -251,19 +259,3 @@ class LSHSelfAttention(LocalSelfAttention):
             "correct_duplicates": self.correct_duplicates,
         })
         return config
-
-
-def _check_num_buckets(num_buckets):
-    """`num_buckets` as given (an int, or a list of ints), or a ValueError naming it."""
-    if num_buckets is None:
-        return None
-    factors = [num_buckets] if isinstance(num_buckets, int) else num_buckets
-    valid = isinstance(factors, (list, tuple)) and len(factors) > 0 and all(
-        isinstance(f, int) and not isinstance(f, bool) and f >= 2 and f % 2 == 0 for f in factors
-    )
-    if not valid:
-        raise ValueError(
-            "`num_buckets` must be None, an even integer >= 2, or a non-empty list of them "
-            f"(factorised buckets). Received: num_buckets={num_buckets!r}"
-        )
-    return num_buckets if isinstance(num_buckets, int) else list(num_buckets)

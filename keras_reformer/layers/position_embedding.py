@@ -88,7 +88,7 @@ class PositionEmbedding(keras.layers.Layer):
 
     def __init__(self, max_sequence_length, initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
-        check_int("max_sequence_length", max_sequence_length)
+        max_sequence_length = check_int("max_sequence_length", max_sequence_length)
         self.max_sequence_length = max_sequence_length
         self.initializer = keras.initializers.get(initializer)
 

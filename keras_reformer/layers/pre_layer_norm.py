@@ -1,8 +1,10 @@
 """PreLayerNorm: LayerNormalization, then a wrapped layer."""
 
 import keras
+from keras import ops
 
 from keras_reformer.api_export import reformer_export
+from keras_reformer.argument_checks import check_positive_float
 from keras_reformer.layers.sublayer_arguments import sublayer_kwargs
 
 
@@ -15,7 +17,10 @@ class PreLayerNorm(keras.layers.Layer):
     reach the wrapped layer when its `call` accepts them. Layer normalisation
     is position-wise, so the wrapper is position-wise exactly when the wrapped
     layer is (`position_wise`, `chunk_size`, `position_offset`: see
-    `keras_reformer.layers.ChunkedFeedForward`).
+    `keras_reformer.layers.ChunkedFeedForward`). Padded positions (a false /
+    0 `padding_mask`) are replaced by zeros first, so that whatever they
+    hold, NaN and Inf included, reaches neither the outputs at real positions
+    nor any gradient.
 
     Args:
         layer: the wrapped `keras.layers.Layer`.
@@ -50,7 +55,7 @@ class PreLayerNorm(keras.layers.Layer):
     def __init__(self, layer, epsilon=1e-6, **kwargs):
         super().__init__(**kwargs)
         self.layer = layer
-        self.epsilon = epsilon
+        self.epsilon = check_positive_float("epsilon", epsilon)
 
     @property
     def position_wise(self):
@@ -72,6 +77,10 @@ class PreLayerNorm(keras.layers.Layer):
     def call(self, inputs, padding_mask=None, training=None, position_offset=None):
         kwargs = sublayer_kwargs(self.layer, padding_mask, training,
                                  position_offset if self.position_wise else None)
+        if padding_mask is not None:
+            # `where`, not a product: 0 * NaN is NaN.
+            real = ops.expand_dims(ops.cast(padding_mask, "bool"), -1)
+            inputs = ops.where(real, inputs, ops.zeros_like(inputs))
         return self.layer(self.layer_norm(inputs), **kwargs)
 
     def compute_output_shape(self, inputs_shape):

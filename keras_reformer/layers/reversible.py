@@ -11,6 +11,10 @@ from keras import ops
 
 from keras_reformer import backend
 from keras_reformer.api_export import reformer_export
+from keras_reformer.argument_checks import check_seed
+from keras_reformer.layers.randomness import SavesSeedStates
+from keras_reformer.layers.randomness import concrete_seed
+from keras_reformer.layers.randomness import redraw_seed_states
 from keras_reformer.layers.sublayer_arguments import sublayer_kwargs
 from keras_reformer.ops.chunking import scan_sequence_chunks
 
@@ -108,12 +112,6 @@ class ReversibleBlock(keras.layers.Layer):
         return cls(**config)
 
 
-def _is_seed_state(variable):
-    return variable.name == "seed_generator_state" or variable.path.endswith(
-        "seed_generator_state"
-    )
-
-
 def _unique(variables):
     seen, result = set(), []
     for v in variables:
@@ -149,8 +147,9 @@ class _Sublayer:
         def run(offset, mask):
             return lambda w, inputs: self.apply(w, states, inputs, mask, training, offset)
 
-        size = self.layer.chunk_size(x.shape[1]) if self.position_wise else None
-        if size is None or size >= x.shape[1]:
+        length = x.shape[1]  # None while tracing for several lengths: chunked as in `call`
+        size = self.layer.chunk_size(length) if self.position_wise else None
+        if size is None or (length is not None and size >= length):
             return backend.vjp(run(None, padding_mask), weights, x, cotangent)
 
         def chunk_vjp(weight_grads, start, x, cotangent, *mask):
@@ -166,7 +165,7 @@ class _Sublayer:
 
 
 @reformer_export
-class ReversibleSequence(keras.layers.Layer):
+class ReversibleSequence(SavesSeedStates, keras.layers.Layer):
     """A stack of `ReversibleBlock`s whose training memory does not grow with depth.
 
     All blocks run under ONE custom gradient (`keras.ops.custom_gradient`)
@@ -236,8 +235,10 @@ class ReversibleSequence(keras.layers.Layer):
                     f"Received: blocks=[..., {block!r}, ...]"
                 )
         self.blocks = list(blocks)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed, name="reseed_generator")
+        self.seed = check_seed("seed", seed)
+        self.seed_generator = keras.random.SeedGenerator(
+            concrete_seed(self.seed), name="reseed_generator"
+        )
 
     def build(self, inputs_shape):
         _check_even_width(inputs_shape, "ReversibleSequence")
@@ -277,7 +278,7 @@ class ReversibleSequence(keras.layers.Layer):
         if training:
             # Inference leaves seed states alone, so that it is deterministic
             # (LSH draws its rotations from the current state).
-            self._reseed(states)
+            redraw_seed_states(states, self.seed_generator)
         return outputs
 
     def _compute_value(self, variable):
@@ -285,16 +286,6 @@ class ReversibleSequence(keras.layers.Layer):
         if "float" in keras.backend.standardize_dtype(value.dtype):
             value = ops.cast(value, self.compute_dtype)
         return value
-
-    def _reseed(self, states):
-        seed_states = [v for v in states if _is_seed_state(v)]
-        if not seed_states:
-            return
-        fresh = keras.random.randint(
-            (len(seed_states), 2), 0, 2**31 - 1, dtype="int32", seed=self.seed_generator
-        )
-        for i, v in enumerate(seed_states):
-            v.assign(ops.cast(fresh[i], v.dtype))
 
     def compute_output_shape(self, inputs_shape):
         return tuple(inputs_shape)

@@ -3,6 +3,7 @@
 import keras
 
 from keras_reformer.api_export import reformer_export
+from keras_reformer.argument_checks import check_bool
 from keras_reformer.argument_checks import check_int
 
 
@@ -30,6 +31,9 @@ class TokenEmbedding(keras.layers.Layer):
     Call arguments:
         inputs: integer ids (batch, length), or hidden states
             (batch, length, reverse_input_halves * output_dim) when `reverse`.
+            Ids outside `[0, vocabulary_size)` are clipped to the nearest
+            valid id (`ReformerModel` refuses them, or treats their
+            positions as padding in compiled steps).
         reverse: whether to compute logits instead of embeddings.
 
     Returns:
@@ -58,9 +62,10 @@ class TokenEmbedding(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        check_int("vocabulary_size", vocabulary_size)
-        check_int("output_dim", output_dim)
-        check_int("reverse_input_halves", reverse_input_halves)
+        vocabulary_size = check_int("vocabulary_size", vocabulary_size)
+        output_dim = check_int("output_dim", output_dim)
+        reverse_input_halves = check_int("reverse_input_halves", reverse_input_halves)
+        tie_weights = check_bool("tie_weights", tie_weights)
         self.vocabulary_size = vocabulary_size
         self.output_dim = output_dim
         self.tie_weights = tie_weights
@@ -83,7 +88,9 @@ class TokenEmbedding(keras.layers.Layer):
 
     def call(self, inputs, reverse=False):
         if not reverse:
-            return keras.ops.take(self.embeddings, keras.ops.cast(inputs, "int32"), axis=0)
+            # Out-of-range ids would be NaN on JAX, wrap around or fail elsewhere.
+            ids = keras.ops.clip(keras.ops.cast(inputs, "int32"), 0, self.vocabulary_size - 1)
+            return keras.ops.take(self.embeddings, ids, axis=0)
         parts = keras.ops.split(inputs, self.reverse_input_halves, axis=-1)
         summed = parts[0]
         for part in parts[1:]:

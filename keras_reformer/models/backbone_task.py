@@ -2,11 +2,12 @@
 
 import keras
 
+from keras_reformer.models.input_checks import TokenIdChecks
 from keras_reformer.models.input_checks import check_token_inputs
 from keras_reformer.models.reformer_model import ReformerModel
 
 
-class BackboneTask(keras.Model):
+class BackboneTask(TokenIdChecks, keras.Model):
     """A functional model built on a `ReformerModel` backbone (not used directly).
 
     Subclasses check the backbone with `check_backbone`, build their head on
@@ -16,6 +17,10 @@ class BackboneTask(keras.Model):
     backbone in the config; subclasses add their own arguments to
     `get_config`.
     """
+
+    # `compile` arguments that `compile_from_config` passes on as saved, for
+    # `compile` to resolve (e.g. a sampler, whose package is slow to import).
+    UNRESOLVED_COMPILE_ARGUMENTS = ()
 
     @staticmethod
     def check_backbone(backbone):
@@ -40,6 +45,40 @@ class BackboneTask(keras.Model):
     def call(self, inputs, training=None, mask=None):
         # `fit` on JAX reaches `call` through `stateless_call`, without `__call__`.
         return super().call(self._complete_inputs(inputs), training=training, mask=mask)
+
+    def inherit_dtype_policy(self):
+        """Takes the backbone's dtype policy (call after `super().__init__`).
+
+        Keras' functional `Model.__init__` ignores `dtype`; the policy matters
+        beyond the layers: `compile` wraps the optimizer in a
+        `LossScaleOptimizer` only for a `"mixed_float16"` model.
+        """
+        self.dtype_policy = self.backbone.dtype_policy
+
+    def get_compile_config(self):
+        """The arguments of the last `compile`, serialised (`{}` if not compiled).
+
+        Also builds a compiled model's optimizer if no training step has yet:
+        `load_model` builds the optimizer of the model it compiles, so the file
+        must hold the built optimizer's variables to load them.
+        """
+        if self.compiled and self.built and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+        return super().get_compile_config()
+
+    def compile_from_config(self, config):
+        """Compiles as `compile` did before saving, and builds the optimizer so
+        that `load_model` restores its state (Keras skips both for a model with
+        its own `compile`).
+
+        Args:
+            config: a dict from `get_compile_config`.
+        """
+        config = dict(config)
+        kept = {key: config.pop(key) for key in self.UNRESOLVED_COMPILE_ARGUMENTS if key in config}
+        self.compile(**keras.saving.deserialize_keras_object(config), **kept)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
 
     def get_config(self):
         return {

@@ -1,10 +1,13 @@
 """ReformerCausalLM: next-token prediction and generation on a causal ReformerModel."""
 
+import numbers
+
 import keras
 import numpy as np
 
 from keras_reformer.api_export import reformer_export
 from keras_reformer.models.backbone_task import BackboneTask
+from keras_reformer.models.input_checks import check_id_values
 from keras_reformer.models.input_checks import check_token_inputs
 
 
@@ -78,6 +81,10 @@ class ReformerCausalLM(BackboneTask):
     ```
     """
 
+    UNRESOLVED_COMPILE_ARGUMENTS = ("sampler",)
+
+    targets_are_token_ids = True
+
     def __init__(self, backbone, **kwargs):
         self.check_backbone(backbone)
         if not backbone.causal:
@@ -90,6 +97,7 @@ class ReformerCausalLM(BackboneTask):
         logits = backbone.token_embedding(hidden, reverse=True)
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self.backbone = backbone
+        self.inherit_dtype_policy()
 
     def compile(
         self,
@@ -115,7 +123,14 @@ class ReformerCausalLM(BackboneTask):
             weighted_metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         super().compile(optimizer=optimizer, loss=loss, weighted_metrics=weighted_metrics,
                         **kwargs)
-        self.sampler = sampler
+        self.sampler = check_sampler(sampler)
+
+    def get_compile_config(self):
+        """The arguments of the last `compile`, the sampler included, serialised."""
+        config = super().get_compile_config()
+        if config:
+            config["sampler"] = serialize_sampler(self.sampler)
+        return config
 
     def generate(self, prompt, max_length, sampler=None, stop_token_ids=None):
         """Extends each prompt to `max_length` tokens, one token at a time.
@@ -127,7 +142,8 @@ class ReformerCausalLM(BackboneTask):
 
         Args:
             prompt: integer array (batch, prompt_length) or a list of integer
-                lists (prompts of different lengths allowed).
+                lists (prompts of different lengths allowed); a 1-D array or
+                a flat list of ints is one prompt.
             max_length: total length of each returned sequence, at most the
                 backbone's `max_sequence_length`.
             sampler: a keras-nlp sampler or its name. Defaults to the one given
@@ -135,11 +151,15 @@ class ReformerCausalLM(BackboneTask):
             stop_token_ids: optional token ids that end a sequence early.
 
         Returns:
-            A numpy int32 array (batch, max_length): the prompt followed by
-            generated tokens (after a stop token, the remaining slots hold
-            whatever was sampled and should be ignored).
+            A numpy int32 array (batch, max_length), or (max_length,) for one
+            1-D prompt: the prompt followed by generated tokens (after a stop
+            token, the remaining slots hold whatever was sampled and should be
+            ignored).
         """
-        buffer, prompt_mask, start = self._prompt_buffer(prompt, max_length)
+        single = _is_one_prompt(prompt)
+        buffer, prompt_mask, start = self._prompt_buffer([prompt] if single else prompt,
+                                                         max_length)
+        max_length = buffer.shape[1]  # a Python int, also for a numpy integer
         sampler = self._get_sampler(sampler)
 
         def next_logits(token_ids, cache, index):
@@ -158,16 +178,22 @@ class ReformerCausalLM(BackboneTask):
             stop_token_ids=None if stop_token_ids is None else tuple(stop_token_ids),
             model=self,
         )
-        return keras.ops.convert_to_numpy(output).astype("int32")
+        output = keras.ops.convert_to_numpy(output).astype("int32")
+        return output[0] if single else output
 
     def _prompt_buffer(self, prompt, max_length):
-        rows = [list(np.asarray(row).reshape(-1)) for row in prompt]
+        rows = [np.asarray(row).reshape(-1) for row in prompt]
         limit = self.backbone.max_sequence_length
-        if not isinstance(max_length, int) or not 0 < max_length <= limit:
+        if (isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral)
+                or not 0 < max_length <= limit):
             raise ValueError(
                 f"`max_length` must be an integer in (0, max_sequence_length={limit}]. "
                 f"Received: max_length={max_length!r}"
             )
+        max_length = int(max_length)
+        for row in rows:
+            if row.size:  # before the copy into int32, which would truncate or wrap
+                check_id_values("prompt", row, self.backbone.vocabulary_size, "vocabulary_size")
         lengths = [len(row) for row in rows]
         if not rows or min(lengths) == 0 or max(lengths) > max_length:
             raise ValueError(
@@ -183,9 +209,42 @@ class ReformerCausalLM(BackboneTask):
         return buffer, prompt_mask, min(lengths)
 
     def _get_sampler(self, sampler):
-        sampler = sampler or getattr(self, "sampler", None) or "greedy"
-        if isinstance(sampler, str):
+        sampler = check_sampler(sampler or getattr(self, "sampler", None) or "greedy")
+        if isinstance(sampler, (str, dict)):
             import keras_nlp  # imported here: it is slow to import and only generation needs it
 
             sampler = keras_nlp.samplers.get(sampler)
         return sampler
+
+
+# The names `keras_nlp.samplers.get` resolves without further arguments.
+SAMPLER_NAMES = ("beam", "contrastive", "greedy", "random", "top_k", "top_p")
+
+
+def check_sampler(sampler):
+    """`sampler` if it names a keras-nlp sampler, is a sampler's config, or is
+    callable (a sampler object); else a ValueError naming it. Names are checked
+    without importing keras-nlp."""
+    valid = (sampler in SAMPLER_NAMES if isinstance(sampler, str)
+             else isinstance(sampler, dict) and "class_name" in sampler or callable(sampler))
+    if not valid:
+        raise ValueError(
+            f"`sampler` must be one of {SAMPLER_NAMES}, a keras-nlp sampler or its config. "
+            f"Received: sampler={sampler!r}"
+        )
+    return sampler
+
+
+def serialize_sampler(sampler):
+    """A sampler name as it is; a sampler object as its Keras config."""
+    if isinstance(sampler, (str, dict)):
+        return sampler
+    return keras.saving.serialize_keras_object(sampler)
+
+
+def _is_one_prompt(prompt):
+    """Whether `prompt` is one prompt (1-D), not a batch of them."""
+    if hasattr(prompt, "shape"):
+        return len(prompt.shape) == 1
+    return (isinstance(prompt, (list, tuple)) and len(prompt) > 0
+            and all(np.ndim(token) == 0 for token in prompt))

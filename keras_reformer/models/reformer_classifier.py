@@ -5,7 +5,33 @@ import keras
 from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import check_int
 from keras_reformer.argument_checks import check_rate
+from keras_reformer.layers.randomness import SeededDropout
+from keras_reformer.layers.randomness import derive_seed
 from keras_reformer.models.backbone_task import BackboneTask
+from keras_reformer.models.input_checks import real_token_mask
+
+# `derive_seed` stream of the head dropout; the backbone's layers use 0, 1, 2, ...
+HEAD_DROPOUT_STREAM = 2**20
+
+
+def masked_mean(hidden, real):
+    """The mean of `hidden` over the real positions, in float32.
+
+    Padded positions are left out with `where` (a product would turn NaN
+    there into NaN), and a row without real positions gets zeros (a 0 / 0
+    mean would be NaN, and its gradient too).
+
+    Args:
+        hidden: `(batch, length, width)` hidden states.
+        real: `(batch, length)` booleans, true at real positions.
+
+    Returns:
+        `(batch, width)` float32 means.
+    """
+    real = keras.ops.expand_dims(real, -1)
+    total = keras.ops.sum(keras.ops.where(real, keras.ops.cast(hidden, "float32"), 0.0), axis=1)
+    count = keras.ops.sum(keras.ops.cast(real, "float32"), axis=1)
+    return total / keras.ops.maximum(count, 1.0)
 
 
 @reformer_export
@@ -13,8 +39,9 @@ class ReformerClassifier(BackboneTask):
     """Sequence classification: a `ReformerModel`, the mean of its real positions, a dense head.
 
     The backbone's hidden states are averaged over the positions whose
-    `padding_mask` is 1 (padding changes nothing), then dropout and a dense
-    layer give one score per class. `compile` defaults to Adam, sparse
+    `padding_mask` is 1 (padding changes nothing; a row without any real
+    position pools to zeros), then dropout and a dense layer give one score
+    per class. `compile` defaults to Adam, sparse
     cross-entropy and accuracy; labels are class ids.
 
     Args:
@@ -52,25 +79,27 @@ class ReformerClassifier(BackboneTask):
 
     def __init__(self, backbone, num_classes, dropout=0.0, activation=None, **kwargs):
         self.check_backbone(backbone)
-        check_int("num_classes", num_classes, 2)
-        check_rate("dropout", dropout)
+        num_classes = check_int("num_classes", num_classes, 2)
+        dropout = check_rate("dropout", dropout)
         if activation not in (None, "softmax"):
             raise ValueError(
                 f"`activation` must be None (logits) or 'softmax'. Received: activation={activation!r}"
             )
         inputs = dict(backbone.input)
         hidden = backbone(inputs)
-        real = keras.ops.cast(inputs["padding_mask"], "bool")
-        pooled = keras.layers.GlobalAveragePooling1D(
-            dtype=backbone.dtype_policy, name="pooling")(hidden, mask=real)
-        pooled = keras.layers.Dropout(
-            dropout, seed=backbone.seed, dtype=backbone.dtype_policy, name="head_dropout"
+        real = real_token_mask(inputs["token_ids"], inputs["padding_mask"],
+                               backbone.vocabulary_size)
+        pooled = masked_mean(hidden, real)
+        pooled = SeededDropout(
+            dropout, seed=derive_seed(backbone.seed, HEAD_DROPOUT_STREAM),
+            dtype=backbone.dtype_policy, name="head_dropout"
         )(pooled)
         scores = keras.layers.Dense(
             num_classes, activation=activation, dtype=backbone.dtype_policy, name="logits"
         )(pooled)
         super().__init__(inputs=inputs, outputs=scores, **kwargs)
         self.backbone = backbone
+        self.inherit_dtype_policy()
         self.num_classes = num_classes
         self.dropout = float(dropout)
         self.activation = activation

@@ -3,17 +3,26 @@
 import keras
 
 from keras_reformer.api_export import reformer_export
+from keras_reformer.argument_checks import check_bool
 from keras_reformer.argument_checks import check_int
+from keras_reformer.argument_checks import check_num_buckets
+from keras_reformer.argument_checks import check_positive_float
+from keras_reformer.argument_checks import check_rate
+from keras_reformer.argument_checks import check_seed
 from keras_reformer.layers.axial_position_embedding import AxialPositionEmbedding
 from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
 from keras_reformer.layers.local_self_attention import LocalSelfAttention
 from keras_reformer.layers.lsh_self_attention import LSHSelfAttention
 from keras_reformer.layers.position_embedding import PositionEmbedding
 from keras_reformer.layers.pre_layer_norm import PreLayerNorm
+from keras_reformer.layers.randomness import SeededDropout
+from keras_reformer.layers.randomness import derive_seed
 from keras_reformer.layers.reversible import ReversibleBlock, ReversibleSequence
 from keras_reformer.layers.sinusoidal_position_embedding import SinusoidalPositionEmbedding
 from keras_reformer.layers.token_embedding import TokenEmbedding
+from keras_reformer.models.input_checks import TokenIdChecks
 from keras_reformer.models.input_checks import check_token_inputs
+from keras_reformer.models.input_checks import real_token_mask
 from keras_reformer.ops import hashing
 
 ATTENTION_KINDS = ("lsh", "local")
@@ -38,7 +47,7 @@ def default_num_buckets(max_sequence_length, chunk_length):
 
 
 @reformer_export
-class ReformerModel(keras.Model):
+class ReformerModel(TokenIdChecks, keras.Model):
     """The Reformer backbone: token ids to hidden states.
 
     Token embedding plus position information, duplicated into the two halves of
@@ -139,14 +148,36 @@ class ReformerModel(keras.Model):
         correct_duplicates=False,
         **kwargs,
     ):
-        for name, value in (("vocabulary_size", vocabulary_size), ("num_layers", num_layers),
-                            ("hidden_dim", hidden_dim), ("num_heads", num_heads),
-                            ("chunk_length", chunk_length),
-                            ("feed_forward_chunk_length", feed_forward_chunk_length),
-                            ("max_sequence_length", max_sequence_length)):
-            check_int(name, value)
-        key_dim = key_dim or max(1, hidden_dim // num_heads)
-        intermediate_dim = intermediate_dim or 4 * hidden_dim
+        # Every argument is checked here, before any is used (a derived seed or
+        # a sublayer's own check would report another name or value).
+        vocabulary_size = check_int("vocabulary_size", vocabulary_size)
+        num_layers = check_int("num_layers", num_layers)
+        hidden_dim = check_int("hidden_dim", hidden_dim)
+        num_heads = check_int("num_heads", num_heads)
+        if num_heads > hidden_dim:
+            raise ValueError(
+                f"`num_heads` must be at most `hidden_dim`={hidden_dim}. "
+                f"Received: num_heads={num_heads}"
+            )
+        key_dim = (hidden_dim // num_heads if key_dim is None
+                   else check_int("key_dim", key_dim))
+        intermediate_dim = (4 * hidden_dim if intermediate_dim is None
+                            else check_int("intermediate_dim", intermediate_dim))
+        chunk_length = check_int("chunk_length", chunk_length)
+        num_hashes = check_int("num_hashes", num_hashes)
+        causal = check_bool("causal", causal)
+        dropout = check_rate("dropout", dropout)
+        max_sequence_length = check_int("max_sequence_length", max_sequence_length)
+        lookback = check_int("lookback", lookback, 0)
+        lookahead = check_int("lookahead", lookahead, 0)
+        feed_forward_chunk_length = check_int("feed_forward_chunk_length",
+                                              feed_forward_chunk_length)
+        layer_norm_epsilon = check_positive_float("layer_norm_epsilon", layer_norm_epsilon)
+        tie_weights = check_bool("tie_weights", tie_weights)
+        seed = check_seed("seed", seed)
+        correct_duplicates = check_bool("correct_duplicates", correct_duplicates)
+        if num_buckets is not None:
+            num_buckets = check_num_buckets(num_buckets)
         attention_kinds = self._attention_kinds(attention_layers, num_layers)
         if position_embedding not in POSITION_EMBEDDING_KINDS:
             raise ValueError(
@@ -167,12 +198,12 @@ class ReformerModel(keras.Model):
         position_layer = self._position_layer(
             position_embedding, max_sequence_length, dtype
         )
-        embedding_dropout = keras.layers.Dropout(
-            dropout, seed=seed, dtype=dtype, name="embedding_dropout"
+        embedding_dropout = SeededDropout(
+            dropout, seed=derive_seed(seed, 0), dtype=dtype, name="embedding_dropout"
         )
         blocks = []
         for index, kind in enumerate(attention_kinds):
-            layer_seed = None if seed is None else seed + 1 + 2 * index
+            layer_seed = derive_seed(seed, 1 + 2 * index)
             attention_args = dict(
                 num_heads=num_heads, key_dim=key_dim, chunk_length=chunk_length,
                 causal=causal, lookback=lookback, lookahead=lookahead, dropout=dropout,
@@ -187,7 +218,7 @@ class ReformerModel(keras.Model):
                 attention = LocalSelfAttention(**attention_args)
             feed_forward = ChunkedFeedForward(
                 intermediate_dim, chunk_length=feed_forward_chunk_length, dropout=dropout,
-                seed=None if seed is None else layer_seed + 1, dtype=dtype,
+                seed=derive_seed(seed, 2 + 2 * index), dtype=dtype,
                 name=f"feed_forward_{index}",
             )
             blocks.append(ReversibleBlock(
@@ -207,16 +238,23 @@ class ReformerModel(keras.Model):
         # === Functional graph ===
         token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
         padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
+        # Invalid ids count as padding (see `input_checks`); padded positions
+        # enter the stack as zeros, so nothing there can reach a real position.
+        real = real_token_mask(token_ids, padding_mask, vocabulary_size)
         x = token_embedding(token_ids)
         x = x + position_layer(x)
+        x = keras.ops.where(keras.ops.expand_dims(real, -1), x, 0)
         x = embedding_dropout(x)
         x = keras.ops.concatenate([x, x], axis=-1)
-        x = reversible_stack(x, padding_mask=padding_mask)
+        x = reversible_stack(x, padding_mask=keras.ops.cast(real, "int32"))
         outputs = output_norm(x)
         super().__init__(
             inputs={"token_ids": token_ids, "padding_mask": padding_mask},
             outputs=outputs, dtype=dtype, **kwargs,
         )
+        if dtype is not None:
+            # Keras' functional Model.__init__ ignores `dtype`.
+            self.dtype_policy = keras.dtype_policies.get(dtype)
         # Assigned after Model.__init__: torch modules cannot hold layers before it.
         self.token_embedding = token_embedding
         self.position_embedding = position_layer
@@ -249,8 +287,10 @@ class ReformerModel(keras.Model):
 
     @staticmethod
     def _attention_kinds(attention_layers, num_layers):
-        kinds = [attention_layers] * num_layers if isinstance(attention_layers, str) \
-            else list(attention_layers)
+        if isinstance(attention_layers, str):
+            kinds = [attention_layers] * num_layers
+        else:
+            kinds = list(attention_layers) if isinstance(attention_layers, (list, tuple)) else []
         if len(kinds) != num_layers or any(kind not in ATTENTION_KINDS for kind in kinds):
             raise ValueError(
                 f"`attention_layers` must be one of {ATTENTION_KINDS} or a list of them with "

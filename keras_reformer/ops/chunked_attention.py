@@ -17,22 +17,28 @@ from keras_reformer.ops.chunking import shift_chunks
 from keras_reformer.ops.chunking import split_chunks
 from keras_reformer.ops.masks import apply_attention_masks
 from keras_reformer.ops.scalars import scalar_like
+from keras_reformer.ops.shapes import axis_size
 
 
 def shared_qk_keys(queries, epsilon=1e-6):
     """Keys of shared-QK attention: queries unit-normalised and scaled by `1/sqrt(d)`.
+
+    The norm is computed in float32 (float64 for float64 queries): squared in
+    float16, a component above 256 would overflow and the key become 0 or NaN.
 
     Args:
         queries: `(..., d)` shared query/key vectors.
         epsilon: lower bound on the squared norm (all-zero vectors stay finite).
 
     Returns:
-        `queries / (||queries|| * sqrt(d))`.
+        `queries / (||queries|| * sqrt(d))`, in the dtype of `queries`.
     """
     dim = queries.shape[-1]
-    squared_norm = ops.sum(ops.square(queries), axis=-1, keepdims=True)
+    dtype = keras.backend.standardize_dtype(queries.dtype)
+    wide = ops.cast(queries, "float64" if dtype == "float64" else "float32")
+    squared_norm = ops.sum(ops.square(wide), axis=-1, keepdims=True)
     inverse_norm = ops.rsqrt(ops.maximum(squared_norm, scalar_like(epsilon, squared_norm)))
-    return queries * (inverse_norm * dim**-0.5)
+    return ops.cast(wide * (inverse_norm * dim**-0.5), dtype)
 
 
 def chunked_attention(
@@ -60,7 +66,8 @@ def chunked_attention(
     `key_mask` are masked.
 
     Args:
-        queries: `(batch, length, d)`; `length` a multiple of `chunk_length`.
+        queries: `(batch, length, d)`; `length` (static, or known only at run
+            time) a multiple of `chunk_length`.
         keys: `(batch, length, d)`, already scaled.
         values: `(batch, length, d_v)`.
         query_positions: `(batch or 1, length)` integers.
@@ -102,7 +109,7 @@ def chunked_attention(
     if query_round_chunks is not None:
         q_rounds = ops.expand_dims(split_chunks(query_round_chunks, chunk_length), 3)
         k_rounds = split_chunks(key_round_chunks, chunk_length)
-    num_chunks = q.shape[1]
+    num_chunks = axis_size(q, 1)
     offsets = range(-lookback, lookahead + 1)
     # One block of logits per neighbouring chunk instead of one block over the
     # concatenated neighbours: no copy of the keys and values per neighbour,
@@ -213,5 +220,7 @@ def combine_hash_rounds(outputs, logsumexp):
     Returns:
         `(batch, length, d_v)`.
     """
+    if logsumexp.shape[1] == 1:  # one round: its weight is 1 (Keras warns on a size-1 softmax)
+        return outputs[:, 0]
     weights = ops.softmax(logsumexp, axis=1)
     return ops.sum(outputs * ops.expand_dims(weights, -1), axis=1)

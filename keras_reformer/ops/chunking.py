@@ -5,27 +5,30 @@ Chunked attention (Reformer, Kitaev et al. 2020, section 3) lets every chunk of
 cost is linear in the sequence length. These helpers only move data around.
 """
 
+import keras
 from keras import ops
 
 from keras_reformer import backend
+from keras_reformer.ops.shapes import axis_size
 
 
 def pad_to_multiple(x, multiple, axis=1, constant_value=0):
     """Pads `x` at the end of `axis` so that its length is a multiple of `multiple`.
 
     Args:
-        x: a tensor with a static size along `axis`.
-        multiple: a positive integer.
+        x: a tensor.
+        multiple: a positive integer (or an int scalar tensor).
         axis: the axis to pad. Defaults to `1` (the sequence axis).
         constant_value: the padding value. Defaults to `0`.
 
     Returns:
-        `x` unchanged when its length already is a multiple, else `x` padded
-        with `constant_value` to the next multiple.
+        `x` unchanged when its static length already is a multiple, else `x`
+        padded with `constant_value` to the next multiple (a length unknown
+        while tracing is padded by a run-time amount, possibly zero).
     """
-    length = x.shape[axis]
+    length = axis_size(x, axis)
     padding = (-length) % multiple
-    if padding == 0:
+    if isinstance(padding, int) and padding == 0:
         return x
     pad_width = [(0, 0)] * len(x.shape)
     pad_width[axis] = (0, padding)
@@ -36,14 +39,15 @@ def split_chunks(x, chunk_length):
     """Reshapes `(batch, length, ...)` into `(batch, length // chunk_length, chunk_length, ...)`.
 
     Args:
-        x: a tensor whose static length (axis 1) is a multiple of `chunk_length`.
-        chunk_length: positions per chunk.
+        x: a tensor whose length (axis 1) is a multiple of `chunk_length`
+            (checked where both are known while tracing).
+        chunk_length: positions per chunk (an int, or an int scalar tensor).
 
     Returns:
         The chunked tensor (no copy of data).
     """
-    length = x.shape[1]
-    if length % chunk_length:
+    length = axis_size(x, 1)
+    if isinstance(length, int) and isinstance(chunk_length, int) and length % chunk_length:
         raise ValueError(
             f"The length ({length}) must be a multiple of `chunk_length`. "
             f"Received: chunk_length={chunk_length}"
@@ -60,7 +64,7 @@ def merge_chunks(x):
     Returns:
         `(batch, num_chunks * chunk_length, ...)`.
     """
-    return ops.reshape(x, (-1, x.shape[1] * x.shape[2]) + tuple(x.shape[3:]))
+    return ops.reshape(x, (-1, axis_size(x, 1) * axis_size(x, 2)) + tuple(x.shape[3:]))
 
 
 def shift_chunks(chunks, offset, fill_value=0):
@@ -88,7 +92,7 @@ def shift_chunks(chunks, offset, fill_value=0):
     """
     if offset == 0:
         return chunks
-    num_chunks = chunks.shape[1]
+    num_chunks = axis_size(chunks, 1)
     pad_width = [(0, 0)] * len(chunks.shape)
     pad_width[1] = (max(-offset, 0), max(offset, 0))
     padded = ops.pad(chunks, pad_width, constant_values=fill_value)
@@ -123,16 +127,21 @@ def scan_sequence_chunks(fn, init, tensors, chunk_length):
 
     The full chunks run as ONE sequential loop (`keras_reformer.backend.scan`), so a
     compiled program holds the code and the temporaries of one chunk, however
-    long the sequence; a shorter last chunk, if any, is one more call.
+    long the sequence; a shorter last chunk, if any, is one more call. Where
+    the length is unknown until run time (a TensorFlow graph traced for
+    several lengths), the loop runs over chunks of `min(chunk_length, length)`
+    positions of the sequence padded with zeros (`False` for booleans) to
+    whole chunks: `fn` sees that padding in the last chunk, and its outputs
+    there are cut off.
 
     Args:
         fn: called as `fn(carry, start, *chunks)`, where `start` is the chunk's
             first position (an int32 scalar tensor, or a Python int for the
-            shorter last chunk) and `chunks` are the slices `[:, start:stop]`
+            shorter last chunk of a known length) and `chunks` are the slices `[:, start:stop]`
             of `tensors`. Returns `(carry, outputs)`, `outputs` a tuple of
             tensors whose axis 1 runs over the chunk's positions.
         init: the initial carry: a nested structure of tensors, possibly empty.
-        tensors: a tuple of `(batch, length, ...)` tensors of one static length.
+        tensors: a tuple of `(batch, length, ...)` tensors of one length.
         chunk_length: positions per chunk, a positive int.
 
     Returns:
@@ -152,7 +161,9 @@ def scan_sequence_chunks(fn, init, tensors, chunk_length):
     ```
     """
     tensors = [ops.convert_to_tensor(t) for t in tensors]
-    length = tensors[0].shape[1]
+    length = axis_size(tensors[0], 1)
+    if not isinstance(length, int):
+        return _scan_padded_chunks(fn, init, tensors, chunk_length, length)
     num_full = length // chunk_length
     full = num_full * chunk_length
     carry, outputs = init, ()
@@ -172,3 +183,18 @@ def scan_sequence_chunks(fn, init, tensors, chunk_length):
             ops.concatenate([a, b], axis=1) for a, b in zip(outputs, tail)
         )
     return carry, outputs
+
+
+def _scan_padded_chunks(fn, init, tensors, chunk_length, length):
+    """`scan_sequence_chunks` for a `length` (a scalar tensor) unknown while tracing."""
+    size = ops.minimum(chunk_length, length)  # one chunk, unpadded, when the sequence is short
+
+    def chunk_major(x):  # (num_chunks, batch, size, ...)
+        pad_value = False if keras.backend.standardize_dtype(x.dtype) == "bool" else 0
+        return ops.moveaxis(split_chunks(pad_to_multiple(x, size, constant_value=pad_value), size),
+                            1, 0)
+
+    chunked = [chunk_major(t) for t in tensors]
+    starts = ops.arange(axis_size(chunked[0], 0), dtype="int32") * size
+    carry, stacked = backend.scan(lambda c, xs: fn(c, *xs), init, (starts, *chunked))
+    return carry, tuple(merge_chunks(ops.moveaxis(y, 0, 1))[:, :length] for y in stacked)

@@ -15,6 +15,9 @@ import math
 
 from keras import ops
 
+from keras_reformer.ops.chunking import pad_to_multiple
+from keras_reformer.ops.shapes import axis_size
+
 # Hash at most this many rotated values at once: `xR` has `num_buckets / 2`
 # values per token and `num_buckets` grows with the length, so hashing a long
 # sequence in one piece would cost O(L^2 / chunk_length) memory.
@@ -75,7 +78,8 @@ def hash_buckets(vectors, rotations, bucket_factors=None,
     The result carries no gradient (hashing is not differentiable).
 
     Args:
-        vectors: `(batch, num_heads, length, dim)`.
+        vectors: `(batch, num_heads, length, dim)`; the length may be
+            unknown while tracing.
         rotations: `(num_heads, dim, num_hashes, sum(bucket_factors) // 2)`
             random rotations, one set per head.
         bucket_factors: the bucket count as a tuple of even factors (see the
@@ -91,7 +95,7 @@ def hash_buckets(vectors, rotations, bucket_factors=None,
     """
     vectors = ops.stop_gradient(vectors)
     rotations = ops.cast(ops.stop_gradient(rotations), vectors.dtype)
-    num_heads, length, dim = vectors.shape[1], vectors.shape[2], vectors.shape[3]
+    num_heads, length, dim = vectors.shape[1], axis_size(vectors, 2), vectors.shape[3]
     num_hashes, half = rotations.shape[2], rotations.shape[3]
     bucket_factors = tuple(bucket_factors or (2 * half,))
     if any(f < 2 or f % 2 for f in bucket_factors) or sum(bucket_factors) != 2 * half:
@@ -104,7 +108,7 @@ def hash_buckets(vectors, rotations, bucket_factors=None,
 
     def hash_block(block):
         rotated = ops.einsum("bhld,hdk->bhlk", block, flat_rotations)  # k: hashes * half
-        rotated = ops.reshape(rotated, (-1, num_heads, block.shape[2], num_hashes, half))
+        rotated = ops.reshape(rotated, (-1, num_heads, axis_size(block, 2), num_hashes, half))
         buckets, start, radix = 0, 0, 1
         for factor in bucket_factors:
             part = rotated[..., start:start + factor // 2]
@@ -112,16 +116,23 @@ def hash_buckets(vectors, rotations, bucket_factors=None,
             start, radix = start + factor // 2, radix * factor
         return ops.transpose(buckets, (0, 1, 3, 2))
 
-    per_position = num_heads * num_hashes * half
-    block_length = _largest_divisor_at_most(length, max(1, max_rotated_values // per_position))
-    if block_length == length:
-        return hash_block(vectors)
-    num_blocks = length // block_length
-    blocks = ops.reshape(vectors, (-1, num_heads, num_blocks, block_length, dim))
+    max_block = max(1, max_rotated_values // (num_heads * num_hashes * half))
+    if isinstance(length, int):
+        block_length = _largest_divisor_at_most(length, max_block)
+        if block_length == length:
+            return hash_block(vectors)
+    else:
+        # Known at run time only: blocks of up to `max_block` positions, the
+        # last one padded (its padding's buckets are cut off below).
+        block_length = ops.minimum(max_block, length)
+        vectors = pad_to_multiple(vectors, block_length, axis=2)
+    padded_length = axis_size(vectors, 2)
+    blocks = ops.reshape(vectors, (-1, num_heads, padded_length // block_length, block_length, dim))
     blocks = ops.transpose(blocks, (2, 0, 1, 3, 4))
     buckets = ops.map(hash_block, blocks)  # (num_blocks, batch, heads, hashes, block)
     buckets = ops.transpose(buckets, (1, 2, 3, 0, 4))
-    return ops.reshape(buckets, (-1, num_heads, num_hashes, length))
+    buckets = ops.reshape(buckets, (-1, num_heads, num_hashes, padded_length))
+    return buckets if isinstance(length, int) else buckets[..., :length]
 
 
 def _angular_bucket(rotated):

@@ -8,6 +8,8 @@ so the sort is stable by construction and the same on every backend.
 
 from keras import ops
 
+from keras_reformer.ops.shapes import axis_size
+
 _INT32_LIMIT = 2**31 - 1
 
 
@@ -16,7 +18,8 @@ def sort_by_bucket(buckets, num_buckets):
 
     Args:
         buckets: `(batch, num_hashes, length)` integer bucket ids in
-            `[0, num_buckets)`.
+            `[0, num_buckets)`; the length may be unknown while tracing
+            (then the int32 overflow of the sort key is not checked).
         num_buckets: number of bucket ids per round (including any extra
             bucket reserved for padding).
 
@@ -26,8 +29,8 @@ def sort_by_bucket(buckets, num_buckets):
         round-major flattening of `buckets` (round `i // length`, position
         `i % length`); `undo_indices` is its inverse permutation.
     """
-    num_hashes, length = buckets.shape[1], buckets.shape[2]
-    if num_hashes * num_buckets * length > _INT32_LIMIT:
+    num_hashes, length = buckets.shape[1], axis_size(buckets, 2)
+    if isinstance(length, int) and num_hashes * num_buckets * length > _INT32_LIMIT:
         raise ValueError(
             "The sort key bucket * length + position overflows int32 for "
             f"num_hashes={num_hashes}, num_buckets={num_buckets}, length={length}. "

@@ -68,7 +68,7 @@ def test_generate_rejects_bad_lengths_and_ids():
     lm = small_lm()
     with pytest.raises(ValueError, match="max_length"):
         lm.generate([[1, 2]], max_length=49)
-    with pytest.raises(ValueError, match="token_ids"):
+    with pytest.raises(ValueError, match="prompt"):
         lm.generate([[1, VOCABULARY]], max_length=8)
 
 

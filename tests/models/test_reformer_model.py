@@ -1,7 +1,3 @@
-import os
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
@@ -148,29 +144,3 @@ def test_long_models_factorise_their_buckets(max_length, expected):
     assert attention.num_buckets == expected
 
 
-NEXT_BACKEND = {"jax": "tensorflow", "tensorflow": "torch", "torch": "jax"}
-
-LOAD_AND_COMPARE = """
-import sys, numpy as np, keras, keras_reformer
-model = keras.saving.load_model(sys.argv[1])
-data = dict(np.load(sys.argv[2]))
-expected = data.pop("expected")
-np.testing.assert_allclose(keras.ops.convert_to_numpy(model(data)), expected, rtol=1e-5, atol=1e-5)
-print("ok", keras.backend.backend())
-"""
-
-
-def test_saved_model_loads_under_another_backend(tmp_path):
-    model = small_model(attention_layers=["lsh", "local"])
-    data = token_data()
-    model(data)
-    model.save(tmp_path / "model.keras")
-    np.savez(tmp_path / "data.npz", expected=to_numpy(model(data)), **data)
-    other = NEXT_BACKEND[BACKEND]
-    result = subprocess.run(
-        [sys.executable, "-c", LOAD_AND_COMPARE, str(tmp_path / "model.keras"),
-         str(tmp_path / "data.npz")],
-        env={**os.environ, "KERAS_BACKEND": other}, capture_output=True, text=True,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"ok {other}" in result.stdout

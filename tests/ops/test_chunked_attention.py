@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import keras
 import pytest
@@ -8,6 +10,7 @@ from keras_reformer.ops.chunked_attention import combine_hash_rounds
 from keras_reformer.ops.chunked_attention import duplicate_counts
 from keras_reformer.ops.chunked_attention import shared_qk_keys
 from keras_reformer.ops.masks import mask_values
+from tests.backend.grad_utils import loss_grads
 from tests.test_case import assert_allclose
 from tests.test_case import to_numpy
 
@@ -149,3 +152,40 @@ def test_round_chunks_come_in_pairs():
     with pytest.raises(ValueError, match="key_round_chunks"):
         chunked_attention(q, q, q, positions, positions, chunk_length=4,
                           query_round_chunks=np.zeros((1, 8, 2), "int32"))
+
+
+class _SharedQKKeys(keras.layers.Layer):
+    def call(self, queries):
+        return shared_qk_keys(queries)
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float16", 2e-3), ("bfloat16", 1.6e-2)])
+@pytest.mark.parametrize("scale", [1.0, 100.0, 300.0, 1e4])
+def test_shared_qk_keys_in_low_precision_match_float32_at_any_magnitude(dtype, rtol, scale):
+    # Squared in float16, a component above 256 overflows: the keys became 0, then NaN.
+    rng = np.random.default_rng(0)
+    queries = (rng.normal(size=(2, 6, 8)) * scale).astype(dtype)
+    cotangent = rng.normal(size=queries.shape).astype("float32")
+    layer = _SharedQKKeys(dtype=dtype)
+    layer(queries)  # build
+    keys, grads, _ = loss_grads(layer, queries, cotangent)
+    q = queries.astype("float64")
+    norm = np.linalg.norm(q, axis=-1, keepdims=True)
+    want = q / (norm * np.sqrt(8))
+    # d/dq of sum(c * q / (|q| sqrt(d))) = (c - (c . q) q / |q|^2) / (|q| sqrt(d))
+    dot = np.sum(cotangent * q, axis=-1, keepdims=True)
+    want_grads = (cotangent - dot * q / norm**2) / (norm * np.sqrt(8))
+    assert np.isfinite(keys).all() and np.isfinite(grads).all()
+    np.testing.assert_allclose(keys, want, rtol=rtol, atol=rtol * np.abs(want).max())
+    np.testing.assert_allclose(grads, want_grads, rtol=rtol,
+                               atol=2 * rtol * np.abs(want_grads).max())
+
+
+def test_one_hash_round_is_passed_through_without_a_softmax():
+    rng = np.random.default_rng(0)
+    outputs = rng.normal(size=(2, 1, 5, 3)).astype("float32")
+    logsumexp = rng.normal(size=(2, 1, 5)).astype("float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Keras warns on a softmax over an axis of size 1
+        combined = combine_hash_rounds(outputs, logsumexp)
+    assert_allclose(combined, outputs[:, 0])

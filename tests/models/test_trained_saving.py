@@ -1,0 +1,191 @@
+"""What a user trained comes back exactly: seed states, compile config, optimizer, dtype policy.
+
+Every test here trains first: the state that changes in training (seed
+generators, optimizer slots and iterations) is where saving breaks.
+"""
+
+import os
+import subprocess
+import sys
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from keras_reformer.models import ReformerCausalLM
+from keras_reformer.models import ReformerClassifier
+from keras_reformer.models import ReformerModel
+from keras_reformer.models import language_model_data
+from tests.test_case import BACKEND, to_numpy
+
+VOCABULARY = 24
+LENGTH = 32
+# XLA on TensorFlow costs a minute per model here; JAX compiles faster than it runs eagerly.
+JIT = "auto" if BACKEND == "jax" else False
+
+
+def backbone(**overrides):
+    config = dict(vocabulary_size=VOCABULARY, num_layers=2, hidden_dim=16, num_heads=2,
+                  chunk_length=8, num_hashes=2, max_sequence_length=LENGTH, causal=True,
+                  attention_layers=["lsh", "local"], dropout=0.1, seed=5)
+    return ReformerModel(**{**config, **overrides})
+
+
+def lm_data(batch=4):
+    ids = np.random.default_rng(0).integers(0, VOCABULARY, size=(batch, LENGTH + 1))
+    return language_model_data(ids)
+
+
+def trained_lm(sampler="top_k"):
+    lm = ReformerCausalLM(backbone())
+    lm.compile(optimizer=keras.optimizers.Adam(1e-2), sampler=sampler, jit_compile=JIT)
+    x, y, w = lm_data()
+    lm.fit(x, y, sample_weight=w, batch_size=2, epochs=1, shuffle=False, verbose=0)
+    return lm
+
+
+def weights_of(model):
+    return [to_numpy(v) for v in model.variables]
+
+
+def load_quietly(path):
+    """`load_model` that fails on any warning (e.g. Keras' "compile() was not called")."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return keras.saving.load_model(path)
+
+
+@pytest.fixture(scope="module")
+def saved_lm(tmp_path_factory):
+    """A trained causal LM (LSH and local attention, dropout), saved both ways."""
+    keras.utils.set_random_seed(1234)
+    folder = tmp_path_factory.mktemp("trained_lm")
+    lm = trained_lm()
+    lm.save(folder / "lm.keras")
+    lm.save_weights(folder / "lm.weights.h5")
+    return lm, folder
+
+
+def test_trained_causal_lm_predicts_identically_after_loading(saved_lm):
+    lm, folder = saved_lm
+    x, _, _ = lm_data()
+    restored = load_quietly(folder / "lm.keras")
+    np.testing.assert_array_equal(to_numpy(restored(x)), to_numpy(lm(x)))
+
+
+def test_trained_classifier_predicts_identically_after_loading(tmp_path):
+    model = ReformerClassifier(backbone(causal=False), num_classes=3, dropout=0.1)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=JIT)
+    x, _, _ = lm_data()
+    model.fit(x, np.array([0, 1, 2, 1]), batch_size=2, epochs=1, shuffle=False, verbose=0)
+    model.save(tmp_path / "classifier.keras")
+    restored = load_quietly(tmp_path / "classifier.keras")
+    np.testing.assert_array_equal(to_numpy(restored(x)), to_numpy(model(x)))
+
+
+def test_save_weights_restores_every_seed_state(saved_lm):
+    lm, folder = saved_lm
+    fresh = ReformerCausalLM(backbone())
+    fresh.load_weights(folder / "lm.weights.h5")
+    seed_states = [v for v in lm.variables if "seed_generator_state" in v.path]
+    # Embedding dropout; rotations and dropout of the LSH layer; dropout of the
+    # local one; two feed-forward dropouts; the stack's re-seeding generator.
+    assert len(seed_states) == 7
+    for expected, actual in zip(weights_of(lm), weights_of(fresh)):
+        np.testing.assert_array_equal(actual, expected)
+
+
+def test_loaded_task_model_is_compiled_and_continues_training(saved_lm):
+    lm, folder = saved_lm
+    restored = load_quietly(folder / "lm.keras")
+    assert restored.sampler == "top_k"
+    assert int(to_numpy(restored.optimizer.iterations)) == 2
+    x, y, w = lm_data()
+    lm = load_quietly(folder / "lm.keras")  # the fixture's model stays as saved
+    for model in (lm, restored):
+        model.fit(x, y, sample_weight=w, batch_size=2, epochs=1, shuffle=False, verbose=0)
+    assert int(to_numpy(restored.optimizer.iterations)) == 4
+    for expected, actual in zip(weights_of(lm), weights_of(restored)):
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
+
+
+def test_sampler_object_survives_saving(tmp_path):
+    keras_nlp = pytest.importorskip("keras_nlp")
+    lm = ReformerCausalLM(backbone())
+    lm.compile(sampler=keras_nlp.samplers.TopKSampler(k=3))
+    lm.save(tmp_path / "lm.keras")
+    restored = load_quietly(tmp_path / "lm.keras")
+    assert restored._get_sampler(None).k == 3
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Stops training after the first epoch, as a killed process would."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+
+def test_resumed_training_ends_where_uninterrupted_training_ends(tmp_path):
+    x, y, w = lm_data(batch=2)
+
+    def run(callbacks):
+        keras.utils.set_random_seed(7)
+        lm = ReformerCausalLM(backbone(seed=None))
+        lm.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=JIT)
+        lm.fit(x, y, sample_weight=w, batch_size=2, epochs=2, shuffle=False, verbose=0,
+               callbacks=callbacks)
+        return lm
+
+    uninterrupted = run([])
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(KeyboardInterrupt):
+        run([backup, _Interrupt()])
+    keras.utils.set_random_seed(99)  # a new process: other global random state
+    resumed = run([keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))])
+    for expected, actual in zip(weights_of(uninterrupted), weights_of(resumed)):
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
+
+
+def test_dtype_argument_is_the_models_policy(tmp_path):
+    model = backbone(dtype="mixed_float16")
+    assert model.dtype_policy.name == "mixed_float16"
+    assert ReformerModel.from_config(model.get_config()).dtype_policy.name == "mixed_float16"
+    lm = ReformerCausalLM(model)
+    lm.compile(jit_compile=JIT)
+    assert isinstance(lm.optimizer, keras.optimizers.LossScaleOptimizer)
+    x, y, w = lm_data()
+    lm.fit(x, y, sample_weight=w, batch_size=2, epochs=1, verbose=0)
+    lm.save(tmp_path / "lm.keras")
+    restored = load_quietly(tmp_path / "lm.keras")
+    np.testing.assert_array_equal(to_numpy(restored(x)), to_numpy(lm(x)))
+    assert restored.dtype_policy.name == "mixed_float16"
+    assert restored.backbone.dtype_policy.name == "mixed_float16"
+    assert isinstance(restored.optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+NEXT_BACKEND = {"jax": "tensorflow", "tensorflow": "torch", "torch": "jax"}
+
+LOAD_AND_COMPARE = """
+import sys, numpy as np, keras, keras_reformer
+model = keras.saving.load_model(sys.argv[1])
+data = dict(np.load(sys.argv[2]))
+expected = data.pop("expected")
+np.testing.assert_allclose(keras.ops.convert_to_numpy(model(data)), expected,
+                           rtol=1e-5, atol=1e-5)
+print("ok", keras.backend.backend())
+"""
+
+
+def test_trained_model_predicts_alike_under_another_backend(saved_lm, tmp_path):
+    lm, folder = saved_lm
+    x, _, _ = lm_data()
+    np.savez(tmp_path / "data.npz", expected=to_numpy(lm(x)), **x)
+    other = NEXT_BACKEND[BACKEND]
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_COMPARE, str(folder / "lm.keras"),
+         str(tmp_path / "data.npz")],
+        env={**os.environ, "KERAS_BACKEND": other}, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"ok {other}" in result.stdout
