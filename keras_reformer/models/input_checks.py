@@ -82,7 +82,9 @@ def check_token_inputs(inputs, vocabulary_size, max_sequence_length, check_value
             keras.ops.shape(token_ids)[1], max_sequence_length,
             f"The sequence length exceeds `max_sequence_length`={max_sequence_length}.",
         )
-    _check_integer_dtype("token_ids", token_ids)
+    if is_concrete(token_ids):
+        # Host data only: under tf.distribute, Keras traces steps with float placeholders.
+        _check_integer_dtype("token_ids", token_ids)
     padding_mask = inputs.get("padding_mask")
     if padding_mask is None:
         # numpy stays numpy: Keras refuses a dict that mixes arrays and tensors.
