@@ -4,8 +4,9 @@ Each sequence is `0 w 0 w`, with `w` random symbols from 1..127. A causal
 Reformer learns to copy: the second `w` can only be predicted by attending to
 the first one, so accuracy on the second half measures whether LSH attention
 finds the right, far-away key. The model trains with LSH attention and is
-then evaluated with 1, 2, 4 and 8 hash rounds (the same weights): more rounds
-miss fewer keys, so accuracy rises with rounds.
+then evaluated with 1, 2, 4 and 8 hash rounds (the same weights, through
+`keras_reformer.models.with_attention`): more rounds miss fewer keys, so
+accuracy rises with rounds.
 
 The defaults are scaled down to run on a 2-core CPU in a few minutes; `--paper`
 selects the paper's setting (length 1024, d 256, 4 heads, 1 layer), which
@@ -167,13 +168,12 @@ def main(argv=None):
     eval_x, eval_y, _ = keras_reformer.models.language_model_data(
         duplication_batch(rng, args.eval_size, args.length)
     )
-    weights = model.get_weights()
     print("\nhash rounds at evaluation | second-half accuracy")
     print("--------------------------|---------------------")
     accuracies = {}
     for num_hashes in [int(n) for n in args.eval_hashes.split(",")]:
-        evaluator = build_model(args, num_hashes)
-        evaluator.set_weights(weights)
+        # The trained weights with another number of hash rounds.
+        evaluator = keras_reformer.models.with_attention(model, num_hashes=num_hashes)
         accuracies[num_hashes] = second_half_accuracy(evaluator, eval_x, eval_y, args.batch_size)
         print(f"{num_hashes:>25} | {accuracies[num_hashes]:.4f}")
     summary = ", ".join(f"{n} hashes {acc:.1%}" for n, acc in accuracies.items())

@@ -6,6 +6,7 @@ from keras_reformer.layers.token_embedding import TokenEmbedding
 from keras_reformer.layers.local_self_attention import LocalSelfAttention
 from keras_reformer.layers.full_self_attention import FullSelfAttention
 from keras_reformer.layers.lsh_self_attention import LSHSelfAttention
+from keras_reformer.layers.residual_block import ResidualBlock
 from keras_reformer.layers.reversible import ReversibleBlock, ReversibleSequence
 from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
 from keras_reformer.layers.pre_layer_norm import PreLayerNorm

@@ -10,12 +10,10 @@ from keras_reformer.argument_checks import check_int
 from keras_reformer.argument_checks import check_rate
 from keras_reformer.argument_checks import check_seed
 from keras_reformer.layers.attention_heads import AttentionHeads
-from keras_reformer.layers.initializers import clone_initializer
 from keras_reformer.layers.randomness import FixedSeed
 from keras_reformer.layers.randomness import SavesSeedStates
 from keras_reformer.layers.randomness import concrete_seed
 from keras_reformer.layers.randomness import derive_seed
-from keras_reformer.ops.chunked_attention import shared_qk_keys
 from keras_reformer.ops.chunking import scan_sequence_chunks
 from keras_reformer.ops.masks import apply_attention_masks
 from keras_reformer.ops.shapes import axis_size
@@ -140,60 +138,12 @@ class FullSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
         )
 
     def build(self, inputs_shape):
-        d_model = inputs_shape[-1]
-        common = dict(
-            kernel_initializer=clone_initializer(self.kernel_initializer),
-            bias_initializer=clone_initializer(self.bias_initializer),
-            dtype=self.dtype_policy,
-        )
-
-        def heads_dense(name, dim):
-            dense = keras.layers.EinsumDense(
-                "abc,cde->abde",
-                output_shape=(None, self.num_heads, dim),
-                bias_axes="de" if self.use_bias else None,
-                name=name,
-                **common,
-            )
-            dense.build(inputs_shape)
-            return dense
-
-        if self.shared_qk:
-            self._query_key_dense = heads_dense("query_key", self.key_dim)
-        else:
-            self._query_dense = heads_dense("query", self.key_dim)
-            self._key_dense = heads_dense("key", self.key_dim)
-        self._value_dense = heads_dense("value", self.value_dim)
-        self._output_dense = keras.layers.EinsumDense(
-            "abcd,cde->abe",
-            output_shape=(None, d_model),
-            bias_axes="e" if self.use_bias else None,
-            name="attention_output",
-            **common,
-        )
-        self._output_dense.build((None, None, self.num_heads, self.value_dim))
+        self._build_projections(inputs_shape)
         self.built = True
 
     def call(self, inputs, padding_mask=None, training=None):
-        if 0 in tuple(inputs.shape[:2]):
-            raise ValueError(
-                f"`inputs` of {self.__class__.__name__} must hold at least one sequence of at "
-                f"least one position. Received: inputs.shape={tuple(inputs.shape)}"
-            )
-        key_mask = self._key_mask(inputs, padding_mask)
-        if key_mask is not None:
-            # Padded positions hold zeros (`where`: 0 * NaN is NaN), so that
-            # NaN or Inf there reaches no real output and no gradient.
-            real = ops.expand_dims(ops.cast(padding_mask, "bool"), -1)
-            inputs = ops.where(real, inputs, ops.zeros_like(inputs))
-        if self.shared_qk:
-            queries = self._merge_heads(self._query_key_dense(inputs))
-            keys = shared_qk_keys(queries)
-        else:
-            queries = self._merge_heads(self._query_dense(inputs))
-            queries = queries * ops.cast(self.key_dim**-0.5, queries.dtype)
-            keys = self._merge_heads(self._key_dense(inputs))
-        values = self._merge_heads(self._value_dense(inputs))
+        inputs, key_mask = self._prepare_inputs(inputs, padding_mask)
+        queries, keys, values = self._queries_keys_values(inputs)
         seed = None
         if training and self.dropout > 0.0:
             # One draw per call; each query chunk's mask is keyed by its first

@@ -1,4 +1,4 @@
-"""Chunked local self-attention with shared queries and keys."""
+"""Chunked local self-attention."""
 
 import keras
 from keras import ops
@@ -9,12 +9,10 @@ from keras_reformer.argument_checks import check_int
 from keras_reformer.argument_checks import check_rate
 from keras_reformer.argument_checks import check_seed
 from keras_reformer.layers.attention_heads import AttentionHeads
-from keras_reformer.layers.initializers import clone_initializer
 from keras_reformer.layers.randomness import SavesSeedStates
 from keras_reformer.layers.randomness import concrete_seed
 from keras_reformer.layers.randomness import derive_seed
 from keras_reformer.ops.chunked_attention import chunked_attention
-from keras_reformer.ops.chunked_attention import shared_qk_keys
 from keras_reformer.ops.chunking import pad_to_multiple
 from keras_reformer.ops.shapes import axis_size
 
@@ -24,14 +22,16 @@ DROPOUT_STREAM = 1  # `derive_seed` stream of the attention dropout (the rotatio
 
 @reformer_export
 class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
-    """Local self-attention over chunks of the sequence, with shared queries and keys.
+    """Local self-attention over chunks of the sequence.
 
     The sequence is split into chunks of `chunk_length` positions; every chunk
     attends to itself, to `lookback` previous and to `lookahead` next chunks.
-    Queries and keys share one projection (the Reformer's shared-QK
+    By default queries and keys share one projection (the Reformer's shared-QK
     attention): keys are the unit-normalised queries scaled by
     `1/sqrt(key_dim)`, and a token may not attend to itself unless nothing else
-    is visible. Cost and memory are linear in the sequence length. Sequences of
+    is visible. `shared_qk=False` gives queries and keys their own projections
+    and the usual `q.k / sqrt(key_dim)` logits, with no self-mask (the paper's
+    Figure 3 baseline). Cost and memory are linear in the sequence length. Sequences of
     any length are accepted (padded internally to a multiple of `chunk_length`
     and masked); sequences no longer than one chunk use full attention.
 
@@ -40,9 +40,11 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
 
     Args:
         num_heads: number of attention heads.
-        key_dim: size of each head's shared query/key vectors.
+        key_dim: size of each head's query/key vectors.
         value_dim: size of each head's values. Defaults to `key_dim`.
         chunk_length: positions per chunk. Defaults to `64`.
+        shared_qk: whether queries and keys share one projection (with the
+            self-mask). Defaults to `True`.
         causal: if `True`, no position attends to a later one. Defaults to `False`.
         lookback: previous chunks each chunk attends to. Defaults to `1`.
         lookahead: next chunks each chunk attends to. Defaults to `0`.
@@ -91,6 +93,7 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
         key_dim,
         value_dim=None,
         chunk_length=64,
+        shared_qk=True,
         causal=False,
         lookback=1,
         lookahead=0,
@@ -106,6 +109,7 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
         self.key_dim = check_int("key_dim", key_dim, 1)
         self.value_dim = self.key_dim if value_dim is None else check_int("value_dim", value_dim, 1)
         self.chunk_length = check_int("chunk_length", chunk_length, 1)
+        self.shared_qk = check_bool("shared_qk", shared_qk)
         self.causal = check_bool("causal", causal)
         self.lookback = check_int("lookback", lookback, 0)
         self.lookahead = check_int("lookahead", lookahead, 0)
@@ -120,53 +124,13 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
         )
 
     def build(self, inputs_shape):
-        d_model = inputs_shape[-1]
-        common = dict(
-            kernel_initializer=clone_initializer(self.kernel_initializer),
-            bias_initializer=clone_initializer(self.bias_initializer),
-            dtype=self.dtype_policy,
-        )
-        self._query_key_dense = keras.layers.EinsumDense(
-            "abc,cde->abde",
-            output_shape=(None, self.num_heads, self.key_dim),
-            bias_axes="de" if self.use_bias else None,
-            name="query_key",
-            **common,
-        )
-        self._query_key_dense.build(inputs_shape)
-        self._value_dense = keras.layers.EinsumDense(
-            "abc,cde->abde",
-            output_shape=(None, self.num_heads, self.value_dim),
-            bias_axes="de" if self.use_bias else None,
-            name="value",
-            **common,
-        )
-        self._value_dense.build(inputs_shape)
-        self._output_dense = keras.layers.EinsumDense(
-            "abcd,cde->abe",
-            output_shape=(None, d_model),
-            bias_axes="e" if self.use_bias else None,
-            name="attention_output",
-            **common,
-        )
-        self._output_dense.build((None, None, self.num_heads, self.value_dim))
+        self._build_projections(inputs_shape)
         self.built = True
 
     def call(self, inputs, padding_mask=None, training=None):
         length = axis_size(inputs, 1)
-        if 0 in tuple(inputs.shape[:2]):
-            raise ValueError(
-                f"`inputs` of {self.__class__.__name__} must hold at least one sequence of at "
-                f"least one position. Received: inputs.shape={tuple(inputs.shape)}"
-            )
-        key_mask = self._key_mask(inputs, padding_mask)
-        if key_mask is not None:
-            # Padded positions hold zeros (`where`: 0 * NaN is NaN), so that
-            # NaN or Inf there reaches no real output and no gradient.
-            real = ops.expand_dims(ops.cast(padding_mask, "bool"), -1)
-            inputs = ops.where(real, inputs, ops.zeros_like(inputs))
-        query_key = self._merge_heads(self._query_key_dense(inputs))
-        values = self._merge_heads(self._value_dense(inputs))
+        inputs, key_mask = self._prepare_inputs(inputs, padding_mask)
+        queries, keys, values = self._queries_keys_values(inputs)
         dropout = self.dropout if training else 0.0
         # A length unknown while tracing (a TensorFlow graph traced for several
         # lengths) always takes the chunked path: a short sequence padded to
@@ -175,15 +139,16 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
             # One chunk covers the sequence: plain full attention.
             positions = ops.expand_dims(ops.arange(length, dtype="int32"), 0)
             outputs, _ = chunked_attention(
-                query_key, shared_qk_keys(query_key), values, positions, positions, key_mask,
+                queries, keys, values, positions, positions, key_mask,
                 chunk_length=length, lookback=0, lookahead=0, causal=self.causal,
-                dropout_rate=dropout, seed=self.dropout_seed_generator,
+                mask_self=self.shared_qk, dropout_rate=dropout, seed=self.dropout_seed_generator,
             )
         else:
             padded_length = length + (-length) % self.chunk_length
             if not isinstance(length, int) or padded_length != length:
-                query_key = pad_to_multiple(query_key, self.chunk_length)
-                values = pad_to_multiple(values, self.chunk_length)
+                queries, keys, values = (
+                    pad_to_multiple(x, self.chunk_length) for x in (queries, keys, values)
+                )
                 real = ops.expand_dims(ops.arange(padded_length) < length, 0)
                 if key_mask is None:
                     key_mask = real
@@ -191,15 +156,16 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
                     key_mask = ops.logical_and(
                         pad_to_multiple(key_mask, self.chunk_length, constant_value=False), real
                     )
-            outputs = self._attend(query_key, values, key_mask, dropout, training)
+            outputs = self._attend(queries, keys, values, key_mask, dropout, training)
             outputs = outputs[:, :length]
         return self._output_dense(self._split_heads(outputs))
 
-    def _attend(self, query_key, values, key_mask, dropout, training):
+    def _attend(self, queries, keys, values, key_mask, dropout, training):
         """Attention over a sequence padded to a multiple of `chunk_length`.
 
         Args:
-            query_key: `(batch * num_heads, padded_length, key_dim)`.
+            queries: `(batch * num_heads, padded_length, key_dim)`.
+            keys: `(batch * num_heads, padded_length, key_dim)`, scaled.
             values: `(batch * num_heads, padded_length, value_dim)`.
             key_mask: `(batch * num_heads or 1, padded_length)` booleans or `None`.
             dropout: the dropout rate to apply.
@@ -208,11 +174,12 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
         Returns:
             `(batch * num_heads, padded_length, value_dim)`.
         """
-        positions = ops.expand_dims(ops.arange(axis_size(query_key, 1), dtype="int32"), 0)
+        positions = ops.expand_dims(ops.arange(axis_size(queries, 1), dtype="int32"), 0)
         outputs, _ = chunked_attention(
-            query_key, shared_qk_keys(query_key), values, positions, positions, key_mask,
+            queries, keys, values, positions, positions, key_mask,
             chunk_length=self.chunk_length, lookback=self.lookback, lookahead=self.lookahead,
-            causal=self.causal, dropout_rate=dropout, seed=self.dropout_seed_generator,
+            causal=self.causal, mask_self=self.shared_qk, dropout_rate=dropout,
+            seed=self.dropout_seed_generator,
         )
         return outputs
 
@@ -224,6 +191,7 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
                 "key_dim": self.key_dim,
                 "value_dim": self.value_dim,
                 "chunk_length": self.chunk_length,
+                "shared_qk": self.shared_qk,
                 "causal": self.causal,
                 "lookback": self.lookback,
                 "lookahead": self.lookahead,

@@ -81,6 +81,10 @@ class LSHSelfAttention(LocalSelfAttention):
             the keys seen, each counted once. It costs `num_hashes` integer
             comparisons per logit. Defaults to `False`: a key seen in `n`
             rounds weighs `n` times as much.
+        shared_qk: must be `True` (the default): a query's bucket must be
+            its keys' bucket, so LSH attention shares queries and keys.
+            Accepted so that the attention layers take the same arguments;
+            `False` is a `ValueError`.
         **kwargs: other `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -132,8 +136,16 @@ class LSHSelfAttention(LocalSelfAttention):
         bias_initializer="zeros",
         seed=None,
         correct_duplicates=False,
+        shared_qk=True,
         **kwargs,
     ):
+        if check_bool("shared_qk", shared_qk) is not True:
+            raise ValueError(
+                "LSHSelfAttention needs shared queries and keys: a query's bucket must be its "
+                "keys' bucket (the paper, section 2). Use FullSelfAttention or "
+                "LocalSelfAttention for separate query and key projections. "
+                f"Received: shared_qk={shared_qk!r}"
+            )
         super().__init__(
             num_heads=num_heads,
             key_dim=key_dim,
@@ -156,7 +168,11 @@ class LSHSelfAttention(LocalSelfAttention):
             concrete_seed(self.seed), name="rotation_seed_generator"
         )
 
-    def _attend(self, query_key, values, key_mask, dropout, training):
+    def _attend(self, queries, keys, values, key_mask, dropout, training):
+        # `keys` is not needed: with shared QK they are the normalised queries,
+        # computed after sorting (one gather fewer).
+        del keys
+        query_key = queries
         length = axis_size(query_key, 1)
         factors = self._bucket_factors(length)
         num_buckets = math.prod(factors)

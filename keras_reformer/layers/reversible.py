@@ -15,6 +15,7 @@ from keras_reformer.argument_checks import check_seed
 from keras_reformer.layers.randomness import SavesSeedStates
 from keras_reformer.layers.randomness import concrete_seed
 from keras_reformer.layers.randomness import redraw_seed_states
+from keras_reformer.layers.sublayer_arguments import SublayerPair
 from keras_reformer.layers.sublayer_arguments import sublayer_kwargs
 from keras_reformer.ops.chunking import scan_sequence_chunks
 
@@ -34,7 +35,7 @@ def _build_sublayer(layer, half_shape):
 
 
 @reformer_export
-class ReversibleBlock(keras.layers.Layer):
+class ReversibleBlock(SublayerPair):
     """One reversible residual pair: Y1 = X1 + F(X2), Y2 = X2 + G(Y1).
 
     Input and output are ONE tensor of width 2d, the concatenation
@@ -75,11 +76,6 @@ class ReversibleBlock(keras.layers.Layer):
         Kitaev, Kaiser, Levskaya, "Reformer: The Efficient Transformer", ICLR 2020.
     """
 
-    def __init__(self, f, g, **kwargs):
-        super().__init__(**kwargs)
-        self.f = f
-        self.g = g
-
     def build(self, inputs_shape):
         _check_even_width(inputs_shape, "ReversibleBlock")
         half_shape = tuple(inputs_shape[:-1]) + (inputs_shape[-1] // 2,)
@@ -92,24 +88,6 @@ class ReversibleBlock(keras.layers.Layer):
         y1 = x1 + self.f(x2, **sublayer_kwargs(self.f, padding_mask, training))
         y2 = x2 + self.g(y1, **sublayer_kwargs(self.g, padding_mask, training))
         return ops.concatenate([y1, y2], axis=-1)
-
-    def compute_output_shape(self, inputs_shape):
-        return tuple(inputs_shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({
-            "f": keras.saving.serialize_keras_object(self.f),
-            "g": keras.saving.serialize_keras_object(self.g),
-        })
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["f"] = keras.saving.deserialize_keras_object(config["f"])
-        config["g"] = keras.saving.deserialize_keras_object(config["g"])
-        return cls(**config)
 
 
 def _unique(variables):

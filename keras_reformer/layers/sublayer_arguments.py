@@ -1,6 +1,9 @@
-"""Which optional call arguments a wrapped sublayer accepts."""
+"""Sublayers: which optional call arguments a wrapped layer accepts, and the
+base of the blocks that hold two."""
 
 import inspect
+
+import keras
 
 
 def accepts(layer, argument):
@@ -27,3 +30,37 @@ def sublayer_kwargs(layer, padding_mask=None, training=None, position_offset=Non
     if position_offset is not None:
         kwargs["position_offset"] = position_offset
     return kwargs
+
+
+class SublayerPair(keras.layers.Layer):
+    """Base of the blocks made of two sublayers `f` and `g` (residual or
+    reversible): holds them and (de)serialises them in the config.
+
+    Args:
+        f: the first sublayer (attention, in the Reformer).
+        g: the second sublayer (feed-forward, in the Reformer).
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+    """
+
+    def __init__(self, f, g, **kwargs):
+        super().__init__(**kwargs)
+        self.f = f
+        self.g = g
+
+    def compute_output_shape(self, inputs_shape):
+        return tuple(inputs_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "f": keras.saving.serialize_keras_object(self.f),
+            "g": keras.saving.serialize_keras_object(self.g),
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["f"] = keras.saving.deserialize_keras_object(config["f"])
+        config["g"] = keras.saving.deserialize_keras_object(config["g"])
+        return cls(**config)

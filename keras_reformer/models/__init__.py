@@ -1,8 +1,9 @@
 """Reformer models: the backbone and task models built on it."""
 
+from keras_reformer.models.attention_swap import with_attention
 from keras_reformer.models.reformer_causal_lm import ReformerCausalLM, language_model_data
 from keras_reformer.models.reformer_classifier import ReformerClassifier
 from keras_reformer.models.reformer_model import ReformerModel, default_num_buckets
 
 __all__ = ["ReformerModel", "ReformerCausalLM", "ReformerClassifier", "language_model_data",
-           "default_num_buckets"]
+           "default_num_buckets", "with_attention"]

@@ -11,12 +11,14 @@ from keras_reformer.argument_checks import check_rate
 from keras_reformer.argument_checks import check_seed
 from keras_reformer.layers.axial_position_embedding import AxialPositionEmbedding
 from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
+from keras_reformer.layers.full_self_attention import FullSelfAttention
 from keras_reformer.layers.local_self_attention import LocalSelfAttention
 from keras_reformer.layers.lsh_self_attention import LSHSelfAttention
 from keras_reformer.layers.position_embedding import PositionEmbedding
 from keras_reformer.layers.pre_layer_norm import PreLayerNorm
 from keras_reformer.layers.randomness import SeededDropout
 from keras_reformer.layers.randomness import derive_seed
+from keras_reformer.layers.residual_block import ResidualBlock
 from keras_reformer.layers.reversible import ReversibleBlock, ReversibleSequence
 from keras_reformer.layers.sinusoidal_position_embedding import SinusoidalPositionEmbedding
 from keras_reformer.layers.token_embedding import TokenEmbedding
@@ -25,7 +27,7 @@ from keras_reformer.models.input_checks import check_token_inputs
 from keras_reformer.models.input_checks import real_token_mask
 from keras_reformer.ops import hashing
 
-ATTENTION_KINDS = ("lsh", "local")
+ATTENTION_KINDS = ("lsh", "local", "full")
 POSITION_EMBEDDING_KINDS = ("axial", "learned", "sinusoidal")
 
 
@@ -57,6 +59,13 @@ class ReformerModel(TokenIdChecks, keras.Model):
     grow with depth (see `ReversibleSequence`), and LSH attention costs
     O(L * chunk_length) instead of O(L^2).
 
+    The same model is its own Transformer baseline (the paper's ablations):
+    `attention_layers="full"` gives exact attention over the whole sequence,
+    `shared_qk=False` separate query and key projections, and
+    `reversible=False` ordinary residual blocks on one stream. Evaluate a
+    trained model with other attention (more hash rounds, or full attention)
+    with `keras_reformer.models.with_attention`.
+
     Args:
         vocabulary_size: number of token ids.
         num_layers: number of reversible blocks.
@@ -78,8 +87,20 @@ class ReformerModel(TokenIdChecks, keras.Model):
         dropout: dropout rate of attention probabilities, feed-forward and
             embeddings. Defaults to `0.0`.
         max_sequence_length: the longest sequence accepted. Defaults to `2048`.
-        attention_layers: `"lsh"`, `"local"`, or a list of those with one entry
-            per layer (the paper and HF mix them). Defaults to `"lsh"`.
+        attention_layers: `"lsh"`, `"local"`, `"full"` (exact attention over
+            the whole sequence, `FullSelfAttention`, `chunk_length` queries at
+            a time), or a list of those with one entry per layer (the paper
+            and HF mix them). Defaults to `"lsh"`.
+        shared_qk: whether queries and keys share one projection (the
+            Reformer's shared-QK attention, with the self-mask). `False` gives
+            separate query and key projections (standard attention, the
+            paper's Figure 3); LSH layers need `True`. Defaults to `True`.
+        reversible: whether the blocks are reversible (`ReversibleBlock`s in a
+            `ReversibleSequence`: two streams of `hidden_dim`, memory flat in
+            depth). `False` builds the same sublayers as ordinary pre-norm
+            residual blocks (`ResidualBlock`) on one stream of `hidden_dim`:
+            a standard Transformer, whose training memory grows with depth
+            (the paper's Figure 5). Defaults to `True`.
         position_embedding: `"axial"` (factorised, few parameters), `"learned"`
             or `"sinusoidal"`. Defaults to `"axial"`.
         lookback: chunks before its own that a chunk attends to. Defaults to `1`.
@@ -102,7 +123,8 @@ class ReformerModel(TokenIdChecks, keras.Model):
             optionally `"padding_mask"` (batch, length), 1 for real tokens.
 
     Returns:
-        Hidden states of shape (batch, length, 2 * hidden_dim).
+        Hidden states of shape (batch, length, output_dim): `2 * hidden_dim`
+        when reversible, `hidden_dim` otherwise.
 
     Example:
 
@@ -146,6 +168,8 @@ class ReformerModel(TokenIdChecks, keras.Model):
         seed=None,
         dtype=None,
         correct_duplicates=False,
+        shared_qk=True,
+        reversible=True,
         **kwargs,
     ):
         # Every argument is checked here, before any is used (a derived seed or
@@ -176,9 +200,17 @@ class ReformerModel(TokenIdChecks, keras.Model):
         tie_weights = check_bool("tie_weights", tie_weights)
         seed = check_seed("seed", seed)
         correct_duplicates = check_bool("correct_duplicates", correct_duplicates)
+        shared_qk = check_bool("shared_qk", shared_qk)
+        reversible = check_bool("reversible", reversible)
         if num_buckets is not None:
             num_buckets = check_num_buckets(num_buckets)
         attention_kinds = self._attention_kinds(attention_layers, num_layers)
+        if not shared_qk and "lsh" in attention_kinds:
+            raise ValueError(
+                "`shared_qk=False` needs attention without LSH: a query's hash bucket must be "
+                "its keys' bucket. Use attention_layers='full' or 'local' (or keep "
+                f"shared_qk=True). Received: shared_qk=False, attention_layers={attention_layers!r}"
+            )
         if position_embedding not in POSITION_EMBEDDING_KINDS:
             raise ValueError(
                 f"`position_embedding` must be one of {POSITION_EMBEDDING_KINDS}. "
@@ -192,7 +224,8 @@ class ReformerModel(TokenIdChecks, keras.Model):
 
         # === Layers ===
         token_embedding = TokenEmbedding(
-            vocabulary_size, hidden_dim, tie_weights=tie_weights, reverse_input_halves=2,
+            vocabulary_size, hidden_dim, tie_weights=tie_weights,
+            reverse_input_halves=2 if reversible else 1,
             dtype=dtype, name="token_embedding",
         )
         position_layer = self._position_layer(
@@ -203,34 +236,32 @@ class ReformerModel(TokenIdChecks, keras.Model):
         )
         blocks = []
         for index, kind in enumerate(attention_kinds):
-            layer_seed = derive_seed(seed, 1 + 2 * index)
-            attention_args = dict(
-                num_heads=num_heads, key_dim=key_dim, chunk_length=chunk_length,
-                causal=causal, lookback=lookback, lookahead=lookahead, dropout=dropout,
-                seed=layer_seed, dtype=dtype, name=f"{kind}_attention_{index}",
+            attention = self._attention_layer(
+                kind, index, num_heads=num_heads, key_dim=key_dim, chunk_length=chunk_length,
+                causal=causal, dropout=dropout, seed=derive_seed(seed, 1 + 2 * index),
+                dtype=dtype, lookback=lookback, lookahead=lookahead, num_hashes=num_hashes,
+                num_buckets=num_buckets, correct_duplicates=correct_duplicates,
+                shared_qk=shared_qk,
             )
-            if kind == "lsh":
-                attention = LSHSelfAttention(
-                    num_hashes=num_hashes, num_buckets=num_buckets,
-                    correct_duplicates=correct_duplicates, **attention_args
-                )
-            else:
-                attention = LocalSelfAttention(**attention_args)
             feed_forward = ChunkedFeedForward(
                 intermediate_dim, chunk_length=feed_forward_chunk_length, dropout=dropout,
                 seed=derive_seed(seed, 2 + 2 * index), dtype=dtype,
                 name=f"feed_forward_{index}",
             )
-            blocks.append(ReversibleBlock(
+            block_class = ReversibleBlock if reversible else ResidualBlock
+            blocks.append(block_class(
                 PreLayerNorm(attention, epsilon=layer_norm_epsilon, dtype=dtype,
                              name=f"attention_block_{index}"),
                 PreLayerNorm(feed_forward, epsilon=layer_norm_epsilon, dtype=dtype,
                              name=f"feed_forward_block_{index}"),
-                dtype=dtype, name=f"reversible_block_{index}",
+                dtype=dtype,
+                name=f"{'reversible' if reversible else 'residual'}_block_{index}",
             ))
-        reversible_stack = ReversibleSequence(
-            blocks, seed=seed, dtype=dtype, name="reversible_stack"
-        )
+        reversible_stack = None
+        if reversible:
+            reversible_stack = ReversibleSequence(
+                blocks, seed=seed, dtype=dtype, name="reversible_stack"
+            )
         output_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=dtype, name="output_norm"
         )
@@ -245,8 +276,13 @@ class ReformerModel(TokenIdChecks, keras.Model):
         x = x + position_layer(x)
         x = keras.ops.where(keras.ops.expand_dims(real, -1), x, 0)
         x = embedding_dropout(x)
-        x = keras.ops.concatenate([x, x], axis=-1)
-        x = reversible_stack(x, padding_mask=keras.ops.cast(real, "int32"))
+        real = keras.ops.cast(real, "int32")
+        if reversible:
+            x = keras.ops.concatenate([x, x], axis=-1)
+            x = reversible_stack(x, padding_mask=real)
+        else:
+            for block in blocks:
+                x = block(x, padding_mask=real)
         outputs = output_norm(x)
         super().__init__(
             inputs={"token_ids": token_ids, "padding_mask": padding_mask},
@@ -260,6 +296,7 @@ class ReformerModel(TokenIdChecks, keras.Model):
         self.position_embedding = position_layer
         self.embedding_dropout = embedding_dropout
         self.reversible_stack = reversible_stack
+        self.blocks = blocks
         self.output_norm = output_norm
 
         # === Config ===
@@ -273,6 +310,8 @@ class ReformerModel(TokenIdChecks, keras.Model):
         self.num_hashes = num_hashes
         self.num_buckets = num_buckets
         self.correct_duplicates = correct_duplicates
+        self.shared_qk = shared_qk
+        self.reversible = reversible
         self.causal = causal
         self.dropout = dropout
         self.max_sequence_length = max_sequence_length
@@ -297,6 +336,25 @@ class ReformerModel(TokenIdChecks, keras.Model):
                 f"one entry per layer ({num_layers}). Received: attention_layers={attention_layers!r}"
             )
         return kinds
+
+    @staticmethod
+    def _attention_layer(kind, index, lookback, lookahead, num_hashes, num_buckets,
+                         correct_duplicates, **common):
+        name = f"{kind}_attention_{index}"
+        if kind == "full":
+            return FullSelfAttention(name=name, **common)
+        common.update(lookback=lookback, lookahead=lookahead)
+        if kind == "lsh":
+            return LSHSelfAttention(
+                num_hashes=num_hashes, num_buckets=num_buckets,
+                correct_duplicates=correct_duplicates, name=name, **common
+            )
+        return LocalSelfAttention(name=name, **common)
+
+    @property
+    def output_dim(self):
+        """Width of the hidden states: `2 * hidden_dim` when reversible, else `hidden_dim`."""
+        return 2 * self.hidden_dim if self.reversible else self.hidden_dim
 
     @staticmethod
     def _position_layer(kind, max_sequence_length, dtype):
@@ -327,6 +385,8 @@ class ReformerModel(TokenIdChecks, keras.Model):
             "num_hashes": self.num_hashes,
             "num_buckets": self.num_buckets,
             "correct_duplicates": self.correct_duplicates,
+            "shared_qk": self.shared_qk,
+            "reversible": self.reversible,
             "causal": self.causal,
             "dropout": self.dropout,
             "max_sequence_length": self.max_sequence_length,

@@ -9,6 +9,7 @@ from tests.ops.attention_reference import check_against_full_attention
 from tests.ops.attention_reference import forward
 from tests.ops.attention_reference import gradients
 from tests.ops.attention_reference import layer_function
+from tests.ops.attention_reference import separate_qk_attention
 from tests.test_case import assert_allclose
 from tests.test_case import run_layer_test
 from tests.test_case import to_numpy
@@ -23,23 +24,6 @@ def _padding_mask(batch=2, length=13):
     mask[1, length - 4 :] = 0  # trailing padding
     mask[0, 0] = 0  # a leading pad: under causal masking, token 1 sees only itself
     return mask
-
-
-def _separate_qk_reference(x, query, key, value, output, causal, padding_mask):
-    """Plain O(L^2) multi-head attention, q.k / sqrt(d), no self-mask."""
-    length = x.shape[1]
-    q = ops.einsum("blm,mhd->bhld", x, query)
-    k = ops.einsum("blm,mhd->bhld", x, key)
-    v = ops.einsum("blm,mhd->bhld", x, value)
-    logits = ops.einsum("bhqd,bhkd->bhqk", q, k) / np.sqrt(q.shape[-1])
-    blocked = np.zeros((1, 1, length, length), bool)
-    if causal:
-        blocked |= np.triu(np.ones((length, length), bool), 1)
-    if padding_mask is not None:
-        blocked = blocked | (np.asarray(padding_mask) == 0)[:, None, None, :]
-    logits = ops.where(ops.convert_to_tensor(blocked), -1e9, logits)
-    probabilities = ops.softmax(logits, axis=-1)
-    return ops.einsum("bhqk,bhkd,hdm->bqm", probabilities, v, output)
 
 
 @pytest.mark.parametrize("causal, masked", [(False, False), (True, True)])
@@ -72,7 +56,7 @@ def test_separate_qk_equals_standard_attention(causal):
 
     def reference(x, cotangent, *w):
         kernels = dict(zip(names, w))
-        y = _separate_qk_reference(
+        y = separate_qk_attention(
             x, kernels["query"], kernels["key"], kernels["value"], kernels["attention_output"],
             causal, mask,
         )

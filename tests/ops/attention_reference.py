@@ -1,4 +1,4 @@
-"""Test helpers: a plain O(L^2) shared-QK attention and backend autodiff.
+"""Test helpers: plain O(L^2) attention (shared-QK and separate) and backend autodiff.
 
 Nothing here is imported by the package; it exists so that tests compare the
 chunked / hashed layers against an independent, obviously correct version.
@@ -55,6 +55,37 @@ def full_shared_qk_attention(
     probabilities = ops.softmax(logits, axis=-1)
     outputs = ops.einsum("bhqk,bhkd->bqhd", probabilities, values)
     return ops.einsum("bqhd,hdm->bqm", outputs, output_kernel)
+
+
+def separate_qk_attention(x, query, key, value, output, causal, padding_mask, allowed=None):
+    """Plain O(L^2) multi-head attention, q.k / sqrt(d), no self-mask.
+
+    Args:
+        x: `(batch, length, d_model)`.
+        query, key, value: `(d_model, heads, dim)` kernels.
+        output: `(heads, value_dim, d_model)`.
+        causal: mask keys after the query.
+        padding_mask: `(batch, length)`, 1 for real tokens, or `None`.
+        allowed: optional `(length, length)` booleans, the keys each query may see.
+
+    Returns:
+        `(batch, length, d_model)`.
+    """
+    length = x.shape[1]
+    q = ops.einsum("blm,mhd->bhld", x, query)
+    k = ops.einsum("blm,mhd->bhld", x, key)
+    v = ops.einsum("blm,mhd->bhld", x, value)
+    logits = ops.einsum("bhqd,bhkd->bhqk", q, k) / np.sqrt(q.shape[-1])
+    blocked = np.zeros((1, 1, length, length), bool)
+    if causal:
+        blocked |= np.triu(np.ones((length, length), bool), 1)
+    if allowed is not None:
+        blocked |= ~np.asarray(allowed)
+    if padding_mask is not None:
+        blocked = blocked | (np.asarray(padding_mask) == 0)[:, None, None, :]
+    logits = ops.where(ops.convert_to_tensor(blocked), -1e9, logits)
+    probabilities = ops.softmax(logits, axis=-1)
+    return ops.einsum("bhqk,bhkd,hdm->bqm", probabilities, v, output)
 
 
 def gradients(fn, args):
