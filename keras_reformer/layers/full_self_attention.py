@@ -42,19 +42,17 @@ class FullSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
     keys, so the largest attention tensor holds `chunk_length x length`
     logits per head instead of `length x length`. Each chunk's attention is
     rematerialised (`keras.remat`) in the backward pass, so the gradient does
-    not keep the `length x length` probabilities either: it keeps each chunk's
-    inputs only. Measured on JAX (CPU, `temp_size_in_bytes` of the compiled
-    programs; batch 1, d_model 128, 2 heads of 64, causal, `chunk_length=128`)
-    at 1024 / 2048 / 4096 positions: forward 3.5 / 7.0 / 14.0 MiB and
-    gradient 8.1 / 16.2 / 32.2 MiB, both linear in the length. One chunk over
-    the whole sequence (`chunk_length=length`, plain full attention) needs
-    16.5 / 34 / 132 MiB forward and 26 / 69 / 266 MiB gradient; the chunked
-    loop without rematerialisation still keeps 21 / 65 / 226 MiB for the
-    gradient (the stacked probabilities). Compute stays quadratic (the
-    backward computes each chunk's logits twice). `keras.ops.dot_product_attention`
-    is not used: it has no finite self-mask, and outside fused GPU kernels it
-    builds the whole `length x length` logits. Sequences of any length are
-    accepted (the last chunk of queries may be shorter).
+    not keep the `length x length` probabilities either: on JAX and torch a
+    training step's memory grows linearly with the length. On TensorFlow the
+    loop's gradient also stacks inputs of every rematerialised chunk, a term
+    that grows with `length**2 / chunk_length` but stays several times below
+    the probabilities that plain attention keeps. Compute stays quadratic
+    (the backward computes each chunk's logits twice); the cost against
+    length is measured in `benchmarks/ablations.py --experiments cost`.
+    `keras.ops.dot_product_attention` is not used: it has no finite
+    self-mask, and outside fused GPU kernels it builds the whole
+    `length x length` logits. Sequences of any length are accepted (the
+    last chunk of queries may be shorter).
 
     Args:
         num_heads: number of attention heads.

@@ -175,3 +175,31 @@ def test_layer_harness(tmp_path, shared_qk):
         run_mixed_precision=shared_qk,  # the same code path either way; saves time
         tmp_path=tmp_path,
     )
+
+
+def test_training_memory_grows_linearly_with_the_length():
+    # The docstring's promise: with query chunks and a rematerialised
+    # backward, a gradient step keeps no (length, length) tensor: its memory
+    # doubles with the length (JAX, torch), and stays far below one
+    # (length, length) float32 matrix per head, which plain attention keeps
+    # for its backward.
+    from tests.backend.memory_utils import training_step_bytes
+
+    num_heads = 2
+
+    def step_bytes(length):
+        layer = FullSelfAttention(num_heads=num_heads, key_dim=16, chunk_length=64, causal=True)
+        x = _inputs(batch=1, length=length, d_model=32)
+        layer.build(x.shape)
+        return training_step_bytes(layer, x)
+
+    measured = {length: step_bytes(length) for length in (1024, 2048)}
+    probabilities = num_heads * 2048 * 2048 * 4
+    if keras.backend.backend() == "tensorflow":
+        # The documented exception: TensorFlow's loop gradient stacks inputs
+        # of every rematerialised chunk, a quadratic term several times
+        # smaller than plain attention's probabilities.
+        assert measured[2048] < probabilities / 3, (measured, probabilities)
+    else:
+        assert measured[2048] <= 2.2 * measured[1024], measured
+        assert measured[2048] < probabilities / 8, (measured, probabilities)
