@@ -142,3 +142,137 @@ def test_lsh_attention_builds_the_duplicate_corrected_variant():
     layers = {name: lsh_attention._build(name, 128)[0] for name in ("lsh", "lsh_dedup")}
     assert layers["lsh_dedup"].correct_duplicates and not layers["lsh"].correct_duplicates
     assert set(lsh_attention.IMPLEMENTATIONS) == {"lsh", "lsh_dedup", "full"}
+
+
+# === benchmarks/ablations.py: the paper's ablations ===
+
+def _ablation_result(benchmark, variant, rows, directory, steps=100, date=None):
+    import ablations
+
+    args = ablations.parse_args(["--quick", "--steps", str(steps)])
+    config_of = {"ablation_duplication": ablations.duplication_config,
+                 "ablation_lm": ablations.lm_config, "ablation_cost": ablations.cost_config}
+    result = common.make_result(benchmark, "jax", rows, command="python benchmarks/ablations.py",
+                                config=config_of[benchmark](args, variant, "jax"))
+    if date:
+        result["date"] = date
+    return common.write_result(result, directory, stem=f"{benchmark}_{variant}")
+
+
+def _duplication_rows(trained, accuracy):
+    return [{"trained_with": trained, "evaluated_with": evaluated, "accuracy": accuracy + i / 100,
+             "training_seconds": 10.0, "status": "ok"}
+            for i, evaluated in enumerate(("full", "lsh1", "lsh2", "lsh4", "lsh8"))]
+
+
+def _curve_rows(variant, final_bits):
+    rows = [{"variant": variant, "step": step, "bits_per_byte": final_bits + 1.0 / step,
+             "training_seconds": step / 10, "status": "ok"} for step in (5, 10)]
+    rows[-1].update(final=True, steps_per_second=10.0)
+    return rows
+
+
+def test_ablation_arguments_fill_sizes_from_defaults_or_quick():
+    import ablations
+
+    args = ablations.parse_args([])
+    assert args.experiments == list(ablations.EXPERIMENTS)
+    assert args.dup_length == 256 and args.length == 512 and args.chunk_length == 32
+    quick = ablations.parse_args(["--quick", "--length", "256", "--experiments", "lm,cost"])
+    assert quick.length == 256 and quick.steps == ablations.QUICK["steps"]  # flags win
+    assert quick.experiments == ["lm", "cost"]
+    assert ablations.parse_args(["--cost-lengths", "512,1024"]).cost_lengths == [512, 1024]
+    for bad in (["--experiments", "lm,nope"], ["--steps", "7", "--eval-every", "5"],
+                ["--cost-variants", "lsh0"], ["--dup-length", "255"]):
+        try:
+            ablations.parse_args(bad)
+        except SystemExit:
+            continue
+        raise AssertionError(f"accepted {bad}")
+
+
+def test_ablation_variants_map_to_model_arguments_and_share_the_full_run():
+    import ablations
+
+    assert ablations.variant_options("lsh8") == {"attention_layers": "lsh", "num_hashes": 8,
+                                                 "shared_qk": True, "reversible": True}
+    assert ablations.variant_options("full_separate_qk")["shared_qk"] is False
+    assert ablations.variant_options("full_nonreversible")["reversible"] is False
+    assert ablations.lm_variants(["lm", "shared_qk", "reversible"]) == [
+        "full", "lsh1", "lsh2", "lsh4", "lsh8", "full_separate_qk", "full_nonreversible"]
+    assert ablations.lm_variants(["reversible"]) == ["full", "full_nonreversible"]
+    plan = ablations.plan(ablations.parse_args(["--quick", "--experiments", "shared_qk,cost"]),
+                          "jax")
+    assert [(benchmark, variant) for _, benchmark, variant, _ in plan] == [
+        ("ablation_lm", "full"), ("ablation_lm", "full_separate_qk"),
+        ("ablation_cost", "full"), ("ablation_cost", "lsh4")]
+
+
+def test_ablation_reruns_skip_only_results_of_the_same_configuration(tmp_path):
+    import ablations
+
+    _ablation_result("ablation_lm", "lsh4", _curve_rows("lsh4", 2.0), tmp_path, steps=10)
+    failed = [dict(row, status="failed") for row in _curve_rows("lsh2", 2.0)]
+    _ablation_result("ablation_lm", "lsh2", failed, tmp_path, steps=10)
+    results = ablations.quiet_load_results(tmp_path)
+    same = ablations.parse_args(["--quick", "--steps", "10"])
+    assert ablations.existing_result(results, "ablation_lm",
+                                     ablations.lm_config(same, "lsh4", "jax")) is not None
+    assert ablations.existing_result(results, "ablation_lm",  # failed: rerun
+                                     ablations.lm_config(same, "lsh2", "jax")) is None
+    longer = ablations.parse_args(["--quick", "--steps", "20"])
+    assert ablations.existing_result(results, "ablation_lm",
+                                     ablations.lm_config(longer, "lsh4", "jax")) is None
+    assert ablations.existing_result(results, "ablation_lm",
+                                     ablations.lm_config(same, "lsh4", "torch")) is None
+    assert ablations.quiet_load_results(tmp_path / "missing") == []
+
+
+def test_make_figures_writes_the_ablation_grid_curves_and_cost(tmp_path):
+    results, docs = tmp_path / "results", tmp_path / "docs"
+    _ablation_result("ablation_duplication", "lsh4", _duplication_rows("lsh4", 0.5), results,
+                     date="2026-01-01T00:00:00+00:00")
+    _ablation_result("ablation_duplication", "lsh4", _duplication_rows("lsh4", 0.9), results)
+    _ablation_result("ablation_duplication", "full", _duplication_rows("full", 0.8), results)
+    for variant, bits in (("full", 2.0), ("lsh2", 2.5), ("full_separate_qk", 2.1)):
+        _ablation_result("ablation_lm", variant, _curve_rows(variant, bits), results, steps=10)
+    cost = [{"variant": "lsh4", "length": length, "status": "ok", "step_seconds_median": s,
+             "tokens_per_second": length / s, "backend_peak_mib": m, "backend": "jax"}
+            for length, s, m in ((512, 0.1, 20.0), (1024, 0.2, 40.0))]
+    _ablation_result("ablation_cost", "lsh4", cost, results)
+    make_figures.main(["--results", str(results), "--docs", str(docs)])
+    tables = docs / "benchmarks" / "tables"
+    grid = (tables / "ablation_duplication.md").read_text()
+    assert grid.startswith("<!-- generated by python benchmarks/make_figures.py")
+    assert "| trained with | full | LSH-1 | LSH-2 | LSH-4 | LSH-8 | steps | training s |" in grid
+    assert "| full | 0.8 | 0.81 | 0.82 | 0.83 | 0.84 |" in grid
+    assert "| LSH-4 | 0.9 | 0.91 |" in grid and "| LSH-4 | 0.5 |" not in grid  # newest run
+    assert grid.index("| full | 0.8") < grid.index("| LSH-4 | 0.9")  # the paper's row order
+    lm = (tables / "ablation_lm.md").read_text()
+    assert "![ablation_lm_curves](../figures/benchmarks/ablation_lm_curves.png)" in lm
+    assert "| full | 2.1 | 10 | 1 | 10 | jax |" in lm
+    assert "| full, separate QK | 2.2 |" in lm and "| LSH-2 | 2.6 |" in lm
+    assert "ablation_shared_qk_curves.png" in (tables / "ablation_shared_qk.md").read_text()
+    assert "ablation_reversible_curves.png" in (tables / "ablation_reversible.md").read_text()
+    assert "| LSH-4 | 1024 | ok | 0.2 | 5120 | 40 |" in (tables / "ablation_cost.md").read_text()
+    figures = docs / "figures" / "benchmarks"
+    for name in ("ablation_lm_curves", "ablation_shared_qk_curves", "ablation_cost_time",
+                 "ablation_cost_memory"):
+        assert (figures / f"{name}.png").exists(), name
+    assert not (tables / "ablation_lm_.md").exists()
+
+
+def test_transformer_comparison_page_includes_generated_or_placeholder_tables():
+    import re
+
+    docs = BENCHMARKS.parent / "docs"
+    page = (docs / "benchmarks" / "transformer-comparison.md").read_text()
+    included = re.findall(r'^--8<-- "([\w.-]+)"$', page, re.M)
+    assert included == ["ablation_duplication.md", "ablation_lm.md", "ablation_shared_qk.md",
+                        "ablation_reversible.md", "ablation_cost.md"]
+    for name in included:
+        text = (docs / "benchmarks" / "tables" / name).read_text()
+        assert text.startswith("<!-- generated by ") or (
+            text.startswith("<!-- placeholder") and "Not yet measured" in text), name
+    assert "## Reading" in page
+    assert "benchmarks/transformer-comparison.md" in (BENCHMARKS.parent / "mkdocs.yml").read_text()

@@ -5,10 +5,10 @@ import pytest
 from keras_reformer.layers import LocalSelfAttention
 from keras_reformer.layers import LSHSelfAttention
 from tests.ops.attention_reference import check_against_full_attention
+from tests.ops.attention_reference import check_against_separate_qk_attention
 from tests.ops.attention_reference import forward
 from tests.ops.attention_reference import gradients
 from tests.ops.attention_reference import layer_function
-from tests.ops.attention_reference import separate_qk_attention
 from tests.test_case import assert_allclose
 from tests.test_case import run_layer_test
 from tests.test_case import to_numpy
@@ -52,30 +52,7 @@ def test_separate_qk_equals_standard_banded_attention(causal, length):
     layer = LocalSelfAttention(
         num_heads=2, key_dim=4, value_dim=3, chunk_length=8, shared_qk=False, causal=causal
     )
-    forward(layer, x, padding_mask=mask)
-    names = [v.path.split("/")[-2] for v in layer.trainable_variables]
-    assert sorted(names) == ["attention_output", "key", "query", "value"]
-    weights = [to_numpy(v) for v in layer.trainable_variables]
-    cotangent = np.random.default_rng(1).normal(size=x.shape) * mask[..., None]
-    fn = layer_function(layer, padding_mask=mask)
-
-    def loss(x, cotangent, *w):
-        return keras.ops.sum(fn(x, *w) * cotangent)
-
-    def reference(x, cotangent, *w):
-        k = dict(zip(names, w))
-        y = separate_qk_attention(
-            x, k["query"], k["key"], k["value"], k["attention_output"], causal, mask,
-            allowed=_band(length, 8, 1, 0),
-        )
-        return keras.ops.sum(y * cotangent)
-
-    value, grads = gradients(loss, [x, cotangent] + weights)
-    ref_value, ref_grads = gradients(reference, [x, cotangent] + weights)
-    assert_allclose(value, ref_value, rtol=1e-5, atol=1e-5)
-    for got, want in zip([grads[0]] + grads[2:], [ref_grads[0]] + ref_grads[2:]):
-        assert np.abs(want).max() > 0
-        assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    check_against_separate_qk_attention(layer, x, causal, mask, allowed=_band(length, 8, 1, 0))
 
 
 def test_lsh_refuses_separate_queries_and_keys():

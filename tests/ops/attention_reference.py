@@ -214,3 +214,32 @@ def check_against_full_attention(layer, x, causal, padding_mask=None, allowed=No
     for got, want in zip(grads, ref_grads):
         assert np.abs(want).max() > 0
         assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def check_against_separate_qk_attention(layer, x, causal, padding_mask, allowed=None):
+    """Output and gradients (input and every weight) of a separate-QK `layer`
+    vs `separate_qk_attention` with the same kernels."""
+    forward(layer, x, padding_mask=padding_mask)
+    names = [v.path.split("/")[-2] for v in layer.trainable_variables]
+    assert sorted(names) == ["attention_output", "key", "query", "value"]
+    weights = [to_numpy(v) for v in layer.trainable_variables]
+    cotangent = np.random.default_rng(1).normal(size=x.shape) * padding_mask[..., None]
+    fn = layer_function(layer, padding_mask=padding_mask)
+
+    def loss(x, cotangent, *w):
+        return ops.sum(fn(x, *w) * cotangent)
+
+    def reference(x, cotangent, *w):
+        k = dict(zip(names, w))
+        y = separate_qk_attention(
+            x, k["query"], k["key"], k["value"], k["attention_output"], causal, padding_mask,
+            allowed=allowed,
+        )
+        return ops.sum(y * cotangent)
+
+    value, grads = gradients(loss, [x, cotangent] + weights)
+    ref_value, ref_grads = gradients(reference, [x, cotangent] + weights)
+    assert_allclose(value, ref_value, rtol=1e-5, atol=1e-5)
+    for got, want in zip([grads[0]] + grads[2:], [ref_grads[0]] + ref_grads[2:]):
+        assert np.abs(want).max() > 0
+        assert_allclose(got, want, rtol=1e-4, atol=1e-5)
