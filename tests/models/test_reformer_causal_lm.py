@@ -42,7 +42,7 @@ def test_overfits_a_fixed_batch():
 def _slow_greedy(lm, prompt, max_length):
     tokens = np.array(prompt, dtype="int32")
     while tokens.shape[1] < max_length:
-        logits = to_numpy(lm({"token_ids": tokens}, training=False))
+        logits = to_numpy(lm.predict_on_batch({"token_ids": tokens}))  # compiled per length
         tokens = np.concatenate([tokens, logits[:, -1:].argmax(-1).astype("int32")], axis=1)
     return tokens
 
