@@ -2,7 +2,7 @@
 
 Kitaev, Kaiser, Levskaya 2020 (arXiv 2001.04451) compare the Reformer against
 the Transformer it replaces; this script runs the same comparisons, scaled
-down to a 2-core CPU (about 50 minutes for all five on JAX with the defaults):
+down to a 2-core CPU (about 40 minutes for all five on JAX with the defaults):
 
 - `duplication` (the paper's Table 2): a 1-layer causal LM on the duplication
   task of `examples/duplication.py`, trained with full attention, LSH-1, LSH-2
@@ -64,7 +64,7 @@ DUPLICATION_EVAL = ("full", "lsh1", "lsh2", "lsh4", "lsh8")
 # examples/duplication.py), and one embedding for both tasks keeps them comparable.
 POSITION_EMBEDDING = "learned"
 BYTE_VOCABULARY = 256
-# Sizes per task: the defaults (about 50 minutes for everything on a 2-core CPU
+# Sizes per task: the defaults (about 40 minutes for everything on a 2-core CPU
 # with JAX) and `--quick` (the plumbing in about 5 minutes). Every one is a flag.
 DEFAULTS = {
     "dup_length": 256, "dup_steps": 1500, "dup_batch_size": 16, "dup_hidden_dim": 64,
@@ -501,7 +501,7 @@ def lm_final_rows(results):
             continue
         final = max(curve, key=lambda r: r["step"])
         rows.append({"variant": variant_label(variant),
-                     "bits_per_byte": final["bits_per_byte"], "steps": final["step"],
+                     "bits_per_byte": f"{final['bits_per_byte']:.3f}", "steps": final["step"],
                      "training_seconds": final.get("training_seconds"),
                      "steps_per_second": final.get("steps_per_second"),
                      "backend": final.get("backend", result.get("backend"))})

@@ -250,8 +250,8 @@ def test_make_figures_writes_the_ablation_grid_curves_and_cost(tmp_path):
     assert grid.index("| full | 80.0%") < grid.index("| LSH-4 | 90.0%")  # the paper's row order
     lm = (tables / "ablation_lm.md").read_text()
     assert "![ablation_lm_curves](../figures/benchmarks/ablation_lm_curves.png)" in lm
-    assert "| full | 2.1 | 10 | 1 | 10 | jax |" in lm
-    assert "| full, separate QK | 2.2 |" in lm and "| LSH-2 | 2.6 |" in lm
+    assert "| full | 2.100 | 10 | 1 | 10 | jax |" in lm
+    assert "| full, separate QK | 2.200 |" in lm and "| LSH-2 | 2.600 |" in lm
     assert "ablation_shared_qk_curves.png" in (tables / "ablation_shared_qk.md").read_text()
     assert "ablation_reversible_curves.png" in (tables / "ablation_reversible.md").read_text()
     assert "| LSH-4 | 1024 | ok | 0.2 | 5120 | 40 |" in (tables / "ablation_cost.md").read_text()
