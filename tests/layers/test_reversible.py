@@ -3,13 +3,13 @@
 import keras
 import numpy as np
 import pytest
-from keras import ops
 
 from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
 from keras_reformer.layers.pre_layer_norm import PreLayerNorm
 from keras_reformer.layers.reversible import ReversibleBlock, ReversibleSequence
-from tests.backend.grad_utils import loss_grads, restore_state, snapshot_state
+from tests.backend.grad_utils import loss_grads
 from tests.layers.reversible_testing import PlainStack, SelfAttention, TokenMixer
+from tests.layers.reversible_testing import assert_close_relative, assert_same_gradients
 from tests.test_case import (
     assert_allclose,
     jit_compile_modes,
@@ -48,36 +48,6 @@ def reformer_blocks(depth, chunk_length=3):
 def attention_blocks(depth):
     return [ReversibleBlock(SelfAttention(dropout=0.2), TokenMixer(HALF, seed=None))
             for _ in range(depth)]
-
-
-def assert_close_relative(actual, expected, tolerance=1e-5, name="", floor=1e-3):
-    """max |actual - expected| / max |expected| <= tolerance (float32 noise of the
-    reconstruction X1 = Y1 - F(X2) is relative to the tensor's scale)."""
-    error = np.abs(actual - expected).max() / max(np.abs(expected).max(), floor)
-    assert error <= tolerance, f"{name}: relative error {error:.2e} > {tolerance:.0e}"
-
-
-def assert_same_gradients(blocks, x, jit, call_kwargs, tolerance=1e-5):
-    """Reversible and plain stacks of the SAME blocks, from the same state."""
-    reversible, plain = ReversibleSequence(blocks, seed=3), PlainStack(blocks)
-    reversible.build(x.shape)
-    plain.build(x.shape)
-    cotangent = np.random.default_rng(1).normal(size=x.shape).astype("float32")
-    snapshot = snapshot_state(plain)
-    expected = loss_grads(plain, x, cotangent, jit=jit, **call_kwargs)
-    restore_state(plain, snapshot)
-    actual = loss_grads(reversible, x, cotangent, jit=jit, **call_kwargs)
-    assert_close_relative(actual[0], expected[0], tolerance, "outputs")
-    assert_close_relative(actual[1], expected[1], tolerance, "input gradient")
-    assert set(actual[2]) == set(expected[2]) and len(expected[2]) == len(plain.trainable_variables)
-    for path, grad in expected[2].items():
-        # Attention is invariant to a key bias: its true gradient is 0, both
-        # stacks give float noise, compared on an absolute scale.
-        zero_gradient = path.endswith("key/bias")
-        if not zero_gradient:
-            assert np.abs(grad).max() > 1e-4, f"{path}: zero gradient, the test is vacuous"
-        assert_close_relative(actual[2][path], grad, tolerance, path,
-                              floor=1.0 if zero_gradient else 1e-3)
 
 
 @pytest.mark.parametrize("jit", jit_compile_modes())

@@ -8,7 +8,7 @@ from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
 from keras_reformer.layers.lsh_self_attention import LSHSelfAttention
 from keras_reformer.layers.pre_layer_norm import PreLayerNorm
 from keras_reformer.layers.reversible import ReversibleBlock
-from tests.layers.test_reversible import assert_same_gradients
+from tests.layers.reversible_testing import assert_same_gradients
 from tests.test_case import BACKEND, jit_compile_modes
 
 WIDTH = 8
