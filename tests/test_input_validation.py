@@ -30,10 +30,11 @@ MODEL_ARGUMENTS = dict(
     num_heads=[1, 2], key_dim=[None, 2, 4], intermediate_dim=[None, 8], chunk_length=[2, 4, 8],
     num_hashes=[1, 2], num_buckets=[None, 2, np.int64(4), [2, 2]],
     causal=[False, True, np.bool_(True)], dropout=[0.0, 0.1, np.float32(0.2)],
-    max_sequence_length=[8, 16, 32], attention_layers=["lsh", "local"],
+    max_sequence_length=[8, 16, 32], attention_layers=["lsh", "local", "full"],
     position_embedding=["axial", "learned", "sinusoidal"], lookback=[0, 1], lookahead=[0, 1],
     feed_forward_chunk_length=[2, 8], layer_norm_epsilon=[1e-6, 1e-3],
     tie_weights=[True, False], seed=[None, 0, 5, MAX_SEED], correct_duplicates=[False, True],
+    shared_qk=[True, False], reversible=[True, False],
 )
 
 
@@ -41,7 +42,7 @@ def _valid_for(name, value):
     """Whether a value of BAD_VALUES happens to be valid for `name`."""
     if name in ("lookback", "lookahead"):
         return value == 0 and not isinstance(value, bool)
-    if name in ("causal", "tie_weights", "correct_duplicates"):
+    if name in ("causal", "tie_weights", "correct_duplicates", "shared_qk", "reversible"):
         return isinstance(value, bool)
     if name == "seed":
         return value == 0 and not isinstance(value, bool)
@@ -83,8 +84,11 @@ def _token_data(batch, length, vocabulary_size, seed):
        st.booleans())
 def test_model_arguments_and_inputs_work_or_name_what_is_wrong(drawn, batch, length, training):
     kwargs, broken = drawn
-    if isinstance(kwargs["attention_layers"], str) and broken != "attention_layers":
+    if isinstance(kwargs["attention_layers"], str) and broken not in ("attention_layers",
+                                                                      "num_layers"):
         kwargs["attention_layers"] = [kwargs["attention_layers"]] * kwargs["num_layers"]
+    if broken is None and kwargs["shared_qk"] is False and "lsh" in kwargs["attention_layers"]:
+        broken = "shared_qk"  # LSH needs shared queries and keys
     try:
         model = ReformerModel(**kwargs)
     except ValueError as error:
@@ -102,7 +106,8 @@ def test_model_arguments_and_inputs_work_or_name_what_is_wrong(drawn, batch, len
             model(data)
     else:
         hidden = to_numpy(model(data, training=training))
-        assert hidden.shape == (batch, length, 2 * int(kwargs["hidden_dim"]))
+        width = int(kwargs["hidden_dim"]) * (2 if kwargs["reversible"] else 1)
+        assert hidden.shape == (batch, length, width)
         assert np.isfinite(hidden).all()
 
 
