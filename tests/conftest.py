@@ -37,8 +37,21 @@ def _fresh_state():
     keras.config.set_dtype_policy("float32")
 
 
+# Checks that do not depend on the backend of the run (they start their own
+# subprocesses, or read files) run once, in the torch run: the suite runs the
+# three backends side by side, and torch's run ends first.
+BACKEND_INDEPENDENT_RUN = "torch"
+
+
 def pytest_collection_modifyitems(config, items):
     if not os.environ.get("KERAS_BACKEND"):
         raise pytest.UsageError(
             "Set KERAS_BACKEND=jax|tensorflow|torch: every backend runs in its own process."
         )
+    if keras.backend.backend() != BACKEND_INDEPENDENT_RUN:
+        skip = pytest.mark.skip(
+            reason=f"backend-independent: runs in the KERAS_BACKEND={BACKEND_INDEPENDENT_RUN} run"
+        )
+        for item in items:
+            if "backend_independent" in item.keywords:
+                item.add_marker(skip)

@@ -9,6 +9,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import common  # noqa: E402
 import make_figures  # noqa: E402
+import pytest  # noqa: E402
 import reversible_memory  # noqa: E402
 import train_step  # noqa: E402
 
@@ -34,6 +35,7 @@ def test_depth_pivot_has_one_row_per_stack_and_length():
     assert pivot["plain"]["mib_per_extra_layer"] == 100.0
 
 
+@pytest.mark.backend_independent
 def test_make_figures_writes_the_memory_table(tmp_path):
     results, docs = tmp_path / "results", tmp_path / "docs"
     result = common.make_result("reversible_memory", "jax", memory_rows(), command="python x.py")
@@ -46,6 +48,7 @@ def test_make_figures_writes_the_memory_table(tmp_path):
     assert json.loads(next(results.glob("*.json")).read_text())["benchmark"] == "reversible_memory"
 
 
+@pytest.mark.backend_independent
 def test_make_figures_shows_gpu_results_apart(tmp_path):
     results, docs = tmp_path / "results", tmp_path / "docs"
     rows = [{"implementation": "keras_reformer", "backend": "jax", "length": 4096, "depth": 2,
@@ -64,7 +67,7 @@ def test_make_figures_shows_gpu_results_apart(tmp_path):
     assert "| keras_reformer | jax | 4096 | 2 | ok | 2000 |" in table
     assert "| jax | 4096 | 2 | hf_reformer | 2 |" in table  # the speed ratio ...
     assert "| 0.5 |" in table  # ... and the GPU memory ratio
-    assert "speed >= 2x HF met (2.00x), GPU peak <= 0.5x HF met (0.50x)" in table
+    assert "speed >= 2x HF met (2.00x)" in table and "0.5x HF" not in table  # memory target withdrawn
     assert not (docs / "benchmarks" / "tables" / "train_step.md").exists()  # CPU tables only
 
 
@@ -228,6 +231,7 @@ def test_ablation_reruns_skip_only_results_of_the_same_configuration(tmp_path):
     assert ablations.quiet_load_results(tmp_path / "missing") == []
 
 
+@pytest.mark.backend_independent
 def test_make_figures_writes_the_ablation_grid_curves_and_cost(tmp_path):
     results, docs = tmp_path / "results", tmp_path / "docs"
     _ablation_result("ablation_duplication", "lsh4", _duplication_rows("lsh4", 0.5), results,

@@ -160,6 +160,7 @@ def test_benchmark_tables_are_generated_or_marked_not_measured():
         )
 
 
+@pytest.mark.backend_independent
 @pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason="mkdocs not installed")
 def test_mkdocs_build_strict(tmp_path):
     result = subprocess.run(

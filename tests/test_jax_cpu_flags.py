@@ -12,6 +12,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+# JAX in subprocesses, whatever the run's backend: once is enough.
+pytestmark = pytest.mark.backend_independent
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))

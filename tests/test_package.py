@@ -9,6 +9,7 @@ import pytest
 import keras_reformer
 
 
+@pytest.mark.backend_independent
 def test_core_import_loads_no_other_framework_under_jax():
     code = (
         "import sys, keras_reformer; "

@@ -9,7 +9,7 @@ from keras_reformer.layers.lsh_self_attention import LSHSelfAttention
 from keras_reformer.layers.pre_layer_norm import PreLayerNorm
 from keras_reformer.layers.reversible import ReversibleBlock
 from tests.layers.reversible_testing import assert_same_gradients
-from tests.test_case import BACKEND, jit_compile_modes
+from tests.test_case import jit_compile_modes
 
 WIDTH = 8
 
@@ -25,9 +25,7 @@ def lsh_blocks(depth):
     ]
 
 
-# JAX runs op by op without jit (minutes for LSH attention on a shared CPU):
-# eager JAX is covered by the stand-in tests in test_reversible.py.
-@pytest.mark.parametrize("jit", [True] if BACKEND == "jax" else jit_compile_modes())
+@pytest.mark.parametrize("jit", jit_compile_modes())
 def test_gradients_equal_plain_stack_with_lsh_attention(jit):
     # Length 20 with chunks of 8: LSH pads internally, the FF's last chunk is short.
     x = np.random.default_rng(0).normal(size=(2, 20, 2 * WIDTH)).astype("float32")

@@ -159,11 +159,11 @@ def test_reversible_model_keeps_two_streams():
     assert model.output_dim == 2 * SMALL["hidden_dim"]
 
 
-@pytest.mark.parametrize("options", [
-    dict(attention_layers="full"),
-    dict(attention_layers=["full", "local"], shared_qk=False, reversible=False),
-])
-def test_baselines_train_as_language_models_and_survive_saving(options, tmp_path):
+def test_transformer_baseline_trains_as_a_language_model_and_survives_saving(tmp_path):
+    # Full and local attention with separate QK in ordinary residual blocks;
+    # full attention inside the reversible stack trains in the with_attention
+    # test below.
+    options = dict(attention_layers=["full", "local"], shared_qk=False, reversible=False)
     lm = ReformerCausalLM(small_model(causal=True, dropout=0.1, **options))
     lm.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=JIT)
     x, y, weights = language_model_data(np.random.default_rng(0).integers(0, 32, (4, 25)))
@@ -183,38 +183,35 @@ def test_non_reversible_classifier_and_mixed_precision():
     assert keras.backend.standardize_dtype(backbone(data).dtype) == "bfloat16"
 
 
-def _trained_language_model(**options):
-    lm = ReformerCausalLM(small_model(causal=True, **options))
+def test_with_attention_copies_the_trained_model_with_other_attention():
+    # Trained (weights and seed states moved) with full attention and LSH in
+    # the reversible stack, under jit.
+    lm = ReformerCausalLM(small_model(causal=True, attention_layers=["full", "lsh"]))
     lm.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=JIT)
     x, y, _ = language_model_data(np.random.default_rng(0).integers(0, 32, (4, 33)))
-    lm.fit(x, y, epochs=2, verbose=0)
-    return lm, x, y
+    history = lm.fit(x, y, epochs=2, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
 
-
-def test_with_attention_copies_the_trained_model_with_other_attention():
-    lm, x, y = _trained_language_model()
     same = with_attention(lm)
-    assert_allclose(same.predict(x, verbose=0), lm.predict(x, verbose=0), rtol=0, atol=0)
-    assert same.compiled and same.evaluate(x, y, verbose=0) == lm.evaluate(x, y, verbose=0)
+    assert_allclose(same(x), lm(x), rtol=0, atol=0)
+    assert same.compiled and same.get_compile_config() == lm.get_compile_config()
 
     eight = with_attention(lm, num_hashes=8)
-    assert [layer.num_hashes for layer in attention_layers(eight.backbone)] == [8, 8]
+    assert [layer.num_hashes for layer in attention_layers(eight.backbone)[1:]] == [8]
     full = with_attention(lm, attention_layers="full")
     assert all(type(layer) is FullSelfAttention for layer in attention_layers(full.backbone))
     for copy in (eight, full):
         assert isinstance(copy, ReformerCausalLM)
         for got, want in zip(copy.trainable_variables, lm.trainable_variables):
             assert_allclose(got, want, rtol=0, atol=0)
-    # Full attention sees every key: its loss differs from LSH's, and with one
-    # chunk covering the sequence, local attention computes the same.
+    # With one chunk covering the sequence, local attention is full attention.
     one_chunk = with_attention(lm, attention_layers="local", chunk_length=32)
-    assert_allclose(full.predict(x, verbose=0), one_chunk.predict(x, verbose=0),
-                    rtol=1e-5, atol=1e-4)
+    assert_allclose(full(x), one_chunk(x), rtol=1e-5, atol=1e-4)
 
-    before = [to_numpy(v) for v in lm.trainable_variables]
-    full.fit(x, y, epochs=1, verbose=0)  # the copy trains apart from the original
-    for got, want in zip(lm.trainable_variables, before):
-        assert_allclose(got, want, rtol=0, atol=0)
+    # The copy's variables are its own.
+    before = to_numpy(lm.trainable_variables[0])
+    full.trainable_variables[0].assign(np.zeros(before.shape, "float32"))
+    assert_allclose(lm.trainable_variables[0], before, rtol=0, atol=0)
 
 
 def test_with_attention_on_a_backbone_and_bad_arguments():
