@@ -135,6 +135,13 @@ def plot(rows, x, y, path, title, ylabel, facet=None, logy=True):
         axis.set_title(f"{title}, {facet} {value}" if facet else title, fontsize=10)
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=7)
+    return save_figure(figure, path)
+
+
+def save_figure(figure, path):
+    """Writes a matplotlib figure as a PNG (creating its folder), closes it; returns `path`."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
@@ -334,11 +341,7 @@ def plot_curves(curves, path, title):
     axis.set_title(title, fontsize=10)
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def ablation_sources(group):
