@@ -22,6 +22,9 @@ a sequence length that a TensorFlow graph only knows at run time, and
 `variables_kept_on_error(model)`, which keeps a JAX model usable after an
 exception inside one of Keras' steps.
 
+Generation needs `compile_inference(function, variables)`, a function
+compiled for inference once per input shape.
+
 One piece is there for speed: `exp_nonpositive(x)`, the softmax weights of
 attention logits minus their maximum.
 
@@ -169,3 +172,22 @@ def variables_kept_on_error(model):
         model: a `keras.Model`.
     """
     return _module().variables_kept_on_error(model)
+
+
+def compile_inference(function, variables):
+    """`function` compiled for inference, retraced only for new input shapes.
+
+    JAX: `jax.jit`, with the values of `variables` passed in at every call
+    (so the compiled function sees the current weights) and the values the
+    function assigns written back. TensorFlow: `tf.function` compiled with
+    XLA. torch: eager, under `torch.no_grad()`.
+
+    Args:
+        function: maps tensors to a nested structure of tensors; it may read
+            and assign `variables`.
+        variables: every `keras.Variable` the function uses.
+
+    Returns:
+        A callable taking the same arguments as `function`.
+    """
+    return _module().compile_inference(function, list(variables))

@@ -3,6 +3,7 @@
 import contextlib
 
 import jax
+import keras
 
 
 def vjp(fn, weights, x, cotangent):
@@ -51,3 +52,26 @@ def variables_kept_on_error(model):
 def assert_at_most(value, limit, message):
     if int(value) > limit:
         raise ValueError(message)
+
+
+def compile_inference(function, variables):
+    # The variables' values are arguments of the jitted function (read fresh at
+    # every call); only the variables the function assigns (a sampler's seed
+    # state) come back out, found while tracing.
+    updated = {}
+
+    @jax.jit
+    def compiled(values, args):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))) as scope:
+            outputs = function(*args)
+        new_values = {i: scope.get_current_value(v) for i, v in enumerate(variables)}
+        updated[0] = sorted(i for i, value in new_values.items() if value is not None)
+        return outputs, [new_values[i] for i in updated[0]]
+
+    def run(*args):
+        outputs, new_values = compiled([v.value for v in variables], args)
+        for i, value in zip(updated[0], new_values):
+            variables[i].assign(value)
+        return outputs
+
+    return run

@@ -85,3 +85,8 @@ def assert_at_most(value, limit, message):
 
 def variables_kept_on_error(model):
     return contextlib.nullcontext()
+
+
+def compile_inference(function, variables):
+    del variables  # a tf.function reads and assigns variables itself
+    return tf.function(function, jit_compile=True, autograph=False)

@@ -5,6 +5,7 @@ import keras
 from keras import ops
 
 from keras_reformer.layers.initializers import clone_initializer
+from keras_reformer.ops.cached_attention import write_position
 from keras_reformer.ops.chunked_attention import shared_qk_keys
 from keras_reformer.ops.shapes import axis_size
 
@@ -104,6 +105,90 @@ class AttentionHeads:
                 f"`padding_mask` must have shape (batch, length) = ({batch}, {length}). "
                 f"Received: padding_mask.shape={shape}"
             )
+
+    # === Cached generation ===
+
+    def build_cache(self, inputs, padding_mask=None):
+        """Runs the layer on a sequence and returns its cache for generation.
+
+        The cache's capacity is the length of `inputs`: positions that are
+        not yet generated are padding (`padding_mask` 0) and are written by
+        `call_with_cache` later.
+
+        Args:
+            inputs: `(batch, capacity, d_model)`, the layer's inputs.
+            padding_mask: optional `(batch, capacity)`, 1 for tokens already
+                known.
+
+        Returns:
+            `(outputs, cache)`: the layer's outputs on `inputs`, and a tuple
+            of tensors whose leading axis is the batch (`(keys, values)`
+            of shape `(batch, num_heads, capacity, d)`, and for LSH attention
+            the per-round buckets and sorted order).
+        """
+        self._check_causal_for_cache()
+        outputs = self(inputs, padding_mask=padding_mask)
+        prepared, key_mask = self._prepare_inputs(inputs, padding_mask)
+        queries, keys, values = self._queries_keys_values(prepared)
+        cache = (self._split_batch(keys), self._split_batch(values))
+        return outputs, cache + self._extra_cache(queries, key_mask)
+
+    def call_with_cache(self, inputs, cache, cache_update_index):
+        """Attention of one new token to the tokens before it, from their cache.
+
+        Args:
+            inputs: `(batch, 1, d_model)`, the layer's input at the new position.
+            cache: the tuple from `build_cache` or a previous call.
+            cache_update_index: int32 scalar, the new token's position.
+
+        Returns:
+            `(outputs, cache)`: `(batch, 1, d_model)` and the cache with the
+            new token in it.
+        """
+        self._check_causal_for_cache()
+        index = ops.cast(cache_update_index, "int32")
+        queries, keys, values = self._queries_keys_values(inputs)
+        key_cache = write_position(cache[0], self._split_batch(keys), index, axis=2)
+        value_cache = write_position(cache[1], self._split_batch(values), index, axis=2)
+        outputs, extra = self._attend_cached(
+            queries[:, 0], key_cache, value_cache, tuple(cache[2:]), index
+        )
+        outputs = self._output_dense(self._split_heads(ops.expand_dims(outputs, 1)))
+        return outputs, (key_cache, value_cache) + tuple(extra)
+
+    def cache_bytes_per_token(self):
+        """Bytes of cache each token takes in this layer during cached generation.
+
+        Returns:
+            `num_heads * (key_dim + value_dim)` keys and values in the
+            compute dtype, plus the integer entries of LSH attention.
+        """
+        itemsize = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}[self.compute_dtype]
+        return self.num_heads * (self.key_dim + self.value_dim) * itemsize + self._extra_cache_bytes()
+
+    def _extra_cache(self, queries, key_mask):
+        """Cache entries beyond keys and values (none: see LSHSelfAttention)."""
+        return ()
+
+    def _extra_cache_bytes(self):
+        return 0
+
+    def _attend_cached(self, query, keys, values, extra, index):
+        """`(outputs (batch * num_heads, value_dim), extra cache)` of one query
+        attending to the cached `keys` / `values` `(batch, num_heads, capacity, d)`."""
+        raise NotImplementedError
+
+    def _check_causal_for_cache(self):
+        if not self.causal:
+            raise ValueError(
+                f"Cached generation needs causal attention: {self.__class__.__name__} "
+                f"'{self.name}' would let earlier tokens see later ones. Received: causal=False"
+            )
+
+    def _split_batch(self, x):
+        """`(batch * heads, length, d)` -> `(batch, heads, length, d)`: the batch leads,
+        as samplers expect of a cache (beam search repeats it along the batch)."""
+        return ops.reshape(x, (-1, self.num_heads) + tuple(x.shape[1:]))
 
     def _merge_heads(self, x):
         """`(batch, length, heads, d)` -> `(batch * heads, length, d)`."""

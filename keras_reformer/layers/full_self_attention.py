@@ -14,6 +14,7 @@ from keras_reformer.layers.randomness import FixedSeed
 from keras_reformer.layers.randomness import SavesSeedStates
 from keras_reformer.layers.randomness import concrete_seed
 from keras_reformer.layers.randomness import derive_seed
+from keras_reformer.ops.cached_attention import window_attention
 from keras_reformer.ops.chunking import scan_sequence_chunks
 from keras_reformer.ops.masks import apply_attention_masks
 from keras_reformer.ops.shapes import axis_size
@@ -198,6 +199,14 @@ class FullSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
             return ops.einsum("bqk,bkd->bqd", weights, values) / total
 
         return attend
+
+    def _attend_cached(self, query, keys, values, extra, index):
+        capacity = keys.shape[2]
+        keys, values = (ops.reshape(x, (-1, 1, capacity, x.shape[-1])) for x in (keys, values))
+        positions = ops.reshape(ops.arange(capacity, dtype="int32"), (1, 1, capacity))
+        outputs, _ = window_attention(query, keys, values, positions, positions <= index, index,
+                                      mask_self=self.shared_qk)
+        return outputs[:, 0], extra
 
     def get_config(self):
         config = super().get_config()

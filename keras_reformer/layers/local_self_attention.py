@@ -12,6 +12,7 @@ from keras_reformer.layers.attention_heads import AttentionHeads
 from keras_reformer.layers.randomness import SavesSeedStates
 from keras_reformer.layers.randomness import concrete_seed
 from keras_reformer.layers.randomness import derive_seed
+from keras_reformer.ops.cached_attention import window_attention
 from keras_reformer.ops.chunked_attention import chunked_attention
 from keras_reformer.ops.chunking import pad_to_multiple
 from keras_reformer.ops.shapes import axis_size
@@ -182,6 +183,25 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
             seed=self.dropout_seed_generator,
         )
         return outputs
+
+    def _attend_cached(self, query, keys, values, extra, index):
+        # The chunks a query at `index` sees: its own and `lookback` before it
+        # (later positions are masked: the cache needs `causal=True`).
+        capacity = keys.shape[2]
+        size = min((self.lookback + 1 + self.lookahead) * self.chunk_length, capacity)
+        first = (index // self.chunk_length - self.lookback) * self.chunk_length
+        positions = ops.clip(first, 0, capacity - size) + ops.arange(size, dtype="int32")
+        window_keys, window_values = (
+            ops.take(ops.reshape(x, (-1, capacity, x.shape[-1])), positions, axis=1)
+            for x in (keys, values)
+        )
+        positions = ops.reshape(positions, (1, 1, size))
+        outputs, _ = window_attention(
+            query, ops.expand_dims(window_keys, 1), ops.expand_dims(window_values, 1),
+            positions, ops.logical_and(positions >= first, positions <= index), index,
+            mask_self=self.shared_qk,
+        )
+        return outputs[:, 0], extra
 
     def get_config(self):
         config = super().get_config()

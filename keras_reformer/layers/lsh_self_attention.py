@@ -12,8 +12,13 @@ from keras_reformer.argument_checks import check_num_buckets
 from keras_reformer.layers.local_self_attention import LocalSelfAttention
 from keras_reformer.layers.randomness import call_seed
 from keras_reformer.layers.randomness import concrete_seed
+from keras_reformer.ops.cached_attention import insert_in_order
+from keras_reformer.ops.cached_attention import ranks_after_insert
+from keras_reformer.ops.cached_attention import window_attention
+from keras_reformer.ops.cached_attention import write_position
 from keras_reformer.ops.chunked_attention import chunked_attention
 from keras_reformer.ops.chunked_attention import combine_hash_rounds
+from keras_reformer.ops.chunked_attention import duplicate_counts
 from keras_reformer.ops.chunked_attention import shared_qk_keys
 from keras_reformer.ops.hashing import default_bucket_factors
 from keras_reformer.ops.hashing import default_num_buckets
@@ -174,26 +179,12 @@ class LSHSelfAttention(LocalSelfAttention):
         del keys
         query_key = queries
         length = axis_size(query_key, 1)
-        factors = self._bucket_factors(length)
-        num_buckets = math.prod(factors)
-        rotations = self._draw_rotations(
-            (self.num_heads, self.key_dim, self.num_hashes, sum(factors) // 2), training
-        )
-        per_head = ops.reshape(
-            ops.cast(query_key, "float32"), (-1, self.num_heads, length, self.key_dim)
-        )
-        buckets = ops.reshape(
-            hash_buckets(per_head, rotations, factors), (-1, self.num_hashes, length)
+        _, sort_indices, undo_indices = self._hash_and_sort(
+            query_key, key_mask, self._bucket_factors(length), training
         )
         if key_mask is not None:
-            # Padding gets a bucket of its own (after all real ones), so it
-            # never changes where real tokens land in the sorted sequence.
-            padding_bucket = scalar_like(num_buckets, buckets)
-            buckets = ops.where(ops.expand_dims(key_mask, 1), buckets, padding_bucket)
-            num_buckets += 1
             # (batch * heads, length) even where the mask was shared.
             key_mask = ops.logical_and(key_mask, ops.ones_like(query_key[..., 0], dtype="bool"))
-        sort_indices, undo_indices = sort_by_bucket(buckets, num_buckets)
         positions = sort_indices % length  # original position of each sorted token
 
         def per_round(x):
@@ -238,6 +229,122 @@ class LSHSelfAttention(LocalSelfAttention):
         outputs = ops.reshape(outputs, (-1, self.num_hashes, length, outputs.shape[-1]))
         logsumexp = ops.reshape(logsumexp, (-1, self.num_hashes, length))
         return combine_hash_rounds(outputs, logsumexp)
+
+    def _hash_and_sort(self, query_key, key_mask, factors, training):
+        """Every token's bucket in every round, and the sort by (round, bucket, position).
+
+        Args:
+            query_key: `(batch * num_heads, length, key_dim)`.
+            key_mask: `(batch * num_heads, length)` booleans or `None`.
+            factors: the bucket count's factors (see `_bucket_factors`).
+            training: whether to draw fresh rotations.
+
+        Returns:
+            `(buckets, sort_indices, undo_indices)`: `(batch * num_heads,
+            num_hashes, length)` bucket ids (padding in a bucket of its own,
+            after all real ones) and the indices of `sort_by_bucket`.
+        """
+        length = axis_size(query_key, 1)
+        num_buckets = math.prod(factors)
+        rotations = self._draw_rotations(
+            (self.num_heads, self.key_dim, self.num_hashes, sum(factors) // 2), training
+        )
+        per_head = ops.reshape(
+            ops.cast(query_key, "float32"), (-1, self.num_heads, length, self.key_dim)
+        )
+        buckets = ops.reshape(
+            hash_buckets(per_head, rotations, factors), (-1, self.num_hashes, length)
+        )
+        if key_mask is not None:
+            # Padding gets a bucket of its own (after all real ones), so it
+            # never changes where real tokens land in the sorted sequence.
+            padding_bucket = scalar_like(num_buckets, buckets)
+            buckets = ops.where(ops.expand_dims(key_mask, 1), buckets, padding_bucket)
+            num_buckets += 1
+        return (buckets,) + sort_by_bucket(buckets, num_buckets)
+
+    # === Cached generation ===
+    # Per hash round the cache keeps every token's bucket and the tokens'
+    # positions sorted by (bucket, position): `order[r, i]` is the position of
+    # the token of rank i. A new token at position t has rank
+    # #{j < t : bucket_j <= bucket_t} among tokens 0..t, is inserted there, and
+    # sees the keys whose ranks lie in its chunk and the `lookback` chunks
+    # before it (`lookahead` after): the keys the whole-sequence call would give
+    # it if the sequence ended at t.
+
+    def _cache_factors(self, capacity):
+        # The factors a whole-sequence call on `capacity` positions uses.
+        return self._bucket_factors(capacity + (-capacity) % self.chunk_length)
+
+    def _extra_cache(self, queries, key_mask):
+        capacity = axis_size(queries, 1)
+        buckets, sort_indices, undo_indices = self._hash_and_sort(
+            queries, key_mask, self._cache_factors(capacity), training=False
+        )
+        shape = (-1, self.num_heads, self.num_hashes, capacity)
+        extra = (ops.reshape(buckets, shape), ops.reshape(sort_indices % capacity, shape))
+        if self.correct_duplicates:
+            extra += (ops.reshape(undo_indices % capacity, shape),)
+        return extra
+
+    def _extra_cache_bytes(self):
+        # int32 bucket and order entries (and ranks), per round and head.
+        return 4 * self.num_heads * self.num_hashes * (3 if self.correct_duplicates else 2)
+
+    def _attend_cached(self, query, keys, values, extra, index):
+        bucket_cache, order = extra[:2]
+        capacity = keys.shape[2]
+        factors = self._cache_factors(capacity)
+        rotations = self._draw_rotations(
+            (self.num_heads, self.key_dim, self.num_hashes, sum(factors) // 2), training=False
+        )
+        per_head = ops.reshape(ops.cast(query, "float32"), (-1, self.num_heads, 1, self.key_dim))
+        buckets = hash_buckets(per_head, rotations, factors)  # (batch, heads, rounds, 1)
+        bucket_cache = write_position(bucket_cache, buckets, index, axis=3)
+        earlier = ops.arange(capacity, dtype="int32") < index
+        rank = ops.sum(
+            ops.cast(ops.logical_and(earlier, bucket_cache <= buckets), "int32"), axis=-1
+        )  # (batch, heads, rounds)
+        order = insert_in_order(order, rank, index)
+
+        size = min((self.lookback + 1 + self.lookahead) * self.chunk_length, capacity)
+        chunk = rank // self.chunk_length
+        first = ops.expand_dims((chunk - self.lookback) * self.chunk_length, -1)
+        end = ops.expand_dims((chunk + 1 + self.lookahead) * self.chunk_length, -1)
+        ranks = ops.clip(first, 0, capacity - size) + ops.arange(size, dtype="int32")
+        visible = ops.logical_and(ops.logical_and(ranks >= first, ranks < end), ranks <= index)
+        positions = ops.take_along_axis(order, ranks, axis=-1)  # (batch, heads, rounds, size)
+
+        rows = (-1, self.num_hashes, size)
+        flat_positions = ops.reshape(positions, (-1, self.num_hashes * size))
+        window_keys, window_values = (
+            ops.reshape(gather_along_sequence(ops.reshape(x, (-1, capacity, x.shape[-1])),
+                                              flat_positions), rows + (x.shape[-1],))
+            for x in (keys, values)
+        )
+        offsets, new_extra = None, (bucket_cache, order)
+        if self.correct_duplicates:
+            # Every visible key's chunk in every round (from the ranks after
+            # the insertion), against the new token's: the counts of
+            # `duplicate_counts`, as in the whole-sequence call.
+            token_ranks = ranks_after_insert(extra[2], rank, index)
+            new_extra += (token_ranks,)
+            per_token = ops.transpose(
+                ops.reshape(token_ranks, (-1, self.num_hashes, capacity)), (0, 2, 1)
+            )
+            key_chunks = ops.reshape(
+                gather_along_sequence(per_token, flat_positions) // self.chunk_length,
+                rows + (self.num_hashes,),
+            )
+            query_chunks = ops.reshape(chunk, (-1, 1, 1, self.num_hashes))
+            counts = duplicate_counts(query_chunks, key_chunks, self.lookback, self.lookahead)
+            offsets = ops.log(ops.cast(ops.maximum(counts, 1), "float32"))
+        outputs, logsumexp = window_attention(
+            query, window_keys, window_values, ops.reshape(positions, rows),
+            ops.reshape(visible, rows), index, mask_self=True, logit_offsets=offsets,
+        )
+        outputs = combine_hash_rounds(ops.expand_dims(outputs, 2), ops.expand_dims(logsumexp, 2))
+        return outputs[:, 0], new_extra
 
     def _draw_rotations(self, shape, training):
         """Random rotations R ~ N(0, 1), a function of the rotation seed state.

@@ -5,6 +5,8 @@ from keras import ops
 
 from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import check_positive_float
+from keras_reformer.layers.sublayer_arguments import call_sublayer_with_cache
+from keras_reformer.layers.sublayer_arguments import prefill_sublayer
 from keras_reformer.layers.sublayer_arguments import sublayer_kwargs
 
 
@@ -82,6 +84,18 @@ class PreLayerNorm(keras.layers.Layer):
             real = ops.expand_dims(ops.cast(padding_mask, "bool"), -1)
             inputs = ops.where(real, inputs, ops.zeros_like(inputs))
         return self.layer(self.layer_norm(inputs), **kwargs)
+
+    def build_cache(self, inputs, padding_mask=None):
+        """`(outputs, cache)` on a generation buffer: see `LSHSelfAttention.build_cache`."""
+        if padding_mask is not None:
+            real = ops.expand_dims(ops.cast(padding_mask, "bool"), -1)
+            inputs = ops.where(real, inputs, ops.zeros_like(inputs))
+        return prefill_sublayer(self.layer, self.layer_norm(inputs), padding_mask)
+
+    def call_with_cache(self, inputs, cache, cache_update_index):
+        """`(outputs, cache)` for one new token: see `LSHSelfAttention.call_with_cache`."""
+        return call_sublayer_with_cache(self.layer, self.layer_norm(inputs), cache,
+                                        cache_update_index)
 
     def compute_output_shape(self, inputs_shape):
         return self.layer.compute_output_shape(inputs_shape)

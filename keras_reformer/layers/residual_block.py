@@ -2,6 +2,8 @@
 
 from keras_reformer.api_export import reformer_export
 from keras_reformer.layers.sublayer_arguments import SublayerPair
+from keras_reformer.layers.sublayer_arguments import call_sublayer_with_cache
+from keras_reformer.layers.sublayer_arguments import prefill_sublayer
 from keras_reformer.layers.sublayer_arguments import sublayer_kwargs
 
 
@@ -57,3 +59,26 @@ class ResidualBlock(SublayerPair):
     def call(self, inputs, padding_mask=None, training=None):
         y = inputs + self.f(inputs, **sublayer_kwargs(self.f, padding_mask, training))
         return y + self.g(y, **sublayer_kwargs(self.g, padding_mask, training))
+
+    def build_cache(self, inputs, padding_mask=None):
+        """The block on a generation buffer, and the caches of `f` and `g`
+        (see `ReversibleBlock.build_cache`).
+
+        Returns:
+            `(outputs, (f_cache, g_cache))`.
+        """
+        f_out, f_cache = prefill_sublayer(self.f, inputs, padding_mask)
+        y = inputs + f_out
+        g_out, g_cache = prefill_sublayer(self.g, y, padding_mask)
+        return y + g_out, (f_cache, g_cache)
+
+    def call_with_cache(self, inputs, cache, cache_update_index):
+        """The block on one new token `(batch, 1, d)`, from and into `cache`.
+
+        Returns:
+            `(outputs, cache)`.
+        """
+        f_out, f_cache = call_sublayer_with_cache(self.f, inputs, cache[0], cache_update_index)
+        y = inputs + f_out
+        g_out, g_cache = call_sublayer_with_cache(self.g, y, cache[1], cache_update_index)
+        return y + g_out, (f_cache, g_cache)

@@ -16,6 +16,8 @@ from keras_reformer.layers.randomness import SavesSeedStates
 from keras_reformer.layers.randomness import concrete_seed
 from keras_reformer.layers.randomness import redraw_seed_states
 from keras_reformer.layers.sublayer_arguments import SublayerPair
+from keras_reformer.layers.sublayer_arguments import call_sublayer_with_cache
+from keras_reformer.layers.sublayer_arguments import prefill_sublayer
 from keras_reformer.layers.sublayer_arguments import sublayer_kwargs
 from keras_reformer.ops.chunking import scan_sequence_chunks
 
@@ -88,6 +90,33 @@ class ReversibleBlock(SublayerPair):
         y1 = x1 + self.f(x2, **sublayer_kwargs(self.f, padding_mask, training))
         y2 = x2 + self.g(y1, **sublayer_kwargs(self.g, padding_mask, training))
         return ops.concatenate([y1, y2], axis=-1)
+
+    def build_cache(self, inputs, padding_mask=None):
+        """The block on a generation buffer, and the caches of `f` and `g`.
+
+        Inference needs no backward pass, so the halves are simply carried
+        forward. See `LSHSelfAttention.build_cache`.
+
+        Returns:
+            `(outputs, (f_cache, g_cache))`.
+        """
+        x1, x2 = ops.split(inputs, 2, axis=-1)
+        f_out, f_cache = prefill_sublayer(self.f, x2, padding_mask)
+        y1 = x1 + f_out
+        g_out, g_cache = prefill_sublayer(self.g, y1, padding_mask)
+        return ops.concatenate([y1, x2 + g_out], axis=-1), (f_cache, g_cache)
+
+    def call_with_cache(self, inputs, cache, cache_update_index):
+        """The block on one new token `(batch, 1, 2d)`, from and into `cache`.
+
+        Returns:
+            `(outputs, cache)`.
+        """
+        x1, x2 = ops.split(inputs, 2, axis=-1)
+        f_out, f_cache = call_sublayer_with_cache(self.f, x2, cache[0], cache_update_index)
+        y1 = x1 + f_out
+        g_out, g_cache = call_sublayer_with_cache(self.g, y1, cache[1], cache_update_index)
+        return ops.concatenate([y1, x2 + g_out], axis=-1), (f_cache, g_cache)
 
 
 def _unique(variables):

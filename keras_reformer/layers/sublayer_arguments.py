@@ -32,6 +32,37 @@ def sublayer_kwargs(layer, padding_mask=None, training=None, position_offset=Non
     return kwargs
 
 
+def prefill_sublayer(layer, inputs, padding_mask):
+    """`(outputs, cache)` of a sublayer on the known part of a generation buffer.
+
+    A layer with a `build_cache` method (the attention layers, `PreLayerNorm`)
+    returns its cache; a position-wise layer (see `ChunkedFeedForward`) needs
+    none (its cache is `()`). Others cannot generate token by token.
+    """
+    if hasattr(layer, "build_cache"):
+        return layer.build_cache(inputs, padding_mask=padding_mask)
+    _check_position_wise(layer)
+    return layer(inputs, **sublayer_kwargs(layer, padding_mask, False)), ()
+
+
+def call_sublayer_with_cache(layer, inputs, cache, cache_update_index):
+    """`(outputs, cache)` of a sublayer on one new token (see `prefill_sublayer`)."""
+    if hasattr(layer, "call_with_cache"):
+        return layer.call_with_cache(inputs, cache, cache_update_index)
+    _check_position_wise(layer)
+    return layer(inputs, **sublayer_kwargs(layer, None, False)), cache
+
+
+def _check_position_wise(layer):
+    if not getattr(layer, "position_wise", False):
+        raise ValueError(
+            f"Cached generation runs each sublayer one token at a time: {layer.name!r} "
+            f"({type(layer).__name__}) needs `build_cache` / `call_with_cache` methods "
+            "(as the attention layers have) or `position_wise = True`. Received: "
+            f"{type(layer).__name__} without either"
+        )
+
+
 class SublayerPair(keras.layers.Layer):
     """Base of the blocks made of two sublayers `f` and `g` (residual or
     reversible): holds them and (de)serialises them in the config.

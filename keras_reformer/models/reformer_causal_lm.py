@@ -1,11 +1,14 @@
 """ReformerCausalLM: next-token prediction and generation on a causal ReformerModel."""
 
+import json
 import numbers
 
 import keras
 import numpy as np
 
+from keras_reformer import backend
 from keras_reformer.api_export import reformer_export
+from keras_reformer.argument_checks import check_bool
 from keras_reformer.models.backbone_task import BackboneTask
 from keras_reformer.models.input_checks import check_id_values
 from keras_reformer.models.input_checks import check_token_inputs
@@ -132,13 +135,45 @@ class ReformerCausalLM(BackboneTask):
             config["sampler"] = serialize_sampler(self.sampler)
         return config
 
-    def generate(self, prompt, max_length, sampler=None, stop_token_ids=None):
+    def call_with_cache(self, token_ids, cache, cache_update_index):
+        """Logits of one new token per row, from and into the backbone's cache.
+
+        Args:
+            token_ids: `(batch, 1)` integers at position `cache_update_index`.
+            cache: from `backbone.build_cache` or a previous call.
+            cache_update_index: int32 scalar, the tokens' position.
+
+        Returns:
+            `(logits, hidden_states, cache)`: `(batch, 1, vocabulary_size)`,
+            `(batch, 1, backbone.output_dim)` and the updated cache.
+        """
+        hidden, cache = self.backbone.call_with_cache(token_ids, cache, cache_update_index)
+        return self.backbone.token_embedding(hidden, reverse=True), hidden, cache
+
+    def generate(self, prompt, max_length, sampler=None, stop_token_ids=None, cache=True):
         """Extends each prompt to `max_length` tokens, one token at a time.
 
-        Every step runs the model on the whole fixed-length buffer with the
-        not-yet-generated positions marked as padding: padding has its own LSH
-        bucket, so it never changes what the real tokens attend to, and the
-        result equals re-running the model on each prefix.
+        With `cache=True` (the default) the prompt is read in one pass (all
+        but the last token of the shortest prompt), and every later token is
+        processed once: each layer's attention keeps the keys and values (and,
+        for LSH, the buckets and sorted order) of the tokens it has seen, and a
+        new token attends to those, so a token costs the same whatever its
+        position. A generated token's states depend only on the tokens
+        before it. For local and full attention, and for one LSH layer, this
+        equals re-running the model on each prefix; with several LSH layers
+        it can differ slightly, because in a whole-sequence pass appending a
+        token can move earlier tokens across chunk boundaries of the sorted
+        order, and so change what they attend to in later layers.
+
+        `cache=False` is that reference: every step re-runs the whole model
+        on the `max_length` buffer, with the positions not yet generated as
+        padding (padding has its own LSH bucket, so it never changes what the
+        real tokens attend to), which equals re-running it on each prefix.
+
+        The whole loop, sampler included, is compiled once per (batch,
+        max_length) shape, sampler and stop tokens, and reused by later calls
+        (`jax.jit`; `tf.function` with XLA; on torch it runs eagerly under
+        `torch.no_grad()`).
 
         Args:
             prompt: integer array (batch, prompt_length) or a list of integer
@@ -149,37 +184,86 @@ class ReformerCausalLM(BackboneTask):
             sampler: a keras-nlp sampler or its name. Defaults to the one given
                 to `compile`, else `"greedy"`.
             stop_token_ids: optional token ids that end a sequence early.
+            cache: whether to generate from each layer's cache (see above).
+                Defaults to `True`.
 
         Returns:
             A numpy int32 array (batch, max_length), or (max_length,) for one
-            1-D prompt: the prompt followed by generated tokens (after a stop
-            token, the remaining slots hold whatever was sampled and should be
-            ignored).
+            1-D prompt: the prompt followed by generated tokens. After a
+            generated stop token, the rest of the row is 0 (padding).
+
+        Example:
+
+        ```python
+        lm.compile(sampler="top_k")
+        lm.generate([[1, 2, 3], [4, 5]], max_length=64, stop_token_ids=[0])
+        ```
         """
+        cache = check_bool("cache", cache)
         single = _is_one_prompt(prompt)
         buffer, prompt_mask, start = self._prompt_buffer([prompt] if single else prompt,
                                                          max_length)
-        max_length = buffer.shape[1]  # a Python int, also for a numpy integer
         sampler = self._get_sampler(sampler)
+        stop_token_ids = None if stop_token_ids is None else tuple(int(t) for t in stop_token_ids)
+        key = (sampler, stop_token_ids, cache, bool(self.run_eagerly))
+        functions = self.__dict__.setdefault("_generate_functions", {})
+        if key not in functions:
+            def step(buffer, prompt_mask, start):
+                return self._generate_step(buffer, prompt_mask, start, sampler, stop_token_ids,
+                                           cache)
 
-        def next_logits(token_ids, cache, index):
-            visible = keras.ops.expand_dims(keras.ops.arange(max_length) < index, 0)
-            padding_mask = keras.ops.cast(
-                keras.ops.broadcast_to(visible, keras.ops.shape(token_ids)), "int32")
-            logits = self({"token_ids": token_ids, "padding_mask": padding_mask}, training=False)
-            last = keras.ops.take(logits, keras.ops.expand_dims(index - 1, 0), axis=1)
-            return keras.ops.squeeze(last, axis=1), None, cache
-
-        output = sampler(
-            next=next_logits,
-            prompt=keras.ops.convert_to_tensor(buffer),
-            index=start,
-            mask=keras.ops.convert_to_tensor(prompt_mask),
-            stop_token_ids=None if stop_token_ids is None else tuple(stop_token_ids),
-            model=self,
+            variables = list(self.variables) + list(getattr(sampler, "variables", []))
+            functions[key] = step if self.run_eagerly else backend.compile_inference(
+                step, variables)
+        output = functions[key](
+            keras.ops.convert_to_tensor(buffer), keras.ops.convert_to_tensor(prompt_mask),
+            keras.ops.convert_to_tensor(start, "int32"),
         )
         output = keras.ops.convert_to_numpy(output).astype("int32")
+        if stop_token_ids is not None:
+            output = _pad_after_stop(output, prompt_mask, stop_token_ids)
         return output[0] if single else output
+
+    def _generate_step(self, buffer, prompt_mask, start, sampler, stop_token_ids, cache):
+        """The sampler's loop over a `(batch, max_length)` buffer; traced once per shape."""
+        max_length = buffer.shape[1]
+        positions = keras.ops.expand_dims(keras.ops.arange(max_length, dtype="int32"), 0)
+        if cache:
+            # Every token before the last one of the shortest prompt is read in
+            # one pass; the sampler's first step processes that last token.
+            known = keras.ops.cast(
+                keras.ops.broadcast_to(positions < start - 1, keras.ops.shape(buffer)), "int32")
+            hidden_states, layer_cache = self.backbone.build_cache(buffer, known)
+
+            def next_logits(token_ids, layer_cache, index):
+                position = index - 1
+                tokens = keras.ops.take(token_ids, keras.ops.expand_dims(position, 0), axis=1)
+                logits, hidden, layer_cache = self.call_with_cache(tokens, layer_cache, position)
+                return logits[:, 0], hidden[:, 0], layer_cache
+        else:
+            layer_cache = None
+
+            def next_logits(token_ids, layer_cache, index):
+                visible = keras.ops.cast(
+                    keras.ops.broadcast_to(positions < index, keras.ops.shape(token_ids)), "int32")
+                hidden = self.backbone({"token_ids": token_ids, "padding_mask": visible})
+                last = keras.ops.take(hidden, keras.ops.expand_dims(index - 1, 0), axis=1)
+                logits = self.backbone.token_embedding(last, reverse=True)
+                return logits[:, 0], last[:, 0], layer_cache
+
+            known = keras.ops.cast(
+                keras.ops.broadcast_to(positions < start, keras.ops.shape(buffer)), "int32")
+            hidden_states = self.backbone({"token_ids": buffer, "padding_mask": known})
+        return sampler(
+            next=next_logits,
+            prompt=buffer,
+            cache=layer_cache,
+            index=start,
+            mask=prompt_mask,
+            stop_token_ids=stop_token_ids,
+            hidden_states=hidden_states,
+            model=self,
+        )
 
     def _prompt_buffer(self, prompt, max_length):
         rows = [np.asarray(row).reshape(-1) for row in prompt]
@@ -211,9 +295,14 @@ class ReformerCausalLM(BackboneTask):
     def _get_sampler(self, sampler):
         sampler = check_sampler(sampler or getattr(self, "sampler", None) or "greedy")
         if isinstance(sampler, (str, dict)):
-            import keras_nlp  # imported here: it is slow to import and only generation needs it
+            # One object per name or config, so that its compiled generation is reused.
+            key = json.dumps(sampler, sort_keys=True)
+            resolved = self.__dict__.setdefault("_resolved_samplers", {})
+            if key not in resolved:
+                import keras_nlp  # imported here: it is slow to import and only generation needs it
 
-            sampler = keras_nlp.samplers.get(sampler)
+                resolved[key] = keras_nlp.samplers.get(sampler)
+            sampler = resolved[key]
         return sampler
 
 
@@ -240,6 +329,13 @@ def serialize_sampler(sampler):
     if isinstance(sampler, (str, dict)):
         return sampler
     return keras.saving.serialize_keras_object(sampler)
+
+
+def _pad_after_stop(output, prompt_mask, stop_token_ids):
+    """Zeros after the first generated stop token of each row (numpy)."""
+    stops = np.isin(output, stop_token_ids) & ~prompt_mask
+    after = np.cumsum(np.cumsum(stops, axis=1) > 0, axis=1) > 1
+    return np.where(after, 0, output).astype("int32")
 
 
 def _is_one_prompt(prompt):

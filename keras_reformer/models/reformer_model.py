@@ -48,6 +48,17 @@ def default_num_buckets(max_sequence_length, chunk_length):
     return hashing.default_num_buckets(max_sequence_length, chunk_length)
 
 
+def _embed(token_embedding, position_layer, vocabulary_size, token_ids, padding_mask,
+           start_index=0):
+    """Token plus position embeddings, zero where a token is padding or an
+    invalid id (see `input_checks`), and the int32 mask of real tokens."""
+    real = real_token_mask(token_ids, padding_mask, vocabulary_size)
+    x = token_embedding(token_ids)
+    x = x + position_layer(x, start_index=start_index)
+    x = keras.ops.where(keras.ops.expand_dims(real, -1), x, 0)
+    return x, keras.ops.cast(real, "int32")
+
+
 @reformer_export
 class ReformerModel(TokenIdChecks, keras.Model):
     """The Reformer backbone: token ids to hidden states.
@@ -271,12 +282,9 @@ class ReformerModel(TokenIdChecks, keras.Model):
         padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
         # Invalid ids count as padding (see `input_checks`); padded positions
         # enter the stack as zeros, so nothing there can reach a real position.
-        real = real_token_mask(token_ids, padding_mask, vocabulary_size)
-        x = token_embedding(token_ids)
-        x = x + position_layer(x)
-        x = keras.ops.where(keras.ops.expand_dims(real, -1), x, 0)
+        x, real = _embed(token_embedding, position_layer, vocabulary_size, token_ids,
+                         padding_mask)
         x = embedding_dropout(x)
-        real = keras.ops.cast(real, "int32")
         if reversible:
             x = keras.ops.concatenate([x, x], axis=-1)
             x = reversible_stack(x, padding_mask=real)
@@ -364,6 +372,100 @@ class ReformerModel(TokenIdChecks, keras.Model):
         if kind == "learned":
             return PositionEmbedding(max_sequence_length, dtype=dtype, name="position_embedding")
         return SinusoidalPositionEmbedding(dtype=dtype, name="position_embedding")
+
+    # === Cached generation ===
+
+    def build_cache(self, token_ids, padding_mask=None):
+        """Runs the model on a generation buffer and returns every layer's cache.
+
+        The buffer's length is the cache's capacity; the positions a later
+        `call_with_cache` will fill are padding (`padding_mask` 0) here.
+        Needs `causal=True`; runs as inference (no dropout).
+
+        Args:
+            token_ids: `(batch, capacity)` integers.
+            padding_mask: optional `(batch, capacity)`, 1 for known tokens.
+
+        Returns:
+            `(hidden_states, cache)`: `(batch, capacity, output_dim)`, and a
+            tuple with one entry per block (nested tuples of tensors, batch
+            first). `cache_bytes_per_token` gives its size.
+
+        Example:
+
+        ```python
+        import numpy as np
+        import keras_reformer
+
+        model = keras_reformer.models.ReformerModel(
+            vocabulary_size=256, num_layers=2, hidden_dim=64, num_heads=2,
+            chunk_length=32, causal=True, max_sequence_length=128,
+        )
+        buffer = np.zeros((1, 128), "int32")
+        buffer[0, :10] = np.arange(10)
+        known = (np.arange(128) < 10)[None].astype("int32")
+        hidden, cache = model.build_cache(buffer, known)
+        next_hidden, cache = model.call_with_cache(buffer[:, 10:11], cache, 10)
+        ```
+        """
+        self._check_causal_for_cache()
+        token_ids = keras.ops.convert_to_tensor(token_ids, "int32")
+        if padding_mask is None:
+            padding_mask = keras.ops.ones_like(token_ids)
+        x, real = _embed(self.token_embedding, self.position_embedding, self.vocabulary_size,
+                         token_ids, padding_mask)
+        if self.reversible:
+            x = keras.ops.concatenate([x, x], axis=-1)
+        caches = []
+        for block in self.blocks:
+            x, cache = block.build_cache(x, padding_mask=real)
+            caches.append(cache)
+        return self.output_norm(x), tuple(caches)
+
+    def call_with_cache(self, token_ids, cache, cache_update_index):
+        """The hidden states of one new token per row, from and into the cache.
+
+        Each layer's attention sees the cached states of the tokens before
+        `cache_update_index`, as they were computed when those tokens were
+        processed (see `build_cache`), and adds the new token's.
+
+        Args:
+            token_ids: `(batch, 1)` integers, the tokens at `cache_update_index`.
+            cache: the cache from `build_cache` or a previous call.
+            cache_update_index: int32 scalar, the new tokens' position.
+
+        Returns:
+            `(hidden_states, cache)`: `(batch, 1, output_dim)` and the updated cache.
+        """
+        self._check_causal_for_cache()
+        token_ids = keras.ops.convert_to_tensor(token_ids, "int32")
+        x, _ = _embed(self.token_embedding, self.position_embedding, self.vocabulary_size,
+                      token_ids, keras.ops.ones_like(token_ids), start_index=cache_update_index)
+        if self.reversible:
+            x = keras.ops.concatenate([x, x], axis=-1)
+        caches = []
+        for block, block_cache in zip(self.blocks, cache):
+            x, block_cache = block.call_with_cache(x, block_cache, cache_update_index)
+            caches.append(block_cache)
+        return self.output_norm(x), tuple(caches)
+
+    def cache_bytes_per_token(self):
+        """Bytes of generation cache per token, per layer.
+
+        Returns:
+            A list with one int per layer: its attention's
+            `cache_bytes_per_token()` (keys and values, plus bucket and sort
+            entries for LSH layers). A cache for `n` positions takes `n` times
+            their sum.
+        """
+        return [block.f.layer.cache_bytes_per_token() for block in self.blocks]
+
+    def _check_causal_for_cache(self):
+        if not self.causal:
+            raise ValueError(
+                "Cached generation needs a causal model (each token computed once, from the "
+                "tokens before it). Received: causal=False"
+            )
 
     def __call__(self, inputs, *args, **kwargs):
         # Before Keras' input-spec check, which would refuse a missing padding mask.

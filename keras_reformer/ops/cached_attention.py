@@ -1,0 +1,118 @@
+"""Attention of one new token to cached keys: the pieces of cached generation.
+
+In cached (incremental) decoding each attention layer keeps the keys and
+values of the tokens it has seen; a new token attends to a window of them.
+For LSH attention the layer also keeps, per hash round, every token's bucket
+and the order of the tokens sorted by (bucket, position): the new token's rank
+in that order fixes its chunk, and so the keys it sees (`insert_in_order`).
+"""
+
+from keras import ops
+
+from keras_reformer import backend
+from keras_reformer.ops.masks import apply_attention_masks
+
+
+def write_position(cache, update, index, axis):
+    """`cache` with `update` written at `index` along `axis` (one position).
+
+    Args:
+        cache: a tensor, e.g. `(batch, heads, capacity, d)`.
+        update: a tensor of `cache`'s shape with size 1 along `axis`.
+        index: int32 scalar (tensor), the position to write.
+        axis: the position axis of `cache`.
+
+    Returns:
+        The updated tensor (a copy on JAX and TensorFlow; in place inside a
+        compiled loop).
+    """
+    start = [0] * len(cache.shape)
+    start[axis] = index
+    return ops.slice_update(cache, start, ops.cast(update, cache.dtype))
+
+
+def window_attention(queries, keys, values, key_positions, key_valid, query_position,
+                     mask_self=True, logit_offsets=None):
+    """Attention of one query per row to each of several windows of keys.
+
+    Args:
+        queries: `(n, d)`, one query per row (scaled as in `chunked_attention`).
+        keys: `(n, rounds, window, d)`, already scaled.
+        values: `(n, rounds, window, d_v)`.
+        key_positions: `(n or 1, rounds or 1, window)` original positions of the keys.
+        key_valid: booleans broadcasting like `key_positions`: which keys the
+            query may see (causality included).
+        query_position: int32 scalar, the query's position.
+        mask_self: give the key at the query's own position the self-mask
+            value (shared-QK attention). Defaults to `True`.
+        logit_offsets: optional `(n, rounds, window)` values subtracted from
+            the logits (the duplicate correction of LSH attention).
+
+    Returns:
+        `(outputs, logsumexp)`: `(n, rounds, d_v)` and `(n, rounds)`, as
+        `chunked_attention` returns them for each window.
+    """
+    logits = ops.einsum("nd,nrwd->nrw", queries, keys)
+    if logit_offsets is not None:
+        logits = logits - ops.cast(logit_offsets, logits.dtype)
+    logits = apply_attention_masks(
+        logits, ops.reshape(query_position, (1, 1, 1)), key_positions, key_valid,
+        causal=False, mask_self=mask_self,
+    )
+    shift = ops.max(logits, axis=-1, keepdims=True)
+    weights = backend.exp_nonpositive(logits - shift)
+    total = ops.sum(weights, axis=-1, keepdims=True)
+    outputs = ops.einsum("nrw,nrwd->nrd", weights, values) / total
+    return outputs, ops.squeeze(shift + ops.log(total), -1)
+
+
+def insert_in_order(order, rank, item):
+    """Inserts `item` at `rank` into each row of `order`; later entries move one right.
+
+    The last entry of each row falls off: rows are fixed-size buffers whose
+    tail holds no token yet.
+
+    Args:
+        order: `(..., capacity)` integers, e.g. token positions sorted by bucket.
+        rank: `(...)` integers in `[0, capacity)`, where `item` goes in each row.
+        item: an integer scalar (tensor).
+
+    Returns:
+        `(..., capacity)`, the rows after insertion.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_reformer.ops import insert_in_order
+    insert_in_order(np.array([[4, 1, 0, 0]]), np.array([1]), 7)  # [[4, 7, 1, 0]]
+    ```
+    """
+    order = ops.convert_to_tensor(order)
+    index = ops.arange(order.shape[-1], dtype="int32")
+    rank = ops.expand_dims(ops.cast(rank, "int32"), -1)
+    previous = ops.concatenate([order[..., :1], order[..., :-1]], axis=-1)
+    item = ops.cast(item, order.dtype)
+    return ops.where(index < rank, order, ops.where(index == rank, item, previous))
+
+
+def ranks_after_insert(ranks, rank, position):
+    """Each token's rank once a token at `position` is inserted at `rank`.
+
+    Tokens before `position` ranked at or after `rank` move up by one; the
+    new token gets `rank`; entries after `position` (no token yet) stay.
+
+    Args:
+        ranks: `(..., capacity)` integers, `ranks[..., j]` the rank of the token at position j.
+        rank: `(...)` integers, the new token's rank.
+        position: an integer scalar (tensor), the new token's position.
+
+    Returns:
+        `(..., capacity)` integers.
+    """
+    ranks = ops.convert_to_tensor(ranks)
+    positions = ops.arange(ranks.shape[-1], dtype="int32")
+    rank = ops.expand_dims(ops.cast(rank, ranks.dtype), -1)
+    moved = ops.logical_and(positions < position, ranks >= rank)
+    ranks = ops.where(moved, ranks + 1, ranks)
+    return ops.where(positions == position, rank, ranks)
