@@ -153,8 +153,8 @@ class ReformerCausalLM(BackboneTask):
     def generate(self, prompt, max_length, sampler=None, stop_token_ids=None, cache=True):
         """Extends each prompt to `max_length` tokens, one token at a time.
 
-        With `cache=True` (the default) the prompt is read in one pass (all
-        but the last token of the shortest prompt), and every later token is
+        With `cache=True` (the default) the prompt is read in one pass (the
+        shortest prompt, when their lengths differ), and every later token is
         processed once: each layer's attention keeps the keys and values (and,
         for LSH, the buckets and sorted order) of the tokens it has seen, and a
         new token attends to those, so a token costs the same whatever its
@@ -221,7 +221,8 @@ class ReformerCausalLM(BackboneTask):
         )
         output = keras.ops.convert_to_numpy(output).astype("int32")
         if stop_token_ids is not None:
-            output = _pad_after_stop(output, prompt_mask, stop_token_ids)
+            # Zeros after each row's stop token, also where the loop ended first.
+            output = np.maximum(_pad_after_stop(output, prompt_mask, stop_token_ids), 0)
         return output[0] if single else output
 
     def _generate_step(self, buffer, prompt_mask, start, sampler, stop_token_ids, cache):
@@ -229,17 +230,27 @@ class ReformerCausalLM(BackboneTask):
         max_length = buffer.shape[1]
         positions = keras.ops.expand_dims(keras.ops.arange(max_length, dtype="int32"), 0)
         if cache:
-            # Every token before the last one of the shortest prompt is read in
-            # one pass; the sampler's first step processes that last token.
+            # The shortest prompt is read in one pass; the sampler's first
+            # step takes its last logits, every later step one new token.
             known = keras.ops.cast(
-                keras.ops.broadcast_to(positions < start - 1, keras.ops.shape(buffer)), "int32")
+                keras.ops.broadcast_to(positions < start, keras.ops.shape(buffer)), "int32")
             hidden_states, layer_cache = self.backbone.build_cache(buffer, known)
+            last = keras.ops.take(hidden_states, keras.ops.expand_dims(start - 1, 0), axis=1)
+            prefill = (self.backbone.token_embedding(last, reverse=True)[:, 0], last[:, 0])
+            layer_cache = (layer_cache, prefill)
 
             def next_logits(token_ids, layer_cache, index):
-                position = index - 1
-                tokens = keras.ops.take(token_ids, keras.ops.expand_dims(position, 0), axis=1)
-                logits, hidden, layer_cache = self.call_with_cache(tokens, layer_cache, position)
-                return logits[:, 0], hidden[:, 0], layer_cache
+                layer_cache, prefill = layer_cache
+
+                def new_token():
+                    position = index - 1
+                    tokens = keras.ops.take(token_ids, keras.ops.expand_dims(position, 0), axis=1)
+                    logits, hidden, cache = self.call_with_cache(tokens, layer_cache, position)
+                    return logits[:, 0], hidden[:, 0], cache
+
+                logits, hidden, cache = keras.ops.cond(
+                    index == start, lambda: (*prefill, layer_cache), new_token)
+                return logits, hidden, (cache, prefill)
         else:
             layer_cache = None
 
@@ -290,7 +301,9 @@ class ReformerCausalLM(BackboneTask):
             buffer[i, : len(row)] = row
             prompt_mask[i, : len(row)] = True
         check_token_inputs(buffer, self.backbone.vocabulary_size, limit)
-        return buffer, prompt_mask, min(lengths)
+        # Slots to generate hold -1, no token id: a stop id must not match
+        # them before they are generated (the model treats -1 as padding).
+        return np.where(prompt_mask, buffer, -1), prompt_mask, min(lengths)
 
     def _get_sampler(self, sampler):
         sampler = check_sampler(sampler or getattr(self, "sampler", None) or "greedy")
