@@ -18,6 +18,14 @@ import keras  # noqa: E402
 import numpy as np
 import pytest
 
+if keras.backend.backend() == "torch":
+    import torch
+
+    # The suite runs the three backends side by side on the machine's cores;
+    # torch's intra-op threads then wait on busy cores at every op (a tiny
+    # train step took 0.97 s with 2 threads, 0.10 s with one, beside a busy process).
+    torch.set_num_threads(1)
+
 
 def pytest_report_header(config):
     return f"keras {keras.__version__}, backend {keras.backend.backend()}"

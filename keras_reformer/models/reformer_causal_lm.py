@@ -257,14 +257,16 @@ class ReformerCausalLM(BackboneTask):
             def next_logits(token_ids, layer_cache, index):
                 visible = keras.ops.cast(
                     keras.ops.broadcast_to(positions < index, keras.ops.shape(token_ids)), "int32")
-                hidden = self.backbone({"token_ids": token_ids, "padding_mask": visible})
+                hidden = self.backbone({"token_ids": keras.ops.maximum(token_ids, 0),
+                                        "padding_mask": visible})  # (-1: not yet generated)
                 last = keras.ops.take(hidden, keras.ops.expand_dims(index - 1, 0), axis=1)
                 logits = self.backbone.token_embedding(last, reverse=True)
                 return logits[:, 0], last[:, 0], layer_cache
 
             known = keras.ops.cast(
                 keras.ops.broadcast_to(positions < start, keras.ops.shape(buffer)), "int32")
-            hidden_states = self.backbone({"token_ids": buffer, "padding_mask": known})
+            hidden_states = self.backbone({"token_ids": keras.ops.maximum(buffer, 0),
+                                           "padding_mask": known})
         return sampler(
             next=next_logits,
             prompt=buffer,
