@@ -359,6 +359,14 @@ def run_fresh(script, spec, env=None, timeout=1800, memory_limit_mib=None, poll_
             "watched_peak_rss_mib": round(watched_peak, 1)}
 
 
+def print_progress(head, row, describe):
+    """One line per finished run: `head: describe(row)`, or its status and error."""
+    if row["status"] == "ok":
+        print(f"{head}: {describe(row)}", flush=True)
+    else:
+        print(f"{head}: {row['status']}: {row.get('error', '')}", flush=True)
+
+
 def child_main(measure):
     """Entry point of a child process: runs `measure(spec)` and prints its result line.
 

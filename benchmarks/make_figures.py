@@ -33,12 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ablations  # noqa: E402
 import common  # noqa: E402
+import generation  # noqa: E402
 import train_step  # noqa: E402
 
 # docs/benchmarks/tables/<file> per benchmark (placeholders named by the docs page).
 TABLE_FILES = {"train_step": "train_step.md", "lsh_attention": "attention_speed.md",
                "reversible_memory": "memory_vs_depth.md", "duplication": "duplication.md",
-               "char_lm": "char_lm.md", "jax_cpu_flags": "jax_cpu_flags.md"}
+               "char_lm": "char_lm.md", "jax_cpu_flags": "jax_cpu_flags.md",
+               "generation": "generation.md"}
 # Results measured on a GPU machine: a subfolder, shown as tables on their own.
 GPU_RESULTS = "gpu"
 GPU_TABLE_FILE = "gpu.md"
@@ -58,7 +60,8 @@ TABLE_COLUMNS = {"train_step": ["implementation", "backend", "length", "depth", 
                  "char_lm": ["backend", "bits_per_character", "steps", "steps_this_run",
                              "training_seconds"],
                  "jax_cpu_flags": ["variant", "xla_flags", "length", "depth", "rounds",
-                                   "step_seconds_median", "tokens_per_second", "speedup"]}
+                                   "step_seconds_median", "tokens_per_second", "speedup"],
+                 "generation": generation.ROW_COLUMNS}
 # Benchmarks whose settings are not all in their command (the examples' defaults): their
 # sections list the result's `config`.
 CONFIG_SHOWN = ("duplication", "char_lm")
@@ -265,6 +268,16 @@ def result_section(result):
         if targets:
             lines += ["", "Targets (against Hugging Face in the same run):", ""]
             lines += [f"- {line.removeprefix('target ')}" for line in targets]
+    if result["benchmark"] == "generation":
+        summary = generation.summary_rows(rows)
+        if summary:
+            lines += ["", "Milliseconds per generated token, per backend and length "
+                      "(ratios above 1: ours cached is faster):", "",
+                      common.format_table(summary, generation.SUMMARY_COLUMNS,
+                                          generation.SUMMARY_HEADERS, markdown=True)]
+        targets = generation.target_lines(rows)
+        if targets:
+            lines += ["", "Targets:", ""] + [f"- {line}" for line in targets]
     return "\n".join(lines) + "\n"
 
 

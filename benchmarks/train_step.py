@@ -469,13 +469,12 @@ def child_env(args):
 
 
 def _print_progress(row):
-    head = f"{row['implementation']} {row['backend']} L={row['length']} depth={row['depth']}"
-    if row["status"] == "ok":
-        print(f"{head}: {row['tokens_per_second']:.0f} tokens/s, "
-              f"peak RSS {row['peak_rss_mib']:.0f} MiB (training {row['training_rss_mib']:.0f}), "
-              f"{row['wall_seconds']:.0f} s wall", flush=True)
-    else:
-        print(f"{head}: {row['status']}: {row.get('error', '')}", flush=True)
+    common.print_progress(
+        f"{row['implementation']} {row['backend']} L={row['length']} depth={row['depth']}", row,
+        lambda row: (f"{row['tokens_per_second']:.0f} tokens/s, "
+                     f"peak RSS {row['peak_rss_mib']:.0f} MiB "
+                     f"(training {row['training_rss_mib']:.0f}), "
+                     f"{row['wall_seconds']:.0f} s wall"))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import json
 import numbers
+import sys
 
 import keras
 import numpy as np
@@ -153,12 +154,12 @@ class ReformerCausalLM(BackboneTask):
     def generate(self, prompt, max_length, sampler=None, stop_token_ids=None, cache=True):
         """Extends each prompt to `max_length` tokens, one token at a time.
 
-        With `cache=True` (the default) the prompt is read in one pass (the
-        shortest prompt, when their lengths differ), and every later token is
-        processed once: each layer's attention keeps the keys and values (and,
+        With `cache=True` (the default) the prompt but its last token is read
+        in one pass (the shortest prompt, when their lengths differ), and every
+        later token is processed once: each layer's attention keeps the keys and values (and,
         for LSH, the buckets and sorted order) of the tokens it has seen, and a
-        new token attends to those, so a token costs the same whatever its
-        position. A generated token's states depend only on the tokens
+        new token attends to those instead of re-running the model over the
+        whole buffer. A generated token's states depend only on the tokens
         before it. For local and full attention, and for one LSH layer, this
         equals re-running the model on each prefix; with several LSH layers
         it can differ slightly, because in a whole-sequence pass appending a
@@ -227,46 +228,35 @@ class ReformerCausalLM(BackboneTask):
 
     def _generate_step(self, buffer, prompt_mask, start, sampler, stop_token_ids, cache):
         """The sampler's loop over a `(batch, max_length)` buffer; traced once per shape."""
-        max_length = buffer.shape[1]
-        positions = keras.ops.expand_dims(keras.ops.arange(max_length, dtype="int32"), 0)
+        positions = keras.ops.expand_dims(keras.ops.arange(buffer.shape[1], dtype="int32"), 0)
+
+        def known_before(index):
+            return keras.ops.cast(
+                keras.ops.broadcast_to(positions < index, keras.ops.shape(buffer)), "int32")
+
+        hidden_states = None
+        if _reads_hidden_states(sampler):  # the prompt's hidden states (contrastive search)
+            hidden_states = self._hidden_states(buffer, known_before(start))
         if cache:
-            # The shortest prompt is read in one pass; the sampler's first
-            # step takes its last logits, every later step one new token.
-            known = keras.ops.cast(
-                keras.ops.broadcast_to(positions < start, keras.ops.shape(buffer)), "int32")
-            hidden_states, layer_cache = self.backbone.build_cache(buffer, known)
-            last = keras.ops.take(hidden_states, keras.ops.expand_dims(start - 1, 0), axis=1)
-            prefill = (self.backbone.token_embedding(last, reverse=True)[:, 0], last[:, 0])
-            layer_cache = (layer_cache, prefill)
+            # Every prompt token but the last of the shortest prompt is read in
+            # one pass; the sampler's first step processes that last one.
+            _, layer_cache = self.backbone.build_cache(buffer, known_before(start - 1))
 
             def next_logits(token_ids, layer_cache, index):
-                layer_cache, prefill = layer_cache
-
-                def new_token():
-                    position = index - 1
-                    tokens = keras.ops.take(token_ids, keras.ops.expand_dims(position, 0), axis=1)
-                    logits, hidden, cache = self.call_with_cache(tokens, layer_cache, position)
-                    return logits[:, 0], hidden[:, 0], cache
-
-                logits, hidden, cache = keras.ops.cond(
-                    index == start, lambda: (*prefill, layer_cache), new_token)
-                return logits, hidden, (cache, prefill)
+                position = index - 1
+                tokens = keras.ops.take(token_ids, keras.ops.expand_dims(position, 0), axis=1)
+                logits, hidden, layer_cache = self.call_with_cache(tokens, layer_cache, position)
+                return logits[:, 0], hidden[:, 0], layer_cache
         else:
             layer_cache = None
 
             def next_logits(token_ids, layer_cache, index):
-                visible = keras.ops.cast(
-                    keras.ops.broadcast_to(positions < index, keras.ops.shape(token_ids)), "int32")
-                hidden = self.backbone({"token_ids": keras.ops.maximum(token_ids, 0),
-                                        "padding_mask": visible})  # (-1: not yet generated)
+                visible = keras.ops.broadcast_to(positions < index, keras.ops.shape(token_ids))
+                hidden = self._hidden_states(token_ids, keras.ops.cast(visible, "int32"))
                 last = keras.ops.take(hidden, keras.ops.expand_dims(index - 1, 0), axis=1)
                 logits = self.backbone.token_embedding(last, reverse=True)
                 return logits[:, 0], last[:, 0], layer_cache
 
-            known = keras.ops.cast(
-                keras.ops.broadcast_to(positions < start, keras.ops.shape(buffer)), "int32")
-            hidden_states = self.backbone({"token_ids": keras.ops.maximum(buffer, 0),
-                                           "padding_mask": known})
         return sampler(
             next=next_logits,
             prompt=buffer,
@@ -277,6 +267,11 @@ class ReformerCausalLM(BackboneTask):
             hidden_states=hidden_states,
             model=self,
         )
+
+    def _hidden_states(self, token_ids, padding_mask):
+        """The backbone on a generation buffer (its -1 slots, not yet generated, as padding)."""
+        return self.backbone({"token_ids": keras.ops.maximum(token_ids, 0),
+                              "padding_mask": padding_mask})
 
     def _prompt_buffer(self, prompt, max_length):
         rows = [np.asarray(row).reshape(-1) for row in prompt]
@@ -344,6 +339,12 @@ def serialize_sampler(sampler):
     if isinstance(sampler, (str, dict)):
         return sampler
     return keras.saving.serialize_keras_object(sampler)
+
+
+def _reads_hidden_states(sampler):
+    """Whether `sampler` uses the prompt's hidden states (keras-nlp's contrastive search)."""
+    keras_hub = sys.modules.get("keras_hub")  # loaded wherever a keras-nlp sampler exists
+    return keras_hub is not None and isinstance(sampler, keras_hub.samplers.ContrastiveSampler)
 
 
 def _pad_after_stop(output, prompt_mask, stop_token_ids):

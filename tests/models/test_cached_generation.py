@@ -161,6 +161,16 @@ def test_cache_bytes_per_token_per_layer():
     assert lm.backbone.cache_bytes_per_token() == [2 * 32 * 4 + 2 * 3 * 2 * 4, 2 * 32 * 4]
 
 
+def test_mixed_precision_generation_keeps_a_half_precision_cache():
+    lm = small_lm(num_layers=2, attention_layers=["lsh", "local"], dtype="mixed_bfloat16")
+    assert lm.backbone.cache_bytes_per_token() == [2 * 32 * 2 + 2 * 2 * 2 * 4, 2 * 32 * 2]
+    _, cache = lm.backbone.build_cache(np.zeros((1, 32), "int32"))
+    assert keras.backend.standardize_dtype(cache[0][0][0].dtype) == "bfloat16"
+    out = lm.generate(PROMPTS, max_length=16)
+    assert ((out >= 0) & (out < VOCABULARY)).all()
+    np.testing.assert_array_equal(out[1, :8], PROMPTS[1])
+
+
 def test_a_trained_duplication_model_copies_through_the_cache():
     # The paper's task, tiny: `0 w 0 w`; the second `w` can only come from
     # attending back to the first, through LSH buckets. 256 steps reach
