@@ -164,7 +164,8 @@ def test_cache_bytes_per_token_per_layer():
 def test_mixed_precision_generation_keeps_a_half_precision_cache():
     lm = small_lm(num_layers=2, attention_layers=["lsh", "local"], dtype="mixed_bfloat16")
     assert lm.backbone.cache_bytes_per_token() == [2 * 32 * 2 + 2 * 2 * 2 * 4, 2 * 32 * 2]
-    _, cache = lm.backbone.build_cache(np.zeros((1, 32), "int32"))
+    build_cache = compile_inference(lm.backbone.build_cache, lm.variables)
+    _, cache = build_cache(np.zeros((1, 32), "int32"))
     assert keras.backend.standardize_dtype(cache[0][0][0].dtype) == "bfloat16"
     out = lm.generate(PROMPTS, max_length=16)
     assert ((out >= 0) & (out < VOCABULARY)).all()

@@ -40,10 +40,14 @@ def test_overfits_a_fixed_batch():
 
 
 def _slow_greedy(lm, prompt, max_length):
-    tokens = np.array(prompt, dtype="int32")
-    while tokens.shape[1] < max_length:
-        logits = to_numpy(lm.predict_on_batch({"token_ids": tokens}))  # compiled per length
-        tokens = np.concatenate([tokens, logits[:, -1:].argmax(-1).astype("int32")], axis=1)
+    # Each prefix in a fixed buffer, the rest padding (padding never reaches
+    # real positions: tests/test_padding_isolation.py), so one compiled predict.
+    tokens = np.zeros((len(prompt), max_length), "int32")
+    tokens[:, : prompt.shape[1]] = prompt
+    for t in range(prompt.shape[1], max_length):
+        mask = np.broadcast_to(np.arange(max_length) < t, tokens.shape).astype("int32")
+        logits = to_numpy(lm.predict_on_batch({"token_ids": tokens, "padding_mask": mask}))
+        tokens[:, t] = logits[:, t - 1].argmax(-1)
     return tokens
 
 
