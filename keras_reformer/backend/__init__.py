@@ -17,10 +17,13 @@ backend's module (`jax_backend`, `tensorflow_backend`, `torch_backend`):
 - `rng_state()` / `replay_rng(state)`: capture and replay the framework's
   global random state (only torch's unseeded dropout uses one).
 
-The models need two more: `assert_at_most(value, limit, message)`, a check of
-a sequence length that a TensorFlow graph only knows at run time, and
+The models need three more: `assert_at_most(value, limit, message)`, a check
+of a sequence length that a TensorFlow graph only knows at run time,
 `variables_kept_on_error(model)`, which keeps a JAX model usable after an
-exception inside one of Keras' steps.
+exception inside one of Keras' steps, and `is_concrete(x)`, whether a
+tensor's values can be read now. A backend module may leave out the pieces
+that do nothing on it (`rng_state`, `replay_rng`, `variables_kept_on_error`):
+the defaults here stand in. Each module is imported once.
 
 Generation needs `compile_inference(function, variables)`, a function
 compiled for inference once per input shape.
@@ -31,6 +34,8 @@ attention logits minus their maximum.
 The custom gradient itself is `keras.ops.custom_gradient`.
 """
 
+import contextlib
+import functools
 import importlib
 
 import keras
@@ -43,7 +48,12 @@ _MODULES = {
 
 
 def _module():
-    backend = keras.backend.backend()
+    return _load(keras.backend.backend())
+
+
+@functools.cache
+def _load(backend):
+    """The module of `backend`, imported once."""
     if backend not in _MODULES:
         raise NotImplementedError(
             f"keras_reformer supports the jax, tensorflow and torch backends. Received: {backend}"
@@ -130,14 +140,18 @@ def exp_nonpositive(x):
 
 
 def rng_state():
-    """The framework's global random state now (None where none is used)."""
-    return _module().rng_state()
+    """The framework's global random state now (None where none is used:
+    only torch's unseeded dropout draws from one)."""
+    module = _module()
+    return module.rng_state() if hasattr(module, "rng_state") else None
 
 
 def replay_rng(state):
     """A context manager that runs its body from the global random `state`
-    captured by `rng_state()` and restores the current state afterwards."""
-    return _module().replay_rng(state)
+    captured by `rng_state()` and restores the current state afterwards
+    (nothing to do where there is no global random state)."""
+    module = _module()
+    return module.replay_rng(state) if hasattr(module, "replay_rng") else contextlib.nullcontext()
 
 
 def assert_at_most(value, limit, message):
@@ -171,7 +185,25 @@ def variables_kept_on_error(model):
     Args:
         model: a `keras.Model`.
     """
-    return _module().variables_kept_on_error(model)
+    module = _module()
+    if not hasattr(module, "variables_kept_on_error"):
+        return contextlib.nullcontext()
+    return module.variables_kept_on_error(model)
+
+
+def is_concrete(x):
+    """True when `x`'s values can be read now without leaving a traced graph.
+
+    numpy arrays and eager tensors are concrete; Keras symbolic tensors, JAX
+    tracers, TensorFlow graph tensors and tensors under `torch.compile` are not.
+
+    Args:
+        x: an array or tensor.
+
+    Returns:
+        A Python bool.
+    """
+    return not isinstance(x, keras.KerasTensor) and _module().is_concrete(x)
 
 
 def compile_inference(function, variables):

@@ -12,14 +12,6 @@ def vjp(fn, weights, x, cotangent):
     return output, list(weight_grads), x_grad
 
 
-def rng_state():
-    return None
-
-
-def replay_rng(state):
-    return contextlib.nullcontext()
-
-
 def run_in_sequence(steps, carry):
     return jax.lax.fori_loop(0, len(steps), lambda i, c: jax.lax.switch(i, steps, *c), carry)
 
@@ -75,3 +67,7 @@ def compile_inference(function, variables):
         return outputs
 
     return run
+
+
+def is_concrete(x):
+    return not isinstance(x, jax.core.Tracer)

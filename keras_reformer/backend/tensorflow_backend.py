@@ -1,7 +1,5 @@
 """TensorFlow pieces of keras_reformer.backend (the reversible stack's custom gradient, loops, exp)."""
 
-import contextlib
-
 import tensorflow as tf
 
 
@@ -16,14 +14,6 @@ def vjp(fn, weights, x, cotangent):
         unconnected_gradients=tf.UnconnectedGradients.ZERO,
     )
     return tf.stop_gradient(output), list(weight_grads), x_grad
-
-
-def rng_state():
-    return None
-
-
-def replay_rng(state):
-    return contextlib.nullcontext()
 
 
 def run_in_sequence(steps, carry):
@@ -83,10 +73,10 @@ def assert_at_most(value, limit, message):
     tf.debugging.assert_less_equal(value, tf.cast(limit, value.dtype), message=message)
 
 
-def variables_kept_on_error(model):
-    return contextlib.nullcontext()
-
-
 def compile_inference(function, variables):
     del variables  # a tf.function reads and assigns variables itself
     return tf.function(function, jit_compile=True, autograph=False)
+
+
+def is_concrete(x):
+    return not tf.is_tensor(x) or tf.executing_eagerly()

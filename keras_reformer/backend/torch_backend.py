@@ -66,10 +66,6 @@ def assert_at_most(value, limit, message):
         raise ValueError(message)
 
 
-def variables_kept_on_error(model):
-    return contextlib.nullcontext()
-
-
 def compile_inference(function, variables):
     del variables
 
@@ -78,3 +74,7 @@ def compile_inference(function, variables):
             return function(*args)
 
     return run
+
+
+def is_concrete(x):
+    return not torch.compiler.is_compiling()

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from keras_reformer import backend
-from keras_reformer.backend.introspection import is_concrete
+from keras_reformer.backend import is_concrete
 
 
 def check_token_inputs(inputs, vocabulary_size, max_sequence_length, check_values=True):
