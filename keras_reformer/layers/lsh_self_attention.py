@@ -12,8 +12,11 @@ from keras_reformer.argument_checks import check_num_buckets
 from keras_reformer.layers.local_self_attention import LocalSelfAttention
 from keras_reformer.layers.randomness import call_seed
 from keras_reformer.layers.randomness import concrete_seed
-from keras_reformer.ops.cached_attention import insert_in_order
-from keras_reformer.ops.cached_attention import ranks_after_insert
+from keras_reformer.ops.bucket_order import base_tokens_up_to
+from keras_reformer.ops.bucket_order import count_before
+from keras_reformer.ops.bucket_order import merge_recent
+from keras_reformer.ops.bucket_order import order_from_sort
+from keras_reformer.ops.bucket_order import recent_tokens
 from keras_reformer.ops.cached_attention import window_attention
 from keras_reformer.ops.cached_attention import write_position
 from keras_reformer.ops.chunked_attention import chunked_attention
@@ -264,13 +267,14 @@ class LSHSelfAttention(LocalSelfAttention):
         return (buckets,) + sort_by_bucket(buckets, num_buckets)
 
     # === Cached generation ===
-    # Per hash round the cache keeps every token's bucket and the tokens'
-    # positions sorted by (bucket, position): `order[r, i]` is the position of
-    # the token of rank i. A new token at position t has rank
-    # #{j < t : bucket_j <= bucket_t} among tokens 0..t, is inserted there, and
-    # sees the keys whose ranks lie in its chunk and the `lookback` chunks
-    # before it (`lookahead` after): the keys the whole-sequence call would give
-    # it if the sequence ended at t.
+    # Per hash round the cache keeps every token's bucket and the (bucket,
+    # position) order of the tokens (`keras_reformer.ops.bucket_order`: a
+    # sorted base plus up to `chunk_length` recent tokens, merged into the base
+    # every `chunk_length` tokens). A new token at position t has rank
+    # #{j < t : bucket_j <= bucket_t} among tokens 0..t and sees the keys whose
+    # ranks lie in its chunk and the `lookback` chunks before it (`lookahead`
+    # after): the keys the whole-sequence call would give it if the sequence
+    # ended at t.
 
     def _cache_factors(self, capacity):
         # The factors a whole-sequence call on `capacity` positions uses.
@@ -278,21 +282,26 @@ class LSHSelfAttention(LocalSelfAttention):
 
     def _extra_cache(self, queries, key_mask):
         capacity = axis_size(queries, 1)
+        factors = self._cache_factors(capacity)
         buckets, sort_indices, undo_indices = self._hash_and_sort(
-            queries, key_mask, self._cache_factors(capacity), training=False
+            queries, key_mask, factors, training=False
         )
         shape = (-1, self.num_heads, self.num_hashes, capacity)
-        extra = (ops.reshape(buckets, shape), ops.reshape(sort_indices % capacity, shape))
-        if self.correct_duplicates:
-            extra += (ops.reshape(undo_indices % capacity, shape),)
-        return extra
+        buckets = ops.reshape(buckets, shape)
+        order, starts, ranks = order_from_sort(
+            buckets, ops.reshape(sort_indices % capacity, shape),
+            ops.reshape(undo_indices % capacity, shape), math.prod(factors),
+        )
+        return (buckets, order, starts) + ((ranks,) if self.correct_duplicates else ())
 
     def _extra_cache_bytes(self):
-        # int32 bucket and order entries (and ranks), per round and head.
+        # int32 bucket and order entries (and ranks), per round and head; the
+        # per-sequence `starts` table (num_buckets + 1 entries) is not per token.
         return 4 * self.num_heads * self.num_hashes * (3 if self.correct_duplicates else 2)
 
     def _attend_cached(self, query, keys, values, extra, index):
-        bucket_cache, order = extra[:2]
+        bucket_cache, order, starts = extra[:3]
+        ranks = extra[3] if self.correct_duplicates else None
         capacity = keys.shape[2]
         factors = self._cache_factors(capacity)
         rotations = self._draw_rotations(
@@ -301,40 +310,50 @@ class LSHSelfAttention(LocalSelfAttention):
         per_head = ops.reshape(ops.cast(query, "float32"), (-1, self.num_heads, 1, self.key_dim))
         buckets = hash_buckets(per_head, rotations, factors)  # (batch, heads, rounds, 1)
         bucket_cache = write_position(bucket_cache, buckets, index, axis=3)
-        earlier = ops.arange(capacity, dtype="int32") < index
-        rank = ops.sum(
-            ops.cast(ops.logical_and(earlier, bucket_cache <= buckets), "int32"), axis=-1
-        )  # (batch, heads, rounds)
-        order = insert_in_order(order, rank, index)
+        slots = min(self.chunk_length, capacity)
+        recent = recent_tokens(bucket_cache, starts, index, slots)
+        recent_ranks = base_tokens_up_to(starts, recent[1]) + count_before(*recent[:2], recent)
+        new_position = ops.reshape(index, (1, 1, 1, 1))
+        rank = base_tokens_up_to(starts, buckets) + count_before(new_position, buckets, recent)
 
-        size = min((self.lookback + 1 + self.lookahead) * self.chunk_length, capacity)
-        chunk = rank // self.chunk_length
-        first = ops.expand_dims((chunk - self.lookback) * self.chunk_length, -1)
-        end = ops.expand_dims((chunk + 1 + self.lookahead) * self.chunk_length, -1)
-        ranks = ops.clip(first, 0, capacity - size) + ops.arange(size, dtype="int32")
-        visible = ops.logical_and(ops.logical_and(ranks >= first, ranks < end), ranks <= index)
-        positions = ops.take_along_axis(order, ranks, axis=-1)  # (batch, heads, rounds, size)
+        # The base tokens whose ranks can fall in the window: those of base
+        # index first - slots .. end (the recent tokens move them up by at most slots).
+        size = (self.lookback + 1 + self.lookahead) * self.chunk_length
+        chunk = rank // self.chunk_length  # (batch, heads, rounds, 1)
+        first = (chunk - self.lookback) * self.chunk_length
+        base_size = min(size + slots, capacity)
+        base_index = ops.clip(first - slots, 0, capacity - base_size) + ops.arange(
+            base_size, dtype="int32"
+        )
+        base_positions = ops.take_along_axis(order, base_index, axis=-1)
+        base_buckets = ops.take_along_axis(bucket_cache, base_positions, axis=-1)
+        base_ranks = base_index + count_before(base_positions, base_buckets, recent)
+        positions = ops.concatenate([base_positions, recent[0]], axis=-1)
+        key_ranks = ops.concatenate([base_ranks, recent_ranks], axis=-1)
+        valid = ops.concatenate([base_index < starts[..., -1:], recent[2]], axis=-1)
+        visible = ops.logical_and(
+            valid, ops.logical_and(key_ranks >= first, key_ranks < first + size)
+        )
 
-        rows = (-1, self.num_hashes, size)
-        flat_positions = ops.reshape(positions, (-1, self.num_hashes * size))
+        window = base_size + slots
+        rows = (-1, self.num_hashes, window)
+        flat_positions = ops.reshape(positions, (-1, self.num_hashes * window))
         window_keys, window_values = (
             ops.reshape(gather_along_sequence(ops.reshape(x, (-1, capacity, x.shape[-1])),
                                               flat_positions), rows + (x.shape[-1],))
             for x in (keys, values)
         )
-        offsets, new_extra = None, (bucket_cache, order)
+        offsets = None
         if self.correct_duplicates:
-            # Every visible key's chunk in every round (from the ranks after
-            # the insertion), against the new token's: the counts of
-            # `duplicate_counts`, as in the whole-sequence call.
-            token_ranks = ranks_after_insert(extra[2], rank, index)
-            new_extra += (token_ranks,)
-            per_token = ops.transpose(
-                ops.reshape(token_ranks, (-1, self.num_hashes, capacity)), (0, 2, 1)
-            )
-            key_chunks = ops.reshape(
-                gather_along_sequence(per_token, flat_positions) // self.chunk_length,
-                rows + (self.num_hashes,),
+            # Every visible key's chunk in every round, against the new
+            # token's: the counts of `duplicate_counts`, as in the whole-sequence call.
+            every_round = self._ranks_in_every_round(
+                ops.reshape(positions, (-1, self.num_heads, 1, self.num_hashes * window)),
+                bucket_cache, starts, ranks, recent,
+            )  # (batch, heads, rounds, rounds * window)
+            key_chunks = ops.transpose(
+                ops.reshape(every_round // self.chunk_length,
+                            (-1, self.num_hashes) + rows[1:]), (0, 2, 3, 1)
             )
             query_chunks = ops.reshape(chunk, (-1, 1, 1, self.num_hashes))
             counts = duplicate_counts(query_chunks, key_chunks, self.lookback, self.lookahead)
@@ -344,7 +363,31 @@ class LSHSelfAttention(LocalSelfAttention):
             ops.reshape(visible, rows), index, mask_self=True, logit_offsets=offsets,
         )
         outputs = combine_hash_rounds(ops.expand_dims(outputs, 2), ops.expand_dims(logsumexp, 2))
-        return outputs[:, 0], new_extra
+
+        def merged():
+            # Every row whose recent slots are full folds them into its base.
+            merge = index + 1 - starts[..., -1:] >= slots
+            new = merge_recent(bucket_cache, order, starts, ranks, recent, recent_ranks)
+            return tuple(ops.where(merge, after, before)
+                         for after, before in zip(new, (order, starts, ranks))
+                         if before is not None)
+
+        def kept():
+            return tuple(x for x in (order, starts, ranks) if x is not None)
+
+        full = ops.any(index + 1 - starts[..., -1] >= slots)
+        return outputs[:, 0], (bucket_cache,) + tuple(ops.cond(full, merged, kept))
+
+    def _ranks_in_every_round(self, positions, bucket_cache, starts, ranks, recent):
+        """Ranks of tokens `(batch, heads, 1, n)` in every round: `(batch, heads, rounds, n)`."""
+        positions = positions + ops.zeros_like(bucket_cache[..., :1])
+        buckets = ops.take_along_axis(bucket_cache, positions, axis=-1)
+        base_part = ops.where(
+            positions < starts[..., -1:],
+            ops.take_along_axis(ranks, positions, axis=-1),
+            base_tokens_up_to(starts, buckets),
+        )
+        return base_part + count_before(positions, buckets, recent)
 
     def _draw_rotations(self, shape, training):
         """Random rotations R ~ N(0, 1), a function of the rotation seed state.

@@ -1,6 +1,5 @@
 """Public ops of keras_reformer."""
-from keras_reformer.ops.cached_attention import (insert_in_order, ranks_after_insert,
-                                                 window_attention)
+from keras_reformer.ops.cached_attention import window_attention
 from keras_reformer.ops.chunked_attention import (chunked_attention, combine_hash_rounds,
                                                   duplicate_counts, shared_qk_keys)
 from keras_reformer.ops.chunking import (look_around, merge_chunks, pad_to_multiple,

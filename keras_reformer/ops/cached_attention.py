@@ -4,7 +4,8 @@ In cached (incremental) decoding each attention layer keeps the keys and
 values of the tokens it has seen; a new token attends to a window of them.
 For LSH attention the layer also keeps, per hash round, every token's bucket
 and the order of the tokens sorted by (bucket, position): the new token's rank
-in that order fixes its chunk, and so the keys it sees (`insert_in_order`).
+in that order fixes its chunk, and so the keys it sees
+(`keras_reformer.ops.bucket_order`).
 """
 
 from keras import ops
@@ -64,55 +65,3 @@ def window_attention(queries, keys, values, key_positions, key_valid, query_posi
     total = ops.sum(weights, axis=-1, keepdims=True)
     outputs = ops.einsum("nrw,nrwd->nrd", weights, values) / total
     return outputs, ops.squeeze(shift + ops.log(total), -1)
-
-
-def insert_in_order(order, rank, item):
-    """Inserts `item` at `rank` into each row of `order`; later entries move one right.
-
-    The last entry of each row falls off: rows are fixed-size buffers whose
-    tail holds no token yet.
-
-    Args:
-        order: `(..., capacity)` integers, e.g. token positions sorted by bucket.
-        rank: `(...)` integers in `[0, capacity)`, where `item` goes in each row.
-        item: an integer scalar (tensor).
-
-    Returns:
-        `(..., capacity)`, the rows after insertion.
-
-    Example:
-
-    ```python
-    import numpy as np
-    from keras_reformer.ops import insert_in_order
-    insert_in_order(np.array([[4, 1, 0, 0]]), np.array([1]), 7)  # [[4, 7, 1, 0]]
-    ```
-    """
-    order = ops.convert_to_tensor(order)
-    index = ops.arange(order.shape[-1], dtype="int32")
-    rank = ops.expand_dims(ops.cast(rank, "int32"), -1)
-    previous = ops.concatenate([order[..., :1], order[..., :-1]], axis=-1)
-    item = ops.cast(item, order.dtype)
-    return ops.where(index < rank, order, ops.where(index == rank, item, previous))
-
-
-def ranks_after_insert(ranks, rank, position):
-    """Each token's rank once a token at `position` is inserted at `rank`.
-
-    Tokens before `position` ranked at or after `rank` move up by one; the
-    new token gets `rank`; entries after `position` (no token yet) stay.
-
-    Args:
-        ranks: `(..., capacity)` integers, `ranks[..., j]` the rank of the token at position j.
-        rank: `(...)` integers, the new token's rank.
-        position: an integer scalar (tensor), the new token's position.
-
-    Returns:
-        `(..., capacity)` integers.
-    """
-    ranks = ops.convert_to_tensor(ranks)
-    positions = ops.arange(ranks.shape[-1], dtype="int32")
-    rank = ops.expand_dims(ops.cast(rank, ranks.dtype), -1)
-    moved = ops.logical_and(positions < position, ranks >= rank)
-    ranks = ops.where(moved, ranks + 1, ranks)
-    return ops.where(positions == position, rank, ranks)
