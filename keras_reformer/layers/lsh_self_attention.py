@@ -12,11 +12,13 @@ from keras_reformer.argument_checks import check_num_buckets
 from keras_reformer.layers.local_self_attention import LocalSelfAttention
 from keras_reformer.layers.randomness import call_seed
 from keras_reformer.layers.randomness import concrete_seed
-from keras_reformer.ops.bucket_order import base_tokens_up_to
-from keras_reformer.ops.bucket_order import count_before
+from keras_reformer.ops.bucket_order import add_token
+from keras_reformer.ops.bucket_order import base_token_ranks
 from keras_reformer.ops.bucket_order import merge_recent
 from keras_reformer.ops.bucket_order import order_from_sort
+from keras_reformer.ops.bucket_order import recent_token_ranks
 from keras_reformer.ops.bucket_order import recent_tokens
+from keras_reformer.ops.bucket_order import token_ranks
 from keras_reformer.ops.cached_attention import window_attention
 from keras_reformer.ops.cached_attention import write_position
 from keras_reformer.ops.chunked_attention import chunked_attention
@@ -292,16 +294,17 @@ class LSHSelfAttention(LocalSelfAttention):
             buckets, ops.reshape(sort_indices % capacity, shape),
             ops.reshape(undo_indices % capacity, shape), math.prod(factors),
         )
-        return (buckets, order, starts) + ((ranks,) if self.correct_duplicates else ())
+        extra = (buckets, order, starts, starts)  # the base's table, and all tokens'
+        return extra + ((ranks,) if self.correct_duplicates else ())
 
     def _extra_cache_bytes(self):
         # int32 bucket and order entries (and ranks), per round and head; the
-        # per-sequence `starts` table (num_buckets + 1 entries) is not per token.
+        # two per-sequence tables (num_buckets + 1 entries each) are not per token.
         return 4 * self.num_heads * self.num_hashes * (3 if self.correct_duplicates else 2)
 
     def _attend_cached(self, query, keys, values, extra, index):
-        bucket_cache, order, starts = extra[:3]
-        ranks = extra[3] if self.correct_duplicates else None
+        bucket_cache, order, base_starts, starts = extra[:4]
+        ranks = extra[4] if self.correct_duplicates else None
         capacity = keys.shape[2]
         factors = self._cache_factors(capacity)
         rotations = self._draw_rotations(
@@ -310,11 +313,10 @@ class LSHSelfAttention(LocalSelfAttention):
         per_head = ops.reshape(ops.cast(query, "float32"), (-1, self.num_heads, 1, self.key_dim))
         buckets = hash_buckets(per_head, rotations, factors)  # (batch, heads, rounds, 1)
         bucket_cache = write_position(bucket_cache, buckets, index, axis=3)
+        rank, starts = add_token(starts, buckets)
         slots = min(self.chunk_length, capacity)
-        recent = recent_tokens(bucket_cache, starts, index, slots)
-        recent_ranks = base_tokens_up_to(starts, recent[1]) + count_before(*recent[:2], recent)
-        new_position = ops.reshape(index, (1, 1, 1, 1))
-        rank = base_tokens_up_to(starts, buckets) + count_before(new_position, buckets, recent)
+        recent = recent_tokens(bucket_cache, base_starts, index, slots)
+        recent_ranks = recent_token_ranks(*recent[:2], base_starts, starts, recent)
 
         # The base tokens whose ranks can fall in the window: those of base
         # index first - slots .. end (the recent tokens move them up by at most slots).
@@ -326,11 +328,13 @@ class LSHSelfAttention(LocalSelfAttention):
             base_size, dtype="int32"
         )
         base_positions = ops.take_along_axis(order, base_index, axis=-1)
-        base_buckets = ops.take_along_axis(bucket_cache, base_positions, axis=-1)
-        base_ranks = base_index + count_before(base_positions, base_buckets, recent)
+        base_ranks = base_token_ranks(
+            base_index, ops.take_along_axis(bucket_cache, base_positions, axis=-1),
+            base_starts, starts,
+        )
         positions = ops.concatenate([base_positions, recent[0]], axis=-1)
         key_ranks = ops.concatenate([base_ranks, recent_ranks], axis=-1)
-        valid = ops.concatenate([base_index < starts[..., -1:], recent[2]], axis=-1)
+        valid = ops.concatenate([base_index < base_starts[..., -1:], recent[2]], axis=-1)
         visible = ops.logical_and(
             valid, ops.logical_and(key_ranks >= first, key_ranks < first + size)
         )
@@ -347,9 +351,12 @@ class LSHSelfAttention(LocalSelfAttention):
         if self.correct_duplicates:
             # Every visible key's chunk in every round, against the new
             # token's: the counts of `duplicate_counts`, as in the whole-sequence call.
-            every_round = self._ranks_in_every_round(
-                ops.reshape(positions, (-1, self.num_heads, 1, self.num_hashes * window)),
-                bucket_cache, starts, ranks, recent,
+            every_positions = ops.reshape(
+                positions, (-1, self.num_heads, 1, self.num_hashes * window)
+            ) + ops.zeros_like(bucket_cache[..., :1])
+            every_round = token_ranks(
+                every_positions, ops.take_along_axis(bucket_cache, every_positions, axis=-1),
+                base_starts, starts, ranks, recent,
             )  # (batch, heads, rounds, rounds * window)
             key_chunks = ops.transpose(
                 ops.reshape(every_round // self.chunk_length,
@@ -364,30 +371,18 @@ class LSHSelfAttention(LocalSelfAttention):
         )
         outputs = combine_hash_rounds(ops.expand_dims(outputs, 2), ops.expand_dims(logsumexp, 2))
 
+        kept = (order, base_starts) + ((ranks,) if ranks is not None else ())
+
         def merged():
             # Every row whose recent slots are full folds them into its base.
-            merge = index + 1 - starts[..., -1:] >= slots
-            new = merge_recent(bucket_cache, order, starts, ranks, recent, recent_ranks)
-            return tuple(ops.where(merge, after, before)
-                         for after, before in zip(new, (order, starts, ranks))
-                         if before is not None)
+            full = index + 1 - base_starts[..., -1:] >= slots
+            new = merge_recent(bucket_cache, order, base_starts, starts, ranks, recent,
+                               recent_ranks)
+            return tuple(ops.where(full, after, before) for after, before in zip(new, kept))
 
-        def kept():
-            return tuple(x for x in (order, starts, ranks) if x is not None)
-
-        full = ops.any(index + 1 - starts[..., -1] >= slots)
-        return outputs[:, 0], (bucket_cache,) + tuple(ops.cond(full, merged, kept))
-
-    def _ranks_in_every_round(self, positions, bucket_cache, starts, ranks, recent):
-        """Ranks of tokens `(batch, heads, 1, n)` in every round: `(batch, heads, rounds, n)`."""
-        positions = positions + ops.zeros_like(bucket_cache[..., :1])
-        buckets = ops.take_along_axis(bucket_cache, positions, axis=-1)
-        base_part = ops.where(
-            positions < starts[..., -1:],
-            ops.take_along_axis(ranks, positions, axis=-1),
-            base_tokens_up_to(starts, buckets),
-        )
-        return base_part + count_before(positions, buckets, recent)
+        pending = ops.any(index + 1 - base_starts[..., -1] >= slots)
+        order, base_starts, *ranks = ops.cond(pending, merged, lambda: kept)
+        return outputs[:, 0], (bucket_cache, order, base_starts, starts) + tuple(ranks)
 
     def _draw_rotations(self, shape, training):
         """Random rotations R ~ N(0, 1), a function of the rotation seed state.

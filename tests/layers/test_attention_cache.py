@@ -55,10 +55,10 @@ def test_one_token_at_a_time_equals_the_call_on_its_prefix_and_bytes_add_up(name
     arrays = [to_numpy(t) for t in cache]  # float32 keys and values, int32 LSH entries
     assert [a.dtype.kind for a in arrays] == ["f", "f"] + ["i"] * (len(arrays) - 2)
     if isinstance(layer, LSHSelfAttention):
-        # Besides the per-token entries, one table per sequence: each round's bucket starts.
-        starts = arrays.pop(4)
+        # Besides the per-token entries, two tables per sequence: tokens per bucket.
         num_buckets = int(np.prod(layer.num_buckets))
-        assert starts.shape == (2, layer.num_heads, layer.num_hashes, num_buckets + 1)
+        for table in (arrays.pop(4), arrays.pop(4)):
+            assert table.shape == (2, layer.num_heads, layer.num_hashes, num_buckets + 1)
     assert layer.cache_bytes_per_token() * 2 * LENGTH == 4 * sum(a.size for a in arrays)
     assert_allclose(to_numpy(outputs)[:, :KNOWN], to_numpy(reference(x, known))[:, :KNOWN],
                     rtol=1e-5, atol=1e-5)

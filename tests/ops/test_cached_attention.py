@@ -1,11 +1,12 @@
 import numpy as np
 from keras import ops
 
-from keras_reformer.ops.bucket_order import base_tokens_up_to
-from keras_reformer.ops.bucket_order import count_before
+from keras_reformer.ops.bucket_order import add_token
 from keras_reformer.ops.bucket_order import merge_recent
 from keras_reformer.ops.bucket_order import order_from_sort
+from keras_reformer.ops.bucket_order import recent_token_ranks
 from keras_reformer.ops.bucket_order import recent_tokens
+from keras_reformer.ops.bucket_order import token_ranks
 from keras_reformer.ops import window_attention
 from keras_reformer.ops.cached_attention import write_position
 from keras_reformer.ops.masks import mask_values
@@ -15,39 +16,45 @@ from tests.test_case import to_numpy
 
 def test_bucket_order_ranks_every_token_and_merges_into_a_sorted_base():
     # Tokens arrive one by one with random buckets after a prefix of 5; at every
-    # step each token's rank (base part plus recent tokens before it) is its
-    # index in the stable sort of the buckets so far, and after every merge
-    # the base is that sort and `ranks` its inverse.
+    # step every token's rank (the new one's from `add_token`, base and recent
+    # ones from `token_ranks`) is its index in the stable sort of the buckets
+    # so far, and after every merge the base is that sort and `ranks` its inverse.
     rng = np.random.default_rng(0)
     capacity, rows, num_buckets, slots, known = 17, 3, 4, 3, 5
     buckets = rng.integers(0, num_buckets, size=(rows, capacity)).astype("int32")
     state = np.where(np.arange(capacity) < known, buckets, num_buckets).astype("int32")
     sort = np.argsort(state, axis=-1, kind="stable").astype("int32")
-    order, starts, ranks = order_from_sort(
+    order, base_starts, ranks = order_from_sort(
         ops.convert_to_tensor(state), ops.convert_to_tensor(sort),
         ops.convert_to_tensor(np.argsort(sort, axis=-1).astype("int32")), num_buckets)
-    merges = 0
+    starts, merges = base_starts, 0
     for t in range(known, capacity):
         state[:, t] = buckets[:, t]
-        recent = recent_tokens(ops.convert_to_tensor(state), starts, t, slots)
-        recent_ranks = base_tokens_up_to(starts, recent[1]) + count_before(*recent[:2], recent)
-        base = to_numpy(starts)[:, -1]
         expected = np.argsort(np.argsort(buckets[:, : t + 1], axis=-1, kind="stable"), axis=-1)
-        valid = to_numpy(recent[2])
-        np.testing.assert_array_equal(
-            to_numpy(recent_ranks)[valid], expected[:, base[0] : t + 1].reshape(-1))
-        if t + 1 - base[0] == slots:
-            order, starts, ranks = merge_recent(ops.convert_to_tensor(state), order, starts,
-                                                ranks, recent, recent_ranks)
+        rank, starts = add_token(starts, ops.convert_to_tensor(buckets[:, t : t + 1]))
+        np.testing.assert_array_equal(to_numpy(rank)[:, 0], expected[:, t])
+        recent = recent_tokens(ops.convert_to_tensor(state), base_starts, t, slots)
+        positions = np.broadcast_to(np.arange(t + 1, dtype="int32"), (rows, t + 1))
+        every = token_ranks(ops.convert_to_tensor(positions),
+                            ops.convert_to_tensor(buckets[:, : t + 1]),
+                            base_starts, starts, ranks, recent)
+        np.testing.assert_array_equal(to_numpy(every), expected, err_msg=f"step {t}")
+        base = int(to_numpy(base_starts)[0, -1])
+        if t + 1 - base == slots:
+            recent_ranks = recent_token_ranks(*recent[:2], base_starts, starts, recent)
+            order, base_starts, ranks = merge_recent(ops.convert_to_tensor(state), order,
+                                                     base_starts, starts, ranks, recent,
+                                                     recent_ranks)
             merges += 1
-            sorted_order = np.argsort(buckets[:, : t + 1], axis=-1, kind="stable")
-            np.testing.assert_array_equal(to_numpy(order)[:, : t + 1], sorted_order)
-            np.testing.assert_array_equal(to_numpy(order)[:, t + 1 :],
-                                          np.broadcast_to(np.arange(t + 1, capacity), (rows, capacity - t - 1)))
+            np.testing.assert_array_equal(
+                to_numpy(order)[:, : t + 1], np.argsort(buckets[:, : t + 1], axis=-1, kind="stable"))
+            np.testing.assert_array_equal(
+                to_numpy(order)[:, t + 1 :],
+                np.broadcast_to(np.arange(t + 1, capacity), (rows, capacity - t - 1)))
             np.testing.assert_array_equal(to_numpy(ranks)[:, : t + 1], expected)
             per_bucket = [[np.sum(buckets[r, : t + 1] < b) for b in range(num_buckets + 1)]
                           for r in range(rows)]
-            np.testing.assert_array_equal(to_numpy(starts), per_bucket)
+            np.testing.assert_array_equal(to_numpy(base_starts), per_bucket)
     assert merges == 4
 
 
