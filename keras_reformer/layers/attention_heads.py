@@ -161,7 +161,9 @@ class AttentionHeads:
 
         Returns:
             `num_heads * (key_dim + value_dim)` keys and values in the
-            compute dtype, plus the integer entries of LSH attention.
+            compute dtype, plus the integer entries of LSH attention. (LSH
+            attention also keeps, once per sequence, two tables of
+            `num_buckets + 1` int32 counts per hash round and head.)
         """
         itemsize = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}[self.compute_dtype]
         return self.num_heads * (self.key_dim + self.value_dim) * itemsize + self._extra_cache_bytes()
