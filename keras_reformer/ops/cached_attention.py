@@ -52,6 +52,20 @@ def window_attention(queries, keys, values, key_positions, key_valid, query_posi
     Returns:
         `(outputs, logsumexp)`: `(n, rounds, d_v)` and `(n, rounds)`, as
         `chunked_attention` returns them for each window.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_reformer.ops import window_attention
+    query = np.ones((1, 4), "float32")           # the token at position 3
+    keys = np.ones((1, 1, 3, 4), "float32")      # one window of 3 keys
+    values = np.arange(3, dtype="float32").reshape(1, 1, 3, 1)
+    positions = np.array([[[0, 1, 3]]])
+    valid = np.array([[[True, True, True]]])
+    outputs, _ = window_attention(query, keys, values, positions, valid, 3)
+    # (1, 1, 1): the mean of the values at positions 0 and 1 (its own key is masked), 0.5
+    ```
     """
     logits = ops.einsum("nd,nrwd->nrw", queries, keys)
     if logit_offsets is not None:
