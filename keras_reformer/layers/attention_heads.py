@@ -118,7 +118,8 @@ class AttentionHeads:
         Args:
             inputs: `(batch, capacity, d_model)`, the layer's inputs.
             padding_mask: optional `(batch, capacity)`, 1 for tokens already
-                known.
+                known: a prefix of each row (later calls write the positions
+                after it, one at a time and in order).
 
         Returns:
             `(outputs, cache)`: the layer's outputs on `inputs`, and a tuple
