@@ -372,16 +372,15 @@ class LSHSelfAttention(LocalSelfAttention):
         outputs = combine_hash_rounds(ops.expand_dims(outputs, 2), ops.expand_dims(logsumexp, 2))
 
         kept = (order, base_starts) + ((ranks,) if ranks is not None else ())
+        full = index + 1 - base_starts[..., -1:] >= slots  # rows whose recent slots are full
 
         def merged():
-            # Every row whose recent slots are full folds them into its base.
-            full = index + 1 - base_starts[..., -1:] >= slots
+            # Those rows fold their recent tokens into the base.
             new = merge_recent(bucket_cache, order, base_starts, starts, ranks, recent,
                                recent_ranks)
             return tuple(ops.where(full, after, before) for after, before in zip(new, kept))
 
-        pending = ops.any(index + 1 - base_starts[..., -1] >= slots)
-        order, base_starts, *ranks = ops.cond(pending, merged, lambda: kept)
+        order, base_starts, *ranks = ops.cond(ops.any(full), merged, lambda: kept)
         return outputs[:, 0], (bucket_cache, order, base_starts, starts) + tuple(ranks)
 
     def _draw_rotations(self, shape, training):

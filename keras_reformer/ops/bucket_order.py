@@ -127,7 +127,7 @@ def merge_recent(buckets, order, base_starts, starts, ranks, recent, recent_rank
         ranks: the state's `ranks`, or `None` where it is not kept.
         recent: `(positions, buckets, valid)` from `recent_tokens`.
         recent_ranks: `(..., slots)` the recent tokens' ranks among all tokens
-            (`token_ranks`).
+            (`recent_token_ranks`).
 
     Returns:
         `(order, base_starts, ranks)` with every valid recent token in the
