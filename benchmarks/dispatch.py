@@ -1,0 +1,198 @@
+"""Host work per train step on torch: aten ops and milliseconds, ours beside HF's Reformer.
+
+At compute-trivial sizes an eager torch train step costs what the host spends
+dispatching ops, not arithmetic; on a GPU that host work is what bounds the
+step. This script measures it side by side: one causal LM train step (batch 1,
+vocabulary 64, hidden 32, 2 heads of 16, intermediate 128, L 256, chunk 32,
+2 hash rounds, no dropout, SGD, one torch thread) of
+
+- **keras_reformer**: `ReformerCausalLM` on the torch backend, all layers LSH,
+  through `train_on_batch` (Keras' own train step: what `fit` runs), and
+- **hf_reformer**: Hugging Face's `ReformerModelWithLMHead` of the same sizes
+  (`peers.build_peer`), forward + loss + backward + SGD,
+
+each at depth 2 and 6 in a fresh process. `host ms` is the median of
+`--repeats` steps after `--warmup`; `aten ops` counts the `aten::` events
+`torch.profiler` records over one more step (nested ops included, so a no-op
+`aten::to` counts too: the profiler's view of what was dispatched). `ops per
+layer` is the slope between the two depths.
+
+`where` attributes every aten op to the innermost frame of the implementation's
+own source (`keras_reformer/...` or HF's `modeling_reformer.py`) that called
+it: ops that Keras or torch run on our behalf count where our code asked for
+them. Ops that autograd runs for a backward pass count where the backward
+was requested (for ours: `backend/torch_backend.py: vjp`, the backward of each
+recomputed block; `train_on_batch` holds Keras' trainer, the loss, the
+optimizer and the last backward).
+
+Usage:
+    python benchmarks/dispatch.py                    # both, depth 2 and 6
+    python benchmarks/dispatch.py --depths 2 --where 40
+"""
+
+import argparse
+import collections
+import os
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+import peers as peer_models  # noqa: E402
+
+BENCHMARK = "dispatch"
+IMPLEMENTATIONS = ("keras_reformer", "hf_reformer")
+SIZES = dict(vocabulary=64, hidden=32, heads=2, head_size=16, intermediate=128, chunk=32,
+             hashes=2)
+LENGTH = 256
+SOURCE_MARKERS = {"keras_reformer": "keras_reformer/",
+                  "hf_reformer": "transformers/models/reformer/"}
+
+
+# === Child process ===
+
+def build_keras_step(depth):
+    import keras
+    import numpy as np
+
+    from keras_reformer.models import ReformerCausalLM, ReformerModel
+
+    random.seed(0)
+    backbone = ReformerModel(
+        vocabulary_size=SIZES["vocabulary"], num_layers=depth, hidden_dim=SIZES["hidden"],
+        num_heads=SIZES["heads"], key_dim=SIZES["head_size"],
+        intermediate_dim=SIZES["intermediate"], chunk_length=SIZES["chunk"],
+        num_hashes=SIZES["hashes"], causal=True, dropout=0.0, max_sequence_length=LENGTH, seed=0)
+    model = ReformerCausalLM(backbone)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-3), jit_compile=False,
+                  weighted_metrics=None)
+    tokens = np.random.default_rng(0).integers(0, SIZES["vocabulary"], size=(1, LENGTH + 1))
+    x = {"token_ids": tokens[:, :-1].astype("int32"),
+         "padding_mask": np.ones((1, LENGTH), dtype="int32")}
+    y = tokens[:, 1:].astype("int32")
+    return lambda: float(model.train_on_batch(x, y, return_dict=True)["loss"])
+
+
+def attribute(events, marker):
+    """aten op counts per innermost `marker` source frame (`file(line): function` -> count)."""
+    sites = collections.Counter()
+    for event in events:
+        if not event.name.startswith("aten::"):
+            continue
+        parent, site = event.cpu_parent, None
+        while parent is not None:
+            if ".py(" in parent.name and marker in parent.name:
+                site = parent.name.split(marker)[-1]
+                break
+            parent = parent.cpu_parent
+        sites[site or "(outside)"] += 1
+    return sites
+
+
+def measure(spec):
+    os.environ["KERAS_BACKEND"] = "torch"
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(1)
+    implementation, depth = spec["implementation"], spec["depth"]
+    if implementation == "keras_reformer":
+        step = build_keras_step(depth)
+    else:
+        step, _ = peer_models.build_peer(implementation, LENGTH, depth, SIZES)
+    timing = common.time_steps(step, spec["warmup"], spec["repeats"])
+    with profile(activities=[ProfilerActivity.CPU], with_stack=True) as profiler:
+        step()
+    events = profiler.events()
+    sites = attribute(events, SOURCE_MARKERS[implementation])
+    return {**spec, "host_ms": 1000 * timing["step_seconds_median"],
+            "step_seconds": timing["step_seconds"], "threads": torch.get_num_threads(),
+            "aten_ops": sum(sites.values()), "sites": dict(sites.most_common())}
+
+
+# === Parent ===
+
+def by_file(sites):
+    files = collections.Counter()
+    for site, count in sites.items():
+        files[site.split("(")[0]] += count
+    return files
+
+
+def print_tables(rows, where):
+    ok = [r for r in rows if r.get("status") == "ok"]
+    print("\n" + common.format_table(
+        ok, ["implementation", "depth", "aten_ops", "host_ms"],
+        ["implementation", "depth", "aten ops per step", "host ms per step"]))
+    for implementation in IMPLEMENTATIONS:
+        mine = {r["depth"]: r for r in ok if r["implementation"] == implementation}
+        if len(mine) < 2:
+            continue
+        low, high = min(mine), max(mine)
+        span = high - low
+        per_layer = (mine[high]["aten_ops"] - mine[low]["aten_ops"]) / span
+        per_layer_ms = (mine[high]["host_ms"] - mine[low]["host_ms"]) / span
+        print(f"{implementation}: {per_layer:.0f} aten ops and {per_layer_ms:.1f} host ms "
+              f"per layer (depth {low} -> {high})")
+        low_files, high_files = by_file(mine[low]["sites"]), by_file(mine[high]["sites"])
+        files = sorted(set(low_files) | set(high_files), key=lambda f: -high_files[f])
+        table = [{"file": f, "low": low_files[f], "high": high_files[f],
+                  "per_layer": (high_files[f] - low_files[f]) / span} for f in files]
+        print(common.format_table(table[:where], ["file", "low", "high", "per_layer"],
+                                  ["where (file)", f"depth {low}", f"depth {high}", "per layer"]))
+    for row in ok:
+        if where and row["depth"] == min(r["depth"] for r in ok):
+            print(f"\n{row['implementation']}, depth {row['depth']}: aten ops by call site")
+            for site, count in list(row["sites"].items())[:where]:
+                print(f"{count:7d}  {site}")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--implementations", default=",".join(IMPLEMENTATIONS))
+    parser.add_argument("--depths", type=common.int_list, default=[2, 6])
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--where", type=int, default=25,
+                        help="rows of the per-file and per-call-site tables (0: none)")
+    parser.add_argument("--output-dir", default=str(common.RESULTS_DIR))
+    parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--note", default="")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    implementations = [i.strip() for i in args.implementations.split(",") if i.strip()]
+    if "hf_reformer" in implementations and not peer_models.peer_available("hf_reformer"):
+        print("transformers is not installed: HF's Reformer left out "
+              "(pip install keras-reformer[peers])")
+        implementations.remove("hf_reformer")
+    machine = common.machine_info()
+    print(f"machine: {machine['cpu']}, {machine['cores']} cores; torch threads 1")
+    rows = []
+    for depth in args.depths:
+        for implementation in implementations:
+            spec = dict(implementation=implementation, depth=depth, warmup=args.warmup,
+                        repeats=args.repeats)
+            result = common.run_fresh(__file__, spec, env={"KERAS_BACKEND": "torch"})
+            rows.append({**spec, **result})
+            common.print_progress(f"{implementation} depth {depth}", rows[-1], lambda r: (
+                f"{r['aten_ops']} aten ops, {r['host_ms']:.1f} host ms"))
+    print_tables(rows, args.where)
+    if not args.no_save:
+        versions = common.package_versions(["keras", "torch", "transformers", "numpy"])
+        config = dict(SIZES, length=LENGTH, batch=1, optimizer="SGD", torch_threads=1)
+        result = common.make_result(BENCHMARK, "torch", rows, config=config, versions=versions,
+                                    note=args.note)
+        print(f"\nwrote {common.write_result(result, args.output_dir)}")
+    return rows
+
+
+if __name__ == "__main__":
+    if "--child" in sys.argv:
+        common.child_main(measure)
+    else:
+        main()
