@@ -29,7 +29,12 @@ Generation needs `compile_inference(function, variables)`, a function
 compiled for inference once per input shape.
 
 One piece is there for speed: `exp_nonpositive(x)`, the softmax weights of
-attention logits minus their maximum.
+attention logits minus their maximum. And a few functions of
+`keras_reformer.ops`, marked `@backend.overridable`, may be replaced by a
+backend module's function of the same name where the shared `keras.ops` code
+costs too many dispatched ops on an eager backend (torch: a `keras.ops.take`
+is 17 aten ops, `torch.gather` one). Each replacement computes the same
+values as the shared code, which a test checks, outputs and gradients.
 
 The custom gradient itself is `keras.ops.custom_gradient`.
 """
@@ -59,6 +64,38 @@ def _load(backend):
             f"keras_reformer supports the jax, tensorflow and torch backends. Received: {backend}"
         )
     return importlib.import_module(_MODULES[backend])
+
+
+def overridable(function):
+    """Lets the active backend's module replace `function` by its own of the same name.
+
+    The replacement runs when the backend module defines one and no argument
+    is a symbolic `keras.KerasTensor` (those go through the shared code, which
+    Keras traces). The shared function stays reachable as `.shared` and in
+    `OVERRIDABLE`, by name.
+
+    Args:
+        function: a function written with `keras.ops`.
+
+    Returns:
+        A function with `function`'s name, signature and docstring.
+    """
+    name = function.__name__
+
+    @functools.wraps(function)
+    def dispatch(*args, **kwargs):
+        replacement = getattr(_module(), name, None)
+        if replacement is None or any(isinstance(a, keras.KerasTensor) for a in args):
+            return function(*args, **kwargs)
+        return replacement(*args, **kwargs)
+
+    dispatch.shared = function
+    OVERRIDABLE[name] = function
+    return dispatch
+
+
+# name -> shared function of every `overridable` (the tests compare each replacement with it).
+OVERRIDABLE = {}
 
 
 def vjp(fn, weights, x, cotangent):

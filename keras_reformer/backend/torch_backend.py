@@ -1,7 +1,9 @@
-"""torch pieces of keras_reformer.backend (the reversible stack's custom gradient, loops, exp)."""
+"""torch pieces of keras_reformer.backend (the reversible stack's custom gradient, loops, exp),
+and the torch versions of `keras_reformer.ops`' overridable functions (fewer dispatched ops)."""
 
 import contextlib
 
+import keras
 import torch
 
 
@@ -78,3 +80,58 @@ def compile_inference(function, variables):
 
 def is_concrete(x):
     return not torch.compiler.is_compiling()
+
+
+# === Overrides of keras_reformer.ops (see backend.overridable): same values, fewer ops ===
+
+
+def _tensor(x):
+    return x if isinstance(x, torch.Tensor) else keras.ops.convert_to_tensor(x)
+
+
+def gather_along_sequence(x, indices):
+    x, indices = _tensor(x), _tensor(indices).long()
+    feature_shape = tuple(x.shape[2:])
+    index = indices.reshape(tuple(indices.shape) + (1,) * len(feature_shape))
+    return torch.gather(x, 1, index.expand(tuple(indices.shape) + feature_shape))
+
+
+def inverse_permutation(permutation):
+    permutation = _tensor(permutation).long()
+    positions = torch.arange(permutation.shape[1], dtype=torch.int32, device=permutation.device)
+    inverse = torch.empty(permutation.shape, dtype=torch.int32, device=permutation.device)
+    return inverse.scatter_(1, permutation, positions.expand(permutation.shape))
+
+
+def scalar_like(value, like):
+    like = _tensor(like)
+    return torch.full((), value, dtype=like.dtype, device=like.device)
+
+
+# Wellons' lowbias32 and the Box-Muller transform of keras_reformer.ops.portable_normal,
+# on int64 holding the int32 bit patterns: torch converts a Python int to the
+# tensor's dtype with four more ops on int32, none on int64. Only the low 32
+# bits matter, so the products may wrap.
+_LOW_32_BITS = 0xFFFFFFFF
+
+
+def _lowbias32(x):
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _LOW_32_BITS
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & _LOW_32_BITS
+    return x ^ (x >> 16)
+
+
+def portable_normal(shape, seed):
+    seed = _tensor(seed).long() & _LOW_32_BITS
+    key = _lowbias32(_lowbias32((seed[0] + 0x9E3779B9) & _LOW_32_BITS) ^ seed[1])
+    size = 1
+    for dim in shape:
+        size *= dim
+    counter = torch.arange(0, 2 * size, 2, dtype=torch.int64, device=seed.device) ^ key
+    # 24 random bits to a float32 in (0, 1): the high bits of each hash.
+    u1 = ((_lowbias32(counter) >> 8).float() + 0.5) * (1.0 / 2**24)
+    u2 = ((_lowbias32(counter ^ 1) >> 8).float() + 0.5) * (1.0 / 2**24)
+    radius = torch.sqrt(-2.0 * torch.log(u1))
+    return (radius * torch.cos((2.0 * 3.141592653589793) * u2)).reshape(shape)

@@ -10,6 +10,8 @@ integers everywhere, floats equal up to the last bit of `log` / `cos`.
 
 from keras import ops
 
+from keras_reformer import backend
+
 _MULTIPLIER_1 = 0x7FEB352D
 _MULTIPLIER_2 = 0x846CA68B - 2**32  # the same 32 bits as an int32
 _SEED_MIXER = 0x9E3779B9 - 2**32
@@ -38,6 +40,7 @@ def _uniform_open(bits):
     return (ops.cast(_shift_right(bits, 8), "float32") + 0.5) * (1.0 / 2**24)
 
 
+@backend.overridable
 def portable_normal(shape, seed):
     """Standard normal float32 samples that every backend draws alike.
 

@@ -2,7 +2,10 @@
 
 from keras import ops
 
+from keras_reformer import backend
 
+
+@backend.overridable
 def scalar_like(value, like):
     """`value` as a 0-d tensor of `like`'s dtype, computed on the device.
 

@@ -8,6 +8,8 @@ so the sort is stable by construction and the same on every backend.
 
 from keras import ops
 
+from keras_reformer import backend
+
 from keras_reformer.ops.shapes import axis_size
 
 _INT32_LIMIT = 2**31 - 1
@@ -45,6 +47,7 @@ def sort_by_bucket(buckets, num_buckets):
     return ops.stop_gradient(sort_indices), ops.stop_gradient(inverse_permutation(sort_indices))
 
 
+@backend.overridable
 def inverse_permutation(permutation):
     """The inverse of each row of `permutation`: `result[b, permutation[b, i]] = i`.
 
@@ -77,6 +80,7 @@ def inverse_permutation(permutation):
     return ops.reshape(inverse, (-1, shape[1]))
 
 
+@backend.overridable
 def gather_along_sequence(x, indices):
     """`x[b, indices[b, i]]` for every batch row: `(batch, n, ...)` -> `(batch, m, ...)`.
 
