@@ -162,7 +162,8 @@ def exp_nonpositive(x):
 
     torch's CPU `exp` is 25-60x slower for arguments below about -87 (results
     under float32's normal range), which every masked logit is; the torch
-    version clamps there and writes exact zeros. JAX and TensorFlow use plain
+    version clamps there and writes exact zeros (so that a masked key has no
+    gradient at all: causality tests ask for exactly zero). JAX and TensorFlow use plain
     `exp`: the clamp's mask would stay alive for the backward (80 MiB per LSH
     layer at 4096 tokens on JAX) and buys them nothing.
 

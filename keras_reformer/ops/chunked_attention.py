@@ -16,6 +16,7 @@ from keras_reformer.ops.chunking import merge_chunks
 from keras_reformer.ops.chunking import shift_chunks
 from keras_reformer.ops.chunking import split_chunks
 from keras_reformer.ops.masks import apply_attention_masks
+from keras_reformer.ops.masks import mask_values
 from keras_reformer.ops.scalars import scalar_like
 from keras_reformer.ops.shapes import axis_size
 
@@ -71,7 +72,10 @@ def chunked_attention(
         keys: `(batch, length, d)`, already scaled.
         values: `(batch, length, d_v)`.
         query_positions: `(batch or 1, length)` integers.
-        key_positions: `(batch or 1, length)` integers.
+        key_positions: `(batch or 1, length)` integers. Passing the same
+            tensor as `query_positions` (distinct positions in each row, as
+            a permutation of the tokens has) lets the self-mask skip the
+            comparison of positions.
         key_mask: `(batch or 1, length)` booleans, true for real keys, or `None`.
         chunk_length: positions per chunk. Defaults to `64`.
         lookback: previous chunks each chunk attends to. Defaults to `1`.
@@ -114,23 +118,31 @@ def chunked_attention(
     # One block of logits per neighbouring chunk instead of one block over the
     # concatenated neighbours: no copy of the keys and values per neighbour,
     # and smaller matrix products (about 25% faster on CPU).
+    # Positions are distinct within a row, so when queries and keys share
+    # them, a query meets its own position only on the diagonal of its own
+    # chunk: no comparison of positions finds it, and other blocks have none.
+    self_on_diagonal = mask_self and query_positions is key_positions
     logits = []
     for offset in offsets:
         valid = None
-        if offset != 0:  # neighbours beyond either end of the sequence are invalid keys
-            valid = ops.reshape(_chunk_in_range(num_chunks, offset), (1, num_chunks, 1, 1))
         if k_mask is not None:
-            shifted_mask = ops.expand_dims(shift_chunks(k_mask, offset, fill_value=False), -2)
-            valid = shifted_mask if valid is None else ops.logical_and(valid, shifted_mask)
+            # The shift fills neighbours beyond either end of the sequence with False.
+            valid = ops.expand_dims(shift_chunks(k_mask, offset, fill_value=False), -2)
+        elif offset != 0:  # neighbours beyond either end of the sequence are invalid keys
+            valid = ops.reshape(_chunk_in_range(num_chunks, offset), (1, num_chunks, 1, 1))
         block = ops.einsum("bncd,bnkd->bnck", q, shift_chunks(k, offset))
         if query_round_chunks is not None:
             # Keys beyond the sequence are masked below: their count does not matter.
             shifted = ops.expand_dims(shift_chunks(k_rounds, offset), 2)
             counts = duplicate_counts(q_rounds, shifted, lookback, lookahead)
             block = block - ops.log(ops.cast(ops.maximum(counts, 1), block.dtype))
+        if self_on_diagonal and offset == 0:
+            diagonal = ops.arange(chunk_length, dtype="int32")
+            is_self = ops.expand_dims(diagonal, 1) == ops.expand_dims(diagonal, 0)
+            block = ops.where(is_self, scalar_like(mask_values(block.dtype)[1], block), block)
         logits.append(apply_attention_masks(
             block, q_pos, ops.expand_dims(shift_chunks(k_pos, offset, fill_value=-1), -2),
-            valid, causal=causal, mask_self=mask_self,
+            valid, causal=causal, mask_self=mask_self and not self_on_diagonal,
         ))
     # Softmax over the union of the blocks. The shift by the maximum only keeps
     # exp in range; the result does not depend on it, hence no gradient.
