@@ -17,7 +17,10 @@ each at depth 2 and 6 in a fresh process. `host ms` is the median of
 `aten::to` counts too: the profiler's view of what was dispatched). `ops per
 layer` is the slope between the two depths.
 
-`where` attributes every aten op to the innermost frame of the implementation's
+`issued by` names the package of the Python frame that dispatched each op
+(`keras` for the conversions inside `keras.ops` and Keras' layer and trainer
+code, `torch` for torch's Python wrappers, `autograd engine` for backward ops
+with no Python frame). `where` attributes every aten op to the innermost frame of the implementation's
 own source (`keras_reformer/...` or HF's `modeling_reformer.py`) that called
 it: ops that Keras or torch run on our behalf count where our code asked for
 them. Ops that autograd runs for a backward pass count where the backward
@@ -75,20 +78,31 @@ def build_keras_step(depth):
     return lambda: float(model.train_on_batch(x, y, return_dict=True)["loss"])
 
 
+ISSUERS = (("keras_reformer/", "keras_reformer"), ("transformers/", "transformers"),
+           ("keras/", "keras"), ("torch/", "torch"))
+
+
 def attribute(events, marker):
-    """aten op counts per innermost `marker` source frame (`file(line): function` -> count)."""
-    sites = collections.Counter()
+    """aten op counts per innermost `marker` source frame (`file(line): function` -> count),
+    and per package of the innermost Python frame (who issued the op: e.g. `keras` for
+    the conversions inside `keras.ops` and Keras' layer and trainer code)."""
+    sites, issuers = collections.Counter(), collections.Counter()
     for event in events:
         if not event.name.startswith("aten::"):
             continue
-        parent, site = event.cpu_parent, None
+        parent, site, issuer = event.cpu_parent, None, None
         while parent is not None:
-            if ".py(" in parent.name and marker in parent.name:
-                site = parent.name.split(marker)[-1]
-                break
+            if ".py(" in parent.name:
+                if issuer is None:
+                    issuer = next((name for path, name in ISSUERS if path in parent.name),
+                                  "other")
+                if marker in parent.name:
+                    site = parent.name.split(marker)[-1]
+                    break
             parent = parent.cpu_parent
         sites[site or "(outside)"] += 1
-    return sites
+        issuers[issuer or "autograd engine"] += 1
+    return sites, issuers
 
 
 def measure(spec):
@@ -106,10 +120,11 @@ def measure(spec):
     with profile(activities=[ProfilerActivity.CPU], with_stack=True) as profiler:
         step()
     events = profiler.events()
-    sites = attribute(events, SOURCE_MARKERS[implementation])
+    sites, issuers = attribute(events, SOURCE_MARKERS[implementation])
     return {**spec, "host_ms": 1000 * timing["step_seconds_median"],
             "step_seconds": timing["step_seconds"], "threads": torch.get_num_threads(),
-            "aten_ops": sum(sites.values()), "sites": dict(sites.most_common())}
+            "aten_ops": sum(sites.values()), "sites": dict(sites.most_common()),
+            "issuers": dict(issuers.most_common())}
 
 
 # === Parent ===
@@ -142,6 +157,9 @@ def print_tables(rows, where):
                   "per_layer": (high_files[f] - low_files[f]) / span} for f in files]
         print(common.format_table(table[:where], ["file", "low", "high", "per_layer"],
                                   ["where (file)", f"depth {low}", f"depth {high}", "per layer"]))
+    for row in ok:
+        issuers = ", ".join(f"{name} {count}" for name, count in row["issuers"].items())
+        print(f"{row['implementation']}, depth {row['depth']}: aten ops issued by {issuers}")
     for row in ok:
         if where and row["depth"] == min(r["depth"] for r in ok):
             print(f"\n{row['implementation']}, depth {row['depth']}: aten ops by call site")

@@ -52,8 +52,16 @@ _MODULES = {
 }
 
 
+_active = None
+
+
 def _module():
-    return _load(keras.backend.backend())
+    # The active backend's module, looked up once (a plain global read
+    # afterwards, which torch.compile traces without a cache wrapper).
+    global _active
+    if _active is None:
+        _active = _load(keras.backend.backend())
+    return _active
 
 
 @functools.cache

@@ -129,9 +129,8 @@ def portable_normal(shape, seed):
     size = 1
     for dim in shape:
         size *= dim
-    counter = torch.arange(0, 2 * size, 2, dtype=torch.int64, device=seed.device) ^ key
+    counter = torch.arange(2 * size, dtype=torch.int64, device=seed.device) ^ key
     # 24 random bits to a float32 in (0, 1): the high bits of each hash.
-    u1 = ((_lowbias32(counter) >> 8).float() + 0.5) * (1.0 / 2**24)
-    u2 = ((_lowbias32(counter ^ 1) >> 8).float() + 0.5) * (1.0 / 2**24)
+    u1, u2 = (((_lowbias32(counter) >> 8).float() + 0.5) * (1.0 / 2**24)).view(size, 2).unbind(1)
     radius = torch.sqrt(-2.0 * torch.log(u1))
     return (radius * torch.cos((2.0 * 3.141592653589793) * u2)).reshape(shape)

@@ -67,9 +67,12 @@ def portable_normal(shape, seed):
     size = 1
     for dim in shape:
         size *= dim
-    counter = ops.arange(size, dtype="int32") * 2
-    u1 = _uniform_open(_mix(ops.bitwise_xor(counter, key)))
-    u2 = _uniform_open(_mix(ops.bitwise_xor(counter + 1, key)))
+    # Sample i takes the hashes of counters 2i and 2i + 1: one pass over both.
+    uniform = ops.reshape(
+        _uniform_open(_mix(ops.bitwise_xor(ops.arange(2 * size, dtype="int32"), key))),
+        (size, 2),
+    )
+    u1, u2 = uniform[:, 0], uniform[:, 1]
     radius = ops.sqrt(-2.0 * ops.log(u1))
     normal = radius * ops.cos((2.0 * 3.141592653589793) * u2)
     return ops.reshape(normal, shape)
