@@ -136,11 +136,36 @@ def by_file(sites):
     return files
 
 
+SUMMARY_COLUMNS = ["depth", "ours_aten_ops", "hf_aten_ops", "aten_ops_ratio", "ours_host_ms",
+                   "hf_host_ms", "host_ms_ratio"]
+SUMMARY_HEADERS = ["depth", "aten ops (ours)", "aten ops (HF)", "ops ours / HF",
+                   "host ms (ours)", "host ms (HF)", "host ms ours / HF"]
+
+
+def summary_rows(rows):
+    """Per depth: ours and HF's aten ops and host ms, and ours / HF (the target: at most 1)."""
+    ok = {(r["implementation"], r["depth"]): r for r in rows if r.get("status") == "ok"}
+    summary = []
+    for depth in sorted({depth for _, depth in ok}):
+        ours, hf = ok.get(("keras_reformer", depth)), ok.get(("hf_reformer", depth))
+        if ours is None or hf is None:
+            continue
+        summary.append({
+            "depth": depth, "ours_aten_ops": ours["aten_ops"], "hf_aten_ops": hf["aten_ops"],
+            "aten_ops_ratio": round(ours["aten_ops"] / hf["aten_ops"], 2),
+            "ours_host_ms": round(ours["host_ms"], 1), "hf_host_ms": round(hf["host_ms"], 1),
+            "host_ms_ratio": round(ours["host_ms"] / hf["host_ms"], 2)})
+    return summary
+
+
 def print_tables(rows, where):
     ok = [r for r in rows if r.get("status") == "ok"]
     print("\n" + common.format_table(
         ok, ["implementation", "depth", "aten_ops", "host_ms"],
         ["implementation", "depth", "aten ops per step", "host ms per step"]))
+    summary = summary_rows(rows)
+    if summary:
+        print("\n" + common.format_table(summary, SUMMARY_COLUMNS, SUMMARY_HEADERS))
     for implementation in IMPLEMENTATIONS:
         mine = {r["depth"]: r for r in ok if r["implementation"] == implementation}
         if len(mine) < 2:

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ablations  # noqa: E402
 import common  # noqa: E402
+import dispatch  # noqa: E402
 import generation  # noqa: E402
 import train_step  # noqa: E402
 
@@ -61,7 +62,11 @@ TABLE_COLUMNS = {"train_step": ["implementation", "backend", "length", "depth", 
                              "training_seconds"],
                  "jax_cpu_flags": ["variant", "xla_flags", "length", "depth", "rounds",
                                    "step_seconds_median", "tokens_per_second", "speedup"],
-                 "generation": generation.ROW_COLUMNS}
+                 "generation": generation.ROW_COLUMNS,
+                 "dispatch": ["implementation", "depth", "status", "aten_ops", "host_ms",
+                              "threads"],
+                 "torch_compile": ["depth", "length", "first_step_seconds", "compiled_step_ms",
+                                   "eager_step_ms", "graph_breaks", "frames"]}
 # Benchmarks whose settings are not all in their command (the examples' defaults): their
 # sections list the result's `config`.
 CONFIG_SHOWN = ("duplication", "char_lm")
@@ -268,6 +273,13 @@ def result_section(result):
         if targets:
             lines += ["", "Targets (against Hugging Face in the same run):", ""]
             lines += [f"- {line.removeprefix('target ')}" for line in targets]
+    if result["benchmark"] == "dispatch":
+        summary = dispatch.summary_rows(rows)
+        if summary:
+            lines += ["", "keras_reformer beside Hugging Face, same depth (the target: ours / HF "
+                      "at most 1):", "", common.format_table(
+                          summary, dispatch.SUMMARY_COLUMNS, dispatch.SUMMARY_HEADERS,
+                          markdown=True)]
     if result["benchmark"] == "generation":
         summary = generation.summary_rows(rows)
         if summary:

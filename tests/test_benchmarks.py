@@ -280,3 +280,45 @@ def test_transformer_comparison_page_includes_generated_or_placeholder_tables():
             text.startswith("<!-- placeholder") and "Not yet measured" in text), name
     assert "## Reading" in page
     assert "benchmarks/transformer-comparison.md" in (BENCHMARKS.parent / "mkdocs.yml").read_text()
+
+
+class _Event:
+    """A stand-in for a torch.profiler event: a name and a parent."""
+
+    def __init__(self, name, parent=None):
+        self.name, self.cpu_parent = name, parent
+
+
+@pytest.mark.backend_independent
+def test_dispatch_attributes_each_op_to_our_innermost_frame_and_its_issuer():
+    import dispatch
+
+    ours = _Event("keras_reformer/ops/sorting.py(20): sort_by_bucket")
+    keras_frame = _Event("keras/src/ops/numpy.py(9): argsort", ours)
+    events = [_Event("aten::sort", keras_frame), _Event("aten::to", keras_frame),
+              _Event("aten::add", ours), _Event("aten::mm"), _Event("Python call", ours)]
+    sites, issuers = dispatch.attribute(events, "keras_reformer/")
+    assert sites == {"ops/sorting.py(20): sort_by_bucket": 3, "(outside)": 1}
+    assert issuers == {"keras": 2, "keras_reformer": 1, "autograd engine": 1}
+
+
+@pytest.mark.backend_independent
+def test_dispatch_summary_and_docs_table_compare_ours_with_hf(tmp_path):
+    import dispatch
+
+    rows = [{"implementation": impl, "depth": depth, "status": "ok", "aten_ops": ops,
+             "host_ms": ms, "threads": 1, "sites": {}, "issuers": {}}
+            for impl, depth, ops, ms in [("keras_reformer", 2, 6000, 90.0),
+                                         ("hf_reformer", 2, 3000, 45.0),
+                                         ("keras_reformer", 6, 15000, 300.0)]]
+    assert dispatch.summary_rows(rows) == [{
+        "depth": 2, "ours_aten_ops": 6000, "hf_aten_ops": 3000, "aten_ops_ratio": 2.0,
+        "ours_host_ms": 90.0, "hf_host_ms": 45.0, "host_ms_ratio": 2.0}]
+    results, docs = tmp_path / "results", tmp_path / "docs"
+    common.write_result(common.make_result("dispatch", "torch", rows,
+                                           command="python benchmarks/dispatch.py"),
+                        directory=results)
+    make_figures.main(["--results", str(results), "--docs", str(docs)])
+    table = (docs / "benchmarks" / "tables" / "dispatch.md").read_text()
+    assert "| 2 | 6000 | 3000 | 2 | 90 | 45 | 2 |" in table
+    assert "python benchmarks/dispatch.py" in table

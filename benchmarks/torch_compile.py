@@ -1,0 +1,92 @@
+"""What `compile(jit_compile=True)` (Keras' `torch.compile` of the train step) does on torch.
+
+Builds the model of `dispatch.py` (2 LSH layers, L 256, one torch thread), times
+the first compiled `train_on_batch` (compilation) and the median of the next
+`--repeats`, and the same model's eager step in the same process for
+comparison; counts dynamo's graph breaks by reason and the recompile-limit
+hits (from `torch._dynamo.utils.counters`). Writes
+`benchmarks/results/torch_compile_*.json`. It takes minutes: the first
+compiled step took 7-8 minutes on a 2-core CPU.
+
+Usage:
+    python benchmarks/torch_compile.py
+"""
+
+import argparse
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+os.environ["KERAS_BACKEND"] = "torch"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+import dispatch  # noqa: E402
+
+BENCHMARK = "torch_compile"
+
+
+def compiled_step(depth, jit_compile):
+    import keras
+    import numpy as np
+
+    from keras_reformer.models import ReformerCausalLM, ReformerModel
+
+    sizes, length = dispatch.SIZES, dispatch.LENGTH
+    random.seed(0)
+    backbone = ReformerModel(
+        vocabulary_size=sizes["vocabulary"], num_layers=depth, hidden_dim=sizes["hidden"],
+        num_heads=sizes["heads"], key_dim=sizes["head_size"],
+        intermediate_dim=sizes["intermediate"], chunk_length=sizes["chunk"],
+        num_hashes=sizes["hashes"], causal=True, dropout=0.0, max_sequence_length=length, seed=0)
+    model = ReformerCausalLM(backbone)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-3), jit_compile=jit_compile,
+                  weighted_metrics=None)
+    tokens = np.random.default_rng(0).integers(0, sizes["vocabulary"], size=(1, length + 1))
+    x = {"token_ids": tokens[:, :-1].astype("int32"),
+         "padding_mask": np.ones((1, length), dtype="int32")}
+    y = tokens[:, 1:].astype("int32")
+    return lambda: float(model.train_on_batch(x, y, return_dict=True)["loss"])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--output-dir", default=str(common.RESULTS_DIR))
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args(argv)
+    import torch
+    from torch._dynamo.utils import counters
+
+    torch.set_num_threads(1)
+    eager = common.time_steps(compiled_step(args.depth, False), 3, args.repeats)
+    step = compiled_step(args.depth, True)
+    start = time.perf_counter()
+    step()
+    first = time.perf_counter() - start
+    timing = common.time_steps(step, 0, args.repeats)
+    breaks = {reason.splitlines()[0][:160]: count
+              for reason, count in counters["graph_break"].items()}
+    row = {"depth": args.depth, "length": dispatch.LENGTH, "status": "ok",
+           "first_step_seconds": round(first, 1),
+           "compiled_step_ms": round(1000 * timing["step_seconds_median"], 1),
+           "eager_step_ms": round(1000 * eager["step_seconds_median"], 1),
+           "graph_breaks": sum(counters["graph_break"].values()),
+           "frames": counters["frames"].get("total", 0), "break_reasons": breaks}
+    print(common.format_table([row], ["depth", "length", "first_step_seconds",
+                                      "compiled_step_ms", "eager_step_ms", "graph_breaks",
+                                      "frames"]))
+    for reason, count in sorted(breaks.items(), key=lambda item: -item[1]):
+        print(f"{count:5d}  {reason}")
+    if not args.no_save:
+        result = common.make_result(
+            BENCHMARK, "torch", [row], config=dict(dispatch.SIZES, torch_threads=1),
+            versions=common.package_versions(["keras", "torch"]))
+        print(f"\nwrote {common.write_result(result, args.output_dir)}")
+
+
+if __name__ == "__main__":
+    main()
