@@ -13,6 +13,7 @@ Usage:
 """
 
 import argparse
+import collections
 import os
 import random
 import sys
@@ -68,14 +69,15 @@ def main(argv=None):
     step()
     first = time.perf_counter() - start
     timing = common.time_steps(step, 0, args.repeats)
-    breaks = {reason.splitlines()[0][:160]: count
-              for reason, count in counters["graph_break"].items()}
+    breaks = collections.Counter()  # reasons that differ after their first line add up
+    for reason, count in counters["graph_break"].items():
+        breaks[reason.splitlines()[0][:160]] += count
     row = {"depth": args.depth, "length": dispatch.LENGTH, "status": "ok",
            "first_step_seconds": round(first, 1),
            "compiled_step_ms": round(1000 * timing["step_seconds_median"], 1),
            "eager_step_ms": round(1000 * eager["step_seconds_median"], 1),
            "graph_breaks": sum(counters["graph_break"].values()),
-           "frames": counters["frames"].get("total", 0), "break_reasons": breaks}
+           "frames": counters["frames"].get("total", 0), "break_reasons": dict(breaks)}
     print(common.format_table([row], ["depth", "length", "first_step_seconds",
                                       "compiled_step_ms", "eager_step_ms", "graph_breaks",
                                       "frames"]))
