@@ -56,7 +56,9 @@ SOURCE_MARKERS = {"keras_reformer": "keras_reformer/",
 
 # === Child process ===
 
-def build_keras_step(depth):
+def build_keras_step(depth, jit_compile=False):
+    """`ReformerCausalLM`'s `train_on_batch` on this benchmark's model and data, as a
+    function returning the loss (`jit_compile` as in `model.compile`)."""
     import keras
     import numpy as np
 
@@ -69,7 +71,7 @@ def build_keras_step(depth):
         intermediate_dim=SIZES["intermediate"], chunk_length=SIZES["chunk"],
         num_hashes=SIZES["hashes"], causal=True, dropout=0.0, max_sequence_length=LENGTH, seed=0)
     model = ReformerCausalLM(backbone)
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-3), jit_compile=False,
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-3), jit_compile=jit_compile,
                   weighted_metrics=None)
     tokens = np.random.default_rng(0).integers(0, SIZES["vocabulary"], size=(1, LENGTH + 1))
     x = {"token_ids": tokens[:, :-1].astype("int32"),

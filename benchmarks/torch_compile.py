@@ -15,7 +15,6 @@ Usage:
 import argparse
 import collections
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -29,29 +28,6 @@ import dispatch  # noqa: E402
 BENCHMARK = "torch_compile"
 
 
-def compiled_step(depth, jit_compile):
-    import keras
-    import numpy as np
-
-    from keras_reformer.models import ReformerCausalLM, ReformerModel
-
-    sizes, length = dispatch.SIZES, dispatch.LENGTH
-    random.seed(0)
-    backbone = ReformerModel(
-        vocabulary_size=sizes["vocabulary"], num_layers=depth, hidden_dim=sizes["hidden"],
-        num_heads=sizes["heads"], key_dim=sizes["head_size"],
-        intermediate_dim=sizes["intermediate"], chunk_length=sizes["chunk"],
-        num_hashes=sizes["hashes"], causal=True, dropout=0.0, max_sequence_length=length, seed=0)
-    model = ReformerCausalLM(backbone)
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-3), jit_compile=jit_compile,
-                  weighted_metrics=None)
-    tokens = np.random.default_rng(0).integers(0, sizes["vocabulary"], size=(1, length + 1))
-    x = {"token_ids": tokens[:, :-1].astype("int32"),
-         "padding_mask": np.ones((1, length), dtype="int32")}
-    y = tokens[:, 1:].astype("int32")
-    return lambda: float(model.train_on_batch(x, y, return_dict=True)["loss"])
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=2)
@@ -63,8 +39,8 @@ def main(argv=None):
     from torch._dynamo.utils import counters
 
     torch.set_num_threads(1)
-    eager = common.time_steps(compiled_step(args.depth, False), 3, args.repeats)
-    step = compiled_step(args.depth, True)
+    eager = common.time_steps(dispatch.build_keras_step(args.depth), 3, args.repeats)
+    step = dispatch.build_keras_step(args.depth, jit_compile=True)
     start = time.perf_counter()
     step()
     first = time.perf_counter() - start
