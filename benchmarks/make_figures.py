@@ -8,11 +8,15 @@ Reads all result files (schema in `benchmarks/common.py`) of `train_step.py`,
   depth, reversible vs plain stack (whichever results exist);
 - `docs/benchmarks/tables/<benchmark>.md`: one table per result file, dated,
   with the machine, the package versions and the command that reproduces it
-  (`docs/benchmarks/index.md` includes these files; see `TABLE_FILES`); this
+  (`docs/benchmarks/index.md` includes these files; see `TABLE_FILES`), the
+  newest run first and the older ones folded into a collapsible block; this
   includes the results of `examples/duplication.py` and `examples/char_lm.py`
-  run with `--results-dir benchmarks/results`;
+  recorded by `example_results.py`;
 - `docs/benchmarks/tables/gpu.md`: the results in `benchmarks/results/gpu/`
   (measured on a GPU machine), as tables only;
+- `docs/benchmarks/tables/summary.md`: the page's first screen, the latest
+  ratios per backend against Hugging Face's Reformer and against full
+  attention (see `summary.py`);
 - `docs/benchmarks/tables/ablation_*.md` and `docs/figures/benchmarks/ablation_*.png`:
   the results of `benchmarks/ablations.py` (duplication grid, bits-per-byte curves
   and final table, cost against length), included into
@@ -35,6 +39,7 @@ import ablations  # noqa: E402
 import common  # noqa: E402
 import dispatch  # noqa: E402
 import generation  # noqa: E402
+import summary  # noqa: E402
 import train_step  # noqa: E402
 
 # docs/benchmarks/tables/<file> per benchmark (placeholders named by the docs page).
@@ -67,6 +72,18 @@ TABLE_COLUMNS = {"train_step": ["implementation", "backend", "length", "depth", 
                               "threads"],
                  "torch_compile": ["depth", "length", "first_step_seconds", "compiled_step_ms",
                                    "eager_step_ms", "graph_breaks", "frames"]}
+# Table headers with spaces, which a narrow page can wrap (the JSON keys cannot be);
+# keys not named here are their own header.
+TABLE_HEADERS = {"length": "L", "tokens_per_second": "tokens / s",
+                 "step_seconds_median": "step s (median)", "peak_rss_mib": "peak RSS MiB",
+                 "training_rss_mib": "training RSS MiB", "step_peak_rss_mib": "step peak RSS MiB",
+                 "backend_peak_mib": "backend peak MiB", "device_peak_mib": "GPU peak MiB",
+                 "load_average_before": "load before", "estimate_mib": "estimate MiB",
+                 "mib_per_extra_layer": "MiB per extra layer", "hash_rounds": "hash rounds",
+                 "training_seconds": "training s", "bits_per_character": "bits per character",
+                 "steps_this_run": "steps this run", "xla_flags": "XLA_FLAGS"}
+# Benchmarks whose tables keep their JSON keys as headers (pages name the columns so).
+KEY_HEADERS = ("generation", "dispatch", "torch_compile")
 # Benchmarks whose settings are not all in their command (the examples' defaults): their
 # sections list the result's `config`.
 CONFIG_SHOWN = ("duplication", "char_lm")
@@ -231,12 +248,17 @@ def depth_pivot(rows):
     return pivot
 
 
-def result_section(result):
-    """Markdown of one result file: provenance, command, rows (and ratios for the train step)."""
+def result_section(result, heading=True):
+    """Markdown of one result file: provenance, command, rows (and ratios for the train step).
+
+    Its title is a `####` heading, or bold text with `heading=False` (inside a folded
+    block, where a heading in the page's table of contents would lead nowhere).
+    """
     machine = result["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in sorted(result.get("versions", {}).items()))
+    title = f"{result['benchmark']}, {result['date']} ({result.get('backend', '')})"
     lines = [
-        f"#### {result['benchmark']}, {result['date']} ({result.get('backend', '')})",
+        f"#### {title}" if heading else f"**{title}**",
         "",
         f"- Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
         f"{machine.get('threads', '?')} usable threads, {machine.get('memory_gib', '?')} GiB"
@@ -256,8 +278,10 @@ def result_section(result):
     if result["benchmark"] == "reversible_memory":
         rows = depth_pivot(rows)
     if rows:
-        lines += [common.format_table(rows, table_columns(rows, result["benchmark"]),
-                                        markdown=True), ""]
+        columns = table_columns(rows, result["benchmark"])
+        headers = (columns if result["benchmark"] in KEY_HEADERS
+                   else [TABLE_HEADERS.get(c, c) for c in columns])
+        lines += [common.format_table(rows, columns, headers, markdown=True), ""]
     failed = [r for r in rows if r.get("status", "ok") != "ok"]
     for row in failed:
         what = ", ".join(f"{k}={row[k]}" for k in TABLE_FIRST[:8] if k in row and k != "status")
@@ -320,11 +344,25 @@ def write_tables(results, figures, tables_dir):
         lines = generated_header(group)
         for figure in figures.get(benchmark, []):
             lines += [figure_link(figure, tables_dir), ""]
-        lines += [result_section(r) for r in reversed(group)]
+        lines += run_sections(group)
         path = tables_dir / TABLE_FILES.get(benchmark, f"{benchmark}.md")
         path.write_text("\n".join(lines))
         paths.append(path)
     return paths
+
+
+def run_sections(group):
+    """The sections of a benchmark's results (oldest first in `group`): the newest run
+    open, the older ones in one collapsible block (pymdownx.details), newest first."""
+    if not group:
+        return []
+    lines = [result_section(group[-1])]
+    older = list(reversed(group[:-1]))
+    if older:
+        body = "\n".join(result_section(r, heading=False) for r in older)
+        lines += [f'??? note "Older runs ({len(older)}), newest first"', ""]
+        lines += [f"    {line}" if line else "" for line in body.splitlines()] + [""]
+    return lines
 
 
 def generated_header(group):
@@ -450,7 +488,7 @@ def write_gpu_tables(results, tables_dir):
     files = ", ".join(Path(r["_path"]).name for r in results) or "no files"
     lines = [f"<!-- generated by python benchmarks/make_figures.py from {files}. "
              "Do not edit: rerun the script. -->", ""]
-    lines += [result_section(r) for r in reversed(results)] or ["Not yet measured.", ""]
+    lines += run_sections(results) or ["Not yet measured.", ""]
     path = tables_dir / GPU_TABLE_FILE
     path.write_text("\n".join(lines))
     return path
@@ -469,6 +507,7 @@ def main(argv=None):
                                    docs / "benchmarks" / "tables")
     gpu_results = common.load_results(Path(args.results) / GPU_RESULTS)
     pages.append(write_gpu_tables(gpu_results, docs / "benchmarks" / "tables"))
+    pages.append(summary.write(results, gpu_results, docs / "benchmarks" / "tables"))
     print(f"{len(results)} result files, {len(gpu_results)} from a GPU")
     for path in [p for group in figures.values() for p in group] + pages:
         print(f"wrote {path}")

@@ -6,10 +6,9 @@ Point `--data` at enwik8 or any text file for the real thing.
 
 Training logs to TensorBoard, saves a `.keras` checkpoint every epoch and
 resumes an interrupted run from its last epoch (`keras.callbacks.BackupAndRestore`).
-At the end it prints the validation bits per character and a generated sample;
-`--results-dir benchmarks/results` also writes them as a JSON result (schema in
-`benchmarks/common.py`), which `python benchmarks/make_figures.py` renders into
-the docs' character-level table.
+At the end it prints the validation bits per character and a generated sample.
+The docs' character-level table records this script's `run` through
+`benchmarks/example_results.py`, which writes what it returns as benchmark JSON.
 
 Run `python examples/char_lm.py --help` for the options.
 """
@@ -17,7 +16,6 @@ Run `python examples/char_lm.py --help` for the options.
 import argparse
 import math
 import pathlib
-import shlex
 import sys
 import sysconfig
 import time
@@ -105,45 +103,17 @@ def parse_args(argv):
                         help="TensorBoard logs, checkpoints and the resume backup")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity (0, 1, 2)")
-    parser.add_argument("--results-dir", default=None,
-                        help="also write the bits per character as a benchmark JSON result in "
-                             "this folder (e.g. benchmarks/results, read by "
-                             "benchmarks/make_figures.py)")
     return parser.parse_args(argv)
 
 
-def write_result(args, argv, num_bytes, bits_per_character, epochs_run, seconds):
-    """Writes the validation bits per character as a `char_lm` result JSON
-    (schema in `benchmarks/common.py`)."""
-    benchmarks = str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks")
-    if benchmarks not in sys.path:
-        sys.path.insert(0, benchmarks)
-    import common  # the repository's benchmarks/common.py
+def run(args):
+    """Trains (or resumes) the language model, evaluates it and generates a sample.
 
-    backend = keras.backend.backend()
-    row = {"backend": backend, "bits_per_character": bits_per_character,
-           "steps": args.epochs * args.steps_per_epoch,
-           "steps_this_run": epochs_run * args.steps_per_epoch,
-           "training_seconds": round(seconds, 1), "status": "ok"}
-    config = {"data": args.data or "stdlib", "bytes": num_bytes, "length": args.length,
-              "d_model": args.hidden_dim, "heads": args.num_heads, "layers": args.num_layers,
-              "chunk": args.chunk_length, "hashes": args.num_hashes,
-              "attention": args.attention, "epochs": args.epochs,
-              "steps_per_epoch": args.steps_per_epoch, "batch": args.batch_size,
-              "learning_rate": args.learning_rate, "validation_steps": args.validation_steps,
-              "seed": args.seed}
-    command = (f"KERAS_BACKEND={backend} python examples/char_lm.py "
-               + shlex.join(sys.argv[1:] if argv is None else argv))
-    note = ("" if epochs_run == args.epochs else
-            "resumed from a backup: training_seconds covers only the steps of this run")
-    result = common.make_result(
-        "char_lm", backend, [row], config=config, command=command, note=note,
-        versions=common.package_versions(["keras", "keras-reformer", backend]))
-    return common.write_result(result, args.results_dir)
-
-
-def main(argv=None):
-    args = parse_args(argv)
+    Prints the settings, Keras' progress, the sample and the validation bits per
+    character; returns `{"bits_per_character", "bytes" (of text used),
+    "epochs_run" (this run's, fewer after a resume), "training_seconds",
+    "checkpoint"}`.
+    """
     keras.utils.set_random_seed(args.seed)
     text = (pathlib.Path(args.data).read_bytes()[: args.max_bytes] if args.data
             else standard_library_text(args.max_bytes))
@@ -199,10 +169,14 @@ def main(argv=None):
     print(f"char_lm ({keras.backend.backend()}): validation {bits_per_character:.3f} bits per "
           f"character after {epochs_run} epoch(s) this run in {seconds:.0f} s; "
           f"checkpoint {output / 'char_lm.keras'}")
-    if args.results_dir:
-        path = write_result(args, argv, len(tokens), bits_per_character, epochs_run, seconds)
-        print(f"wrote {path}")
-    return bits_per_character
+    return {"bits_per_character": bits_per_character, "bytes": len(tokens),
+            "epochs_run": epochs_run, "training_seconds": seconds,
+            "checkpoint": output / "char_lm.keras"}
+
+
+def main(argv=None):
+    """Runs the example with command-line arguments; returns the bits per character."""
+    return run(parse_args(argv))["bits_per_character"]
 
 
 if __name__ == "__main__":

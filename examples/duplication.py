@@ -12,16 +12,13 @@ The defaults are scaled down to run on a 2-core CPU in a few minutes; `--paper`
 selects the paper's setting (length 1024, d 256, 4 heads, 1 layer), which
 needs an accelerator and many more steps.
 
-`--results-dir benchmarks/results` also writes the accuracies as a JSON result
-(schema in `benchmarks/common.py`), which `python benchmarks/make_figures.py`
-renders into the docs' duplication table.
+The docs' duplication table records this script's `run` through
+`benchmarks/example_results.py`, which writes what it returns as benchmark JSON.
 
 Run `python examples/duplication.py --help` for the options.
 """
 
 import argparse
-import pathlib
-import shlex
 import sys
 import time
 
@@ -113,9 +110,6 @@ def parse_args(argv):
     parser.add_argument("--paper", action="store_true",
                         help="the paper's setting: length 1024, d 256, 4 heads, chunk 64")
     parser.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity (0, 1, 2)")
-    parser.add_argument("--results-dir", default=None,
-                        help="also write the accuracies as a benchmark JSON result in this folder "
-                             "(e.g. benchmarks/results, read by benchmarks/make_figures.py)")
     args = parser.parse_args(argv)
     if args.paper:
         args.length, args.hidden_dim, args.num_heads, args.chunk_length = 1024, 256, 4, 64
@@ -124,33 +118,12 @@ def parse_args(argv):
     return args
 
 
-def write_result(args, argv, accuracies, train_seconds):
-    """Writes the accuracies as a `duplication` result JSON (schema in `benchmarks/common.py`)."""
-    benchmarks = str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks")
-    if benchmarks not in sys.path:
-        sys.path.insert(0, benchmarks)
-    import common  # the repository's benchmarks/common.py
+def run(args):
+    """Trains on the duplication task and evaluates with each of `args.eval_hashes`.
 
-    backend = keras.backend.backend()
-    rows = [{"backend": backend, "hash_rounds": num_hashes, "accuracy": accuracy,
-             "training_seconds": round(train_seconds, 1), "status": "ok"}
-            for num_hashes, accuracy in accuracies.items()]
-    config = {"length": args.length, "d_model": args.hidden_dim, "heads": args.num_heads,
-              "layers": args.num_layers, "chunk": args.chunk_length,
-              "train_hashes": args.train_hashes, "steps": args.steps, "batch": args.batch_size,
-              "learning_rate": args.learning_rate, "positions": args.position_embedding,
-              "eval_size": args.eval_size, "seed": args.seed}
-    command = (f"KERAS_BACKEND={backend} python examples/duplication.py "
-               + shlex.join(sys.argv[1:] if argv is None else argv))
-    result = common.make_result(
-        "duplication", backend, rows, config=config, command=command,
-        versions=common.package_versions(["keras", "keras-reformer", backend]),
-        note="accuracy: next-token accuracy on the copied second half of the sequences")
-    return common.write_result(result, args.results_dir)
-
-
-def main(argv=None):
-    args = parse_args(argv)
+    Prints the settings, Keras' progress and the accuracy per hash rounds;
+    returns `{"accuracies": {hash_rounds: accuracy}, "training_seconds": s}`.
+    """
     keras.utils.set_random_seed(args.seed)
     print(f"Backend {keras.backend.backend()}; length {args.length}, d {args.hidden_dim}, "
           f"{args.num_heads} heads, {args.num_layers} layer(s), chunk {args.chunk_length}, "
@@ -179,9 +152,12 @@ def main(argv=None):
     summary = ", ".join(f"{n} hashes {acc:.1%}" for n, acc in accuracies.items())
     print(f"\nduplication (L={args.length}, {keras.backend.backend()}): {summary}; "
           f"trained {args.steps} steps in {train_seconds:.0f} s")
-    if args.results_dir:
-        print(f"wrote {write_result(args, argv, accuracies, train_seconds)}")
-    return accuracies
+    return {"accuracies": accuracies, "training_seconds": train_seconds}
+
+
+def main(argv=None):
+    """Runs the example with command-line arguments; returns `{hash_rounds: accuracy}`."""
+    return run(parse_args(argv))["accuracies"]
 
 
 if __name__ == "__main__":

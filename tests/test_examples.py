@@ -1,4 +1,5 @@
-"""The examples run end to end in a short smoke setting."""
+"""The examples run end to end in a short smoke setting, and the benchmark that
+records them (`benchmarks/example_results.py`) writes their results."""
 
 import importlib.util
 import json
@@ -10,6 +11,9 @@ import pytest
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 BENCHMARKS = EXAMPLES.parent / "benchmarks"
+DUPLICATION_SMOKE = ["--length", "32", "--hidden-dim", "16", "--chunk-length", "8", "--steps", "4",
+                     "--batch-size", "4", "--eval-size", "8", "--eval-hashes", "1,2",
+                     "--verbose", "0"]
 
 
 def load_example(name):
@@ -19,13 +23,20 @@ def load_example(name):
     return module
 
 
-def load_result(directory, benchmark):
-    """The one result JSON an example wrote in `directory`, checked against the schema."""
+def benchmark_modules():
+    """`benchmarks/common.py` and `benchmarks/example_results.py`."""
     sys.path.insert(0, str(BENCHMARKS))
     try:
         import common
+        import example_results
     finally:
         sys.path.remove(str(BENCHMARKS))
+    return common, example_results
+
+
+def load_result(directory, benchmark):
+    """The one result JSON written in `directory`, checked against the schema."""
+    common, _ = benchmark_modules()
     paths = list(pathlib.Path(directory).glob(f"{benchmark}_*.json"))
     assert len(paths) == 1, paths
     result = common.validate_result(json.loads(paths[0].read_text()))
@@ -33,23 +44,51 @@ def load_result(directory, benchmark):
     return result
 
 
-def test_duplication_smoke(tmp_path, capsys):
-    duplication = load_example("duplication")
-    accuracies = duplication.main([
-        "--length", "32", "--hidden-dim", "16", "--chunk-length", "8", "--steps", "4",
-        "--batch-size", "4", "--eval-size", "8", "--eval-hashes", "1,2", "--verbose", "0",
-        "--results-dir", str(tmp_path),
-    ])
+@pytest.mark.parametrize("name", ["duplication", "char_lm"])
+def test_examples_are_self_contained(name):
+    """Examples import the package, never the repository's benchmarks (issue 20)."""
+    source = (EXAMPLES / f"{name}.py").read_text()
+    assert "sys.path" not in source and "import common" not in source
+    assert "results-dir" not in source
+
+
+def test_duplication_smoke(capsys):
+    accuracies = load_example("duplication").main(DUPLICATION_SMOKE)
     assert set(accuracies) == {1, 2}
     assert all(0.0 <= a <= 1.0 for a in accuracies.values())
-    assert "duplication (L=32" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "hash rounds at evaluation | second-half accuracy" in out
+    assert "duplication (L=32" in out and "wrote" not in out
+
+
+def test_duplication_result_is_what_run_returned(tmp_path, monkeypatch, capsys):
+    """The benchmark writes exactly what the example's `run` returns (the real run is
+    `test_duplication_smoke`; `char_lm` goes through the benchmark end to end below)."""
+    _, example_results = benchmark_modules()
+    duplication = load_example("duplication")
+    seen = []
+
+    def run(args):
+        seen.append(args)
+        print("the example's own output")
+        return {"accuracies": {1: 0.8125, 2: 0.96875}, "training_seconds": 12.345}
+
+    monkeypatch.setattr(duplication, "run", run)
+    monkeypatch.setattr(example_results, "load_example", {"duplication": duplication}.get)
+    path = example_results.main(["duplication", "--results-dir", str(tmp_path),
+                                 *DUPLICATION_SMOKE])
+    assert seen[0].length == 32 and seen[0].steps == 4  # the example parsed its own options
+    assert capsys.readouterr().out == f"the example's own output\nwrote {path}\n"
     result = load_result(tmp_path, "duplication")
-    assert [row["hash_rounds"] for row in result["rows"]] == [1, 2]
-    for row in result["rows"]:
-        assert {"backend", "hash_rounds", "accuracy", "training_seconds", "status"} <= set(row)
-        assert row["accuracy"] == accuracies[row["hash_rounds"]] and row["status"] == "ok"
+    assert result["rows"] == [
+        {"backend": result["backend"], "hash_rounds": 1, "accuracy": 0.8125,
+         "training_seconds": 12.3, "status": "ok"},
+        {"backend": result["backend"], "hash_rounds": 2, "accuracy": 0.96875,
+         "training_seconds": 12.3, "status": "ok"}]
     assert result["config"]["length"] == 32 and result["config"]["steps"] == 4
-    assert "examples/duplication.py" in result["command"]
+    assert result["command"] == (
+        f"KERAS_BACKEND={result['backend']} python benchmarks/example_results.py duplication "
+        f"--results-dir {tmp_path} " + " ".join(DUPLICATION_SMOKE))
 
 
 def test_duplication_task_data_is_0w0w():
@@ -63,24 +102,36 @@ def test_duplication_task_data_is_0w0w():
     assert batch[:, 1:5].min() >= 1 and batch.max() <= 127
 
 
-def test_char_lm_smoke_and_resume(tmp_path, capsys):
-    char_lm = load_example("char_lm")
+def test_char_lm_smoke_recorded_by_the_benchmark(tmp_path, capsys):
+    _, example_results = benchmark_modules()
     args = ["--max-bytes", "20000", "--length", "32", "--hidden-dim", "16", "--num-heads", "2",
             "--chunk-length", "8", "--epochs", "1", "--steps-per-epoch", "2",
             "--validation-steps", "1", "--batch-size", "2", "--sample-length", "8",
-            "--output-dir", str(tmp_path), "--verbose", "0",
-            "--results-dir", str(tmp_path / "results")]
-    bits = char_lm.main(args)
-    assert math.isfinite(bits) and 0 < bits < 10
+            "--output-dir", str(tmp_path), "--verbose", "0"]
+    example_results.main(["char_lm", "--results-dir", str(tmp_path / "results"), *args])
     assert (tmp_path / "char_lm.keras").exists()
     assert any((tmp_path / "logs").rglob("*"))
-    assert "bits per character" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "bits per character" in out and "--- sample ---" in out
     result = load_result(tmp_path / "results", "char_lm")
     [row] = result["rows"]
     assert {"backend", "bits_per_character", "steps", "training_seconds", "status"} <= set(row)
-    assert row["bits_per_character"] == bits and row["status"] == "ok"
+    bits = row["bits_per_character"]
+    assert math.isfinite(bits) and 0 < bits < 10 and row["status"] == "ok"
+    assert f"validation {bits:.3f} bits per character" in out  # what the example printed
     assert row["steps"] == row["steps_this_run"] == 2
     assert result["config"]["length"] == 32 and result["config"]["data"] == "stdlib"
+    assert "python benchmarks/example_results.py char_lm" in result["command"]
+
+
+def test_char_lm_main_returns_the_bits_per_character(tmp_path, monkeypatch):
+    """`main` is `run` on the parsed arguments (run itself is exercised above)."""
+    char_lm = load_example("char_lm")
+    seen = []
+    monkeypatch.setattr(char_lm, "run", lambda args: seen.append(args) or {
+        "bits_per_character": 2.5})
+    assert char_lm.main(["--output-dir", str(tmp_path)]) == 2.5
+    assert seen[0].output_dir == str(tmp_path) and not hasattr(seen[0], "results_dir")
 
 
 @pytest.mark.parametrize("name", ["duplication", "char_lm"])
@@ -89,3 +140,11 @@ def test_help(name, capsys):
         load_example(name).main(["--help"])
     assert exit_info.value.code == 0
     assert "--" in capsys.readouterr().out
+
+
+def test_benchmark_help_names_the_examples(capsys):
+    _, example_results = benchmark_modules()
+    with pytest.raises(SystemExit) as exit_info:
+        example_results.main(["--help"])
+    assert exit_info.value.code == 0
+    assert "duplication,char_lm" in capsys.readouterr().out
