@@ -32,9 +32,11 @@ One piece is there for speed: `exp_nonpositive(x)`, the softmax weights of
 attention logits minus their maximum. And a few functions of
 `keras_reformer.ops`, marked `@backend.overridable`, may be replaced by a
 backend module's function of the same name where the shared `keras.ops` code
-costs too many dispatched ops on an eager backend (torch: a `keras.ops.take`
-is 17 aten ops, `torch.gather` one). Each replacement computes the same
-values as the shared code, which a test checks, outputs and gradients.
+costs too many dispatched ops on an eager backend: on torch every op is
+dispatched from Python on every step, and each `keras.ops` call adds
+conversions of its arguments (benchmarks/dispatch.py counts them). Each
+replacement computes the same values as the shared code, which
+tests/backend/test_torch_overrides.py checks, outputs and gradients.
 
 The custom gradient itself is `keras.ops.custom_gradient`.
 """
@@ -56,22 +58,18 @@ _active = None
 
 
 def _module():
-    # The active backend's module, looked up once (a plain global read
-    # afterwards, which torch.compile traces without a cache wrapper).
+    """The active backend's module, imported at the first call (a plain global
+    read afterwards, which torch.compile traces without a cache wrapper)."""
     global _active
     if _active is None:
-        _active = _load(keras.backend.backend())
+        backend = keras.backend.backend()
+        if backend not in _MODULES:
+            raise NotImplementedError(
+                "keras_reformer supports the jax, tensorflow and torch backends. "
+                f"Received: {backend}"
+            )
+        _active = importlib.import_module(_MODULES[backend])
     return _active
-
-
-@functools.cache
-def _load(backend):
-    """The module of `backend`, imported once."""
-    if backend not in _MODULES:
-        raise NotImplementedError(
-            f"keras_reformer supports the jax, tensorflow and torch backends. Received: {backend}"
-        )
-    return importlib.import_module(_MODULES[backend])
 
 
 def overridable(function):
@@ -79,8 +77,8 @@ def overridable(function):
 
     The replacement runs when the backend module defines one and no argument
     is a symbolic `keras.KerasTensor` (those go through the shared code, which
-    Keras traces). The shared function stays reachable as `.shared` and in
-    `OVERRIDABLE`, by name.
+    Keras traces). The shared function stays reachable in `OVERRIDABLE`, by
+    name, and as the result's `__wrapped__`.
 
     Args:
         function: a function written with `keras.ops`.
@@ -93,11 +91,11 @@ def overridable(function):
     @functools.wraps(function)
     def dispatch(*args, **kwargs):
         replacement = getattr(_module(), name, None)
-        if replacement is None or any(isinstance(a, keras.KerasTensor) for a in args):
+        symbolic = any(isinstance(a, keras.KerasTensor) for a in (*args, *kwargs.values()))
+        if replacement is None or symbolic:
             return function(*args, **kwargs)
         return replacement(*args, **kwargs)
 
-    dispatch.shared = function
     OVERRIDABLE[name] = function
     return dispatch
 

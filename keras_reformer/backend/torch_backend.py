@@ -2,9 +2,14 @@
 and the torch versions of `keras_reformer.ops`' overridable functions (fewer dispatched ops)."""
 
 import contextlib
+import math
 
 import keras
 import torch
+
+from keras_reformer.ops.chunked_attention import check_round_chunks
+from keras_reformer.ops.masks import mask_values
+from keras_reformer.ops.sorting import check_sort_key_range
 
 
 def vjp(fn, weights, x, cotangent):
@@ -111,26 +116,145 @@ def scalar_like(value, like):
 # Wellons' lowbias32 and the Box-Muller transform of keras_reformer.ops.portable_normal,
 # on int64 holding the int32 bit patterns: torch converts a Python int to the
 # tensor's dtype with four more ops on int32, none on int64. Only the low 32
-# bits matter, so the products may wrap.
+# bits matter, so the products may wrap. torch's functions, not the operators
+# (`x ^ y` dispatches `__xor__`, then `bitwise_xor`).
 _LOW_32_BITS = 0xFFFFFFFF
 
 
 def _lowbias32(x):
-    x = x ^ (x >> 16)
-    x = (x * 0x7FEB352D) & _LOW_32_BITS
-    x = x ^ (x >> 15)
-    x = (x * 0x846CA68B) & _LOW_32_BITS
-    return x ^ (x >> 16)
+    x = torch.bitwise_xor(x, torch.bitwise_right_shift(x, 16))
+    x = torch.bitwise_and(torch.mul(x, 0x7FEB352D), _LOW_32_BITS)
+    x = torch.bitwise_xor(x, torch.bitwise_right_shift(x, 15))
+    x = torch.bitwise_and(torch.mul(x, 0x846CA68B), _LOW_32_BITS)
+    return torch.bitwise_xor(x, torch.bitwise_right_shift(x, 16))
 
 
 def portable_normal(shape, seed):
-    seed = _tensor(seed).long() & _LOW_32_BITS
-    key = _lowbias32(_lowbias32((seed[0] + 0x9E3779B9) & _LOW_32_BITS) ^ seed[1])
-    size = 1
-    for dim in shape:
-        size *= dim
-    counter = torch.arange(2 * size, dtype=torch.int64, device=seed.device) ^ key
-    # 24 random bits to a float32 in (0, 1): the high bits of each hash.
-    u1, u2 = (((_lowbias32(counter) >> 8).float() + 0.5) * (1.0 / 2**24)).view(size, 2).unbind(1)
-    radius = torch.sqrt(-2.0 * torch.log(u1))
-    return (radius * torch.cos((2.0 * 3.141592653589793) * u2)).reshape(shape)
+    seed = torch.bitwise_and(_tensor(seed).long(), _LOW_32_BITS)
+    first, second = seed.unbind()
+    key = _lowbias32(torch.bitwise_xor(
+        _lowbias32(torch.bitwise_and(torch.add(first, 0x9E3779B9), _LOW_32_BITS)), second
+    ))
+    size = math.prod(shape)
+    counter = torch.bitwise_xor(torch.arange(2 * size, dtype=torch.int64, device=seed.device), key)
+    # The high 24 bits of each hash to a float32 in (0, 1): (bits + 0.5) / 2**24,
+    # computed as the odd integer 2 * bits + 1 (rounded to float32 alike) over 2**25.
+    odd = torch.bitwise_or(torch.bitwise_right_shift(_lowbias32(counter), 7), 1)
+    u1, u2 = torch.mul(odd, 2.0**-25).view(size, 2).unbind(1)
+    radius = torch.sqrt(torch.mul(torch.log(u1), -2.0))
+    return torch.mul(radius, torch.cos(torch.mul(u2, 2.0 * 3.141592653589793))).reshape(shape)
+
+
+class _SoftmaxAndLogsumexp(torch.autograd.Function):
+    """`(softmax(x), logsumexp(x))` over the last axis, from one pass of exp.
+
+    log-sum-exp = max - log(largest weight) (the largest weight is
+    exp(0) / sum). The backward is written out: autograd through that formula
+    would subtract two terms near 1 for the log-sum-exp's gradient (which is
+    the softmax), losing its precision where the weights are small.
+    """
+
+    @staticmethod
+    def forward(ctx, logits):
+        weights = torch.softmax(logits, dim=-1)
+        logsumexp = torch.sub(logits.amax(-1), torch.log(weights.amax(-1)))
+        ctx.save_for_backward(weights)
+        return weights, logsumexp
+
+    @staticmethod
+    def backward(ctx, weights_grad, logsumexp_grad):
+        (weights,) = ctx.saved_tensors
+        inner = torch.sum(torch.mul(weights_grad, weights), dim=-1, keepdim=True)
+        return torch.mul(weights, torch.add(torch.sub(weights_grad, inner),
+                                            logsumexp_grad.unsqueeze(-1)))
+
+
+def chunked_attention(
+    queries, keys, values, query_positions, key_positions, key_mask=None, chunk_length=64,
+    lookback=1, lookahead=0, causal=False, mask_self=True, dropout_rate=0.0, seed=None,
+    query_round_chunks=None, key_round_chunks=None,
+):
+    # The shared code's attention with each chunk's neighbours as one window
+    # (an overlapping view of the padded keys: one product, one masking, one
+    # softmax, a third of the shared code's ops), and `torch.softmax`, whose
+    # CPU kernel does not slow down on masked logits as `exp` does.
+    check_round_chunks(query_round_chunks, key_round_chunks)
+    # Positions are distinct within a row: where queries and keys share them,
+    # a query's own key is on the diagonal of its own chunk.
+    self_on_diagonal = mask_self and query_positions is key_positions
+    queries, values = _tensor(queries), _tensor(values)
+    length = queries.shape[1]
+    if length % chunk_length:
+        raise ValueError(
+            f"The length ({length}) must be a multiple of `chunk_length`. "
+            f"Received: chunk_length={chunk_length}"
+        )
+    num_chunks = length // chunk_length
+    window = (lookback + 1 + lookahead) * chunk_length
+
+    def windows(x, fill_value=0):
+        # (batch, length, ...) -> (batch, num_chunks, ..., window): a view.
+        pad = [x.new_full((x.shape[0], size * chunk_length) + tuple(x.shape[2:]), fill_value)
+               for size in (lookback, lookahead)]
+        padded = torch.cat([t for t in (pad[0], x, pad[1]) if t.shape[1]], dim=1)
+        return padded.unfold(1, window, chunk_length)
+
+    def chunked(x):  # (batch, length, ...) -> (batch, num_chunks, chunk_length, ...)
+        return x.reshape((x.shape[0], num_chunks, chunk_length) + tuple(x.shape[2:]))
+
+    logits = torch.matmul(chunked(queries), windows(_tensor(keys)))
+    masked_value, self_value = mask_values(logits.dtype)
+    if query_round_chunks is not None:
+        query_rounds = chunked(_tensor(query_round_chunks)).unsqueeze(-2)
+        key_rounds = windows(_tensor(key_round_chunks)).transpose(-1, -2).unsqueeze(2)
+        distance = key_rounds - query_rounds  # (batch, chunks, chunk_length, window, rounds)
+        counts = ((distance >= -lookback) & (distance <= lookahead)).sum(-1)
+        logits = logits - torch.log(counts.clamp(min=1).to(logits.dtype))
+    if causal or (mask_self and not self_on_diagonal):
+        query_positions = chunked(_tensor(query_positions)).unsqueeze(-1)
+        key_window = windows(_tensor(key_positions), -1).unsqueeze(-2)
+    if self_on_diagonal:
+        own = torch.arange(chunk_length, device=logits.device) + lookback * chunk_length
+        is_self = torch.arange(window, device=logits.device) == own.unsqueeze(-1)
+        logits = logits.masked_fill(is_self, self_value)
+    elif mask_self:
+        logits = logits.masked_fill(query_positions == key_window, self_value)
+    if key_mask is None:
+        key_mask = torch.ones((1, length), dtype=torch.bool, device=logits.device)
+    masked = ~windows(_tensor(key_mask).bool(), False).unsqueeze(-2)
+    if causal:
+        masked = masked | (key_window > query_positions)
+    logits = logits.masked_fill(masked, masked_value)
+    weights, logsumexp = _SoftmaxAndLogsumexp.apply(logits)
+    if dropout_rate > 0.0:
+        weights = weights * keras.random.dropout(
+            torch.ones_like(weights), dropout_rate, seed=seed
+        )
+    outputs = torch.matmul(weights, windows(values).transpose(-1, -2))
+    return (outputs.reshape((outputs.shape[0], length, outputs.shape[-1])),
+            logsumexp.reshape((logsumexp.shape[0], length)))
+
+
+def shared_qk_keys(queries, epsilon=1e-6):
+    queries = _tensor(queries)
+    wide = queries.double() if queries.dtype == torch.float64 else queries.float()
+    squared_norm = torch.sum(torch.square(wide), dim=-1, keepdim=True)
+    scale = torch.mul(torch.rsqrt(torch.clamp(squared_norm, min=epsilon)),
+                      queries.shape[-1] ** -0.5)
+    return torch.mul(wide, scale).to(queries.dtype)
+
+
+def sort_by_bucket(buckets, num_buckets):
+    buckets = _tensor(buckets).detach()
+    num_hashes, length = buckets.shape[1], buckets.shape[2]
+    check_sort_key_range(num_hashes, num_buckets, length)
+    # The shared code's key, (bucket + round * num_buckets) * length + position,
+    # in int64 (no conversions of Python ints); it fits int32 (checked above).
+    rounds = torch.arange(num_hashes, dtype=torch.int64, device=buckets.device)
+    positions = torch.arange(length, dtype=torch.int64, device=buckets.device)
+    keys = torch.add(
+        torch.mul(torch.add(buckets.long(), torch.mul(rounds, num_buckets).unsqueeze(-1)), length),
+        positions,
+    )
+    sort_indices = torch.argsort(keys.reshape(keys.shape[0], -1), dim=-1).int()
+    return sort_indices, inverse_permutation(sort_indices)

@@ -21,6 +21,7 @@ from keras_reformer.ops.scalars import scalar_like
 from keras_reformer.ops.shapes import axis_size
 
 
+@backend.overridable
 def shared_qk_keys(queries, epsilon=1e-6):
     """Keys of shared-QK attention: queries unit-normalised and scaled by `1/sqrt(d)`.
 
@@ -42,6 +43,7 @@ def shared_qk_keys(queries, epsilon=1e-6):
     return ops.cast(wide * (inverse_norm * dim**-0.5), dtype)
 
 
+@backend.overridable
 def chunked_attention(
     queries,
     keys,
@@ -104,12 +106,7 @@ def chunked_attention(
     v = split_chunks(values, chunk_length)
     k_pos = split_chunks(key_positions, chunk_length)
     k_mask = None if key_mask is None else split_chunks(ops.cast(key_mask, "bool"), chunk_length)
-    if (query_round_chunks is None) != (key_round_chunks is None):
-        raise ValueError(
-            "`query_round_chunks` and `key_round_chunks` must be given together. Received: "
-            f"query_round_chunks={'None' if query_round_chunks is None else 'a tensor'}, "
-            f"key_round_chunks={'None' if key_round_chunks is None else 'a tensor'}"
-        )
+    check_round_chunks(query_round_chunks, key_round_chunks)
     if query_round_chunks is not None:
         q_rounds = ops.expand_dims(split_chunks(query_round_chunks, chunk_length), 3)
         k_rounds = split_chunks(key_round_chunks, chunk_length)
@@ -167,6 +164,16 @@ def chunked_attention(
     ]) / total
     logsumexp = ops.squeeze(shift + ops.log(total), -1)
     return merge_chunks(outputs), merge_chunks(logsumexp)
+
+
+def check_round_chunks(query_round_chunks, key_round_chunks):
+    """Raises a ValueError unless both or neither of the round chunks are given."""
+    if (query_round_chunks is None) != (key_round_chunks is None):
+        raise ValueError(
+            "`query_round_chunks` and `key_round_chunks` must be given together. Received: "
+            f"query_round_chunks={'None' if query_round_chunks is None else 'a tensor'}, "
+            f"key_round_chunks={'None' if key_round_chunks is None else 'a tensor'}"
+        )
 
 
 def duplicate_counts(query_chunks, key_chunks, lookback=1, lookahead=0):

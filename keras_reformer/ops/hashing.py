@@ -109,10 +109,10 @@ def hash_buckets(vectors, rotations, bucket_factors=None,
     def hash_block(block):
         rotated = ops.einsum("bhld,hdk->bhlk", block, flat_rotations)  # k: hashes * half
         rotated = ops.reshape(rotated, (-1, num_heads, axis_size(block, 2), num_hashes, half))
-        buckets, start, radix = 0, 0, 1
+        buckets, start, radix = None, 0, 1
         for factor in bucket_factors:
-            part = rotated[..., start:start + factor // 2]
-            buckets = buckets + _angular_bucket(part) * radix
+            bucket = _angular_bucket(rotated[..., start:start + factor // 2])
+            buckets = bucket if buckets is None else buckets + bucket * radix
             start, radix = start + factor // 2, radix * factor
         return ops.transpose(buckets, (0, 1, 3, 2))
 
@@ -136,15 +136,8 @@ def hash_buckets(vectors, rotations, bucket_factors=None,
 
 
 def _angular_bucket(rotated):
-    """`argmax([xR ; -xR])` over the last axis, as int32.
-
-    It is the index of the largest `|xR|`, moved to the second half where that
-    value is negative: one reduction, no concatenation.
-    """
-    half = rotated.shape[-1]
-    largest = ops.argmax(ops.abs(rotated), axis=-1)
-    value = ops.squeeze(ops.take_along_axis(rotated, ops.expand_dims(largest, -1), -1), -1)
-    return ops.cast(largest, "int32") + ops.cast(value < 0, "int32") * half
+    """`argmax([xR ; -xR])` over the last axis, as int32."""
+    return ops.cast(ops.argmax(ops.concatenate([rotated, -rotated], axis=-1), axis=-1), "int32")
 
 
 def _largest_divisor_at_most(n, bound):

@@ -9,12 +9,12 @@ so the sort is stable by construction and the same on every backend.
 from keras import ops
 
 from keras_reformer import backend
-
 from keras_reformer.ops.shapes import axis_size
 
 _INT32_LIMIT = 2**31 - 1
 
 
+@backend.overridable
 def sort_by_bucket(buckets, num_buckets):
     """Sort and undo-sort indices for bucket ids of several hash rounds.
 
@@ -32,12 +32,7 @@ def sort_by_bucket(buckets, num_buckets):
         `i % length`); `undo_indices` is its inverse permutation.
     """
     num_hashes, length = buckets.shape[1], axis_size(buckets, 2)
-    if isinstance(length, int) and num_hashes * num_buckets * length > _INT32_LIMIT:
-        raise ValueError(
-            "The sort key bucket * length + position overflows int32 for "
-            f"num_hashes={num_hashes}, num_buckets={num_buckets}, length={length}. "
-            "Use fewer hashes, fewer buckets or a shorter sequence."
-        )
+    check_sort_key_range(num_hashes, num_buckets, length)
     buckets = ops.cast(ops.stop_gradient(buckets), "int32")
     offsets = ops.reshape(ops.arange(num_hashes, dtype="int32") * num_buckets, (1, num_hashes, 1))
     positions = ops.reshape(ops.arange(length, dtype="int32"), (1, 1, length))
@@ -45,6 +40,17 @@ def sort_by_bucket(buckets, num_buckets):
     keys = ops.reshape(keys, (-1, num_hashes * length))
     sort_indices = ops.cast(ops.argsort(keys, axis=-1), "int32")
     return ops.stop_gradient(sort_indices), ops.stop_gradient(inverse_permutation(sort_indices))
+
+
+def check_sort_key_range(num_hashes, num_buckets, length):
+    """Raises a ValueError where `sort_by_bucket`'s int32 sort key would overflow
+    (nothing to check for a `length` unknown while tracing)."""
+    if isinstance(length, int) and num_hashes * num_buckets * length > _INT32_LIMIT:
+        raise ValueError(
+            "The sort key bucket * length + position overflows int32 for "
+            f"num_hashes={num_hashes}, num_buckets={num_buckets}, length={length}. "
+            "Use fewer hashes, fewer buckets or a shorter sequence."
+        )
 
 
 @backend.overridable
