@@ -12,7 +12,7 @@ import pytest
 from keras_reformer.layers import (ChunkedFeedForward, LocalSelfAttention, LSHSelfAttention,
                                    PreLayerNorm, ReversibleBlock, ReversibleSequence)
 from keras_reformer.models import ReformerClassifier, ReformerModel
-from tests.backend.grad_utils import loss_grads
+from tests.gradients import layer_gradients
 from tests.test_case import assert_allclose, to_numpy
 
 LENGTH, WIDTH = 20, 8
@@ -64,8 +64,8 @@ def test_layers_keep_nan_and_inf_at_padded_positions_out_of_real_ones(name):
     cotangent = rng.normal(size=clean.shape).astype("float32") * mask[..., None]
     layer(clean, padding_mask=mask)  # build
     real = mask.astype(bool)
-    out, x_grad, weight_grads = loss_grads(layer, clean, cotangent, padding_mask=mask)
-    bad_out, bad_x_grad, bad_weight_grads = loss_grads(
+    out, x_grad, weight_grads = layer_gradients(layer, clean, cotangent, padding_mask=mask)
+    bad_out, bad_x_grad, bad_weight_grads = layer_gradients(
         layer, poisoned(clean, mask), cotangent, padding_mask=mask)
     assert np.isfinite(bad_out[real]).all()
     assert_allclose(bad_out[real], out[real], rtol=1e-5, atol=1e-5)

@@ -6,7 +6,7 @@ import numpy as np
 from keras import ops
 
 from keras_reformer.layers.reversible import ReversibleSequence
-from tests.backend.grad_utils import loss_grads, restore_state, snapshot_state
+from tests.gradients import layer_gradients, snapshot_state
 
 
 @keras.saving.register_keras_serializable(package="keras_reformer_tests")
@@ -117,10 +117,10 @@ def assert_same_gradients(blocks, x, jit, call_kwargs, tolerance=1e-5):
     reversible.build(x.shape)
     plain.build(x.shape)
     cotangent = np.random.default_rng(1).normal(size=x.shape).astype("float32")
-    snapshot = snapshot_state(plain)
-    expected = loss_grads(plain, x, cotangent, jit=jit, **call_kwargs)
-    restore_state(plain, snapshot)
-    actual = loss_grads(reversible, x, cotangent, jit=jit, **call_kwargs)
+    restore = snapshot_state(plain)
+    expected = layer_gradients(plain, x, cotangent, jit=jit, **call_kwargs)
+    restore()
+    actual = layer_gradients(reversible, x, cotangent, jit=jit, **call_kwargs)
     assert_close_relative(actual[0], expected[0], tolerance, "outputs")
     assert_close_relative(actual[1], expected[1], tolerance, "input gradient")
     assert set(actual[2]) == set(expected[2]) and len(expected[2]) == len(plain.trainable_variables)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
-from tests.backend.grad_utils import loss_grads, restore_state, snapshot_state
+from tests.gradients import layer_gradients, snapshot_state
 from tests.test_case import assert_allclose, jit_compile_modes, run_layer_test
 
 
@@ -31,8 +31,8 @@ def test_equals_unchunked_feed_forward(length, chunking):
     assert_allclose(layer(x), unchunked(x), rtol=1e-6, atol=1e-6)
     assert_allclose(layer(x), reference(layer, x), rtol=1e-2, atol=1e-3)
     cotangent = np.random.default_rng(1).normal(size=x.shape).astype("float32")
-    chunked_grads = loss_grads(layer, x, cotangent)
-    plain_grads = loss_grads(unchunked, x, cotangent)
+    chunked_grads = layer_gradients(layer, x, cotangent)
+    plain_grads = layer_gradients(unchunked, x, cotangent)
     assert_allclose(chunked_grads[1], plain_grads[1], rtol=1e-5, atol=1e-6)
     for a, b in zip(chunked_grads[2].values(), plain_grads[2].values()):
         assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -51,10 +51,10 @@ def test_a_chunk_recomputed_alone_replays_its_dropout_mask(jit):
     x = np.random.default_rng(0).normal(size=(2, 10, 6)).astype("float32")
     layer = ChunkedFeedForward(12, chunk_length=4, dropout=0.5, seed=3)
     layer.build(x.shape)
-    snapshot = snapshot_state(layer)
+    restore = snapshot_state(layer)
     full = layer(x, training=True)
     for start, stop in [(0, 4), (4, 8), (8, 10)]:
-        restore_state(layer, snapshot)
+        restore()
         alone = layer(x[:, start:stop], training=True, position_offset=start)
         assert_allclose(alone, keras.ops.convert_to_numpy(full)[:, start:stop])
     # Masks differ between chunks and between calls, and dropout is active.

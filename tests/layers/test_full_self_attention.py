@@ -5,10 +5,10 @@ from keras import ops
 
 from keras_reformer.layers import FullSelfAttention
 from keras_reformer.layers import LocalSelfAttention
+from tests.gradients import gradients
 from tests.ops.attention_reference import check_against_full_attention
 from tests.ops.attention_reference import check_against_separate_qk_attention
 from tests.ops.attention_reference import forward
-from tests.ops.attention_reference import gradients
 from tests.ops.attention_reference import layer_function
 from tests.test_case import assert_allclose
 from tests.test_case import run_layer_test

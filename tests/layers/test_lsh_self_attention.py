@@ -4,10 +4,10 @@ import pytest
 
 from keras_reformer.layers import LSHSelfAttention
 from keras_reformer.ops import hash_buckets
+from tests.gradients import gradients
 from tests.ops.attention_reference import check_against_full_attention
 from tests.ops.attention_reference import forward
 from tests.ops.attention_reference import full_shared_qk_attention
-from tests.ops.attention_reference import gradients
 from tests.ops.attention_reference import layer_function
 from tests.ops.attention_reference import layer_kernels
 from tests.test_case import assert_allclose

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from keras_reformer.layers import PositionEmbedding
-from tests.layers.position_embedding_testing import random_inputs, weight_gradients
+from tests.gradients import layer_gradients
+from tests.layers.position_embedding_testing import random_inputs
 from tests.test_case import assert_allclose, run_layer_test, to_numpy
 
 MAX_LEN, HIDDEN = 16, 8
@@ -44,7 +45,7 @@ def test_weight_gradient_matches_reference():
     inputs = random_inputs(2, 6, HIDDEN)
     layer.build(inputs.shape)
     upstream = np.random.default_rng(1).normal(size=inputs.shape).astype("float32")
-    (grad,) = weight_gradients(layer, inputs, upstream)
+    (grad,) = layer_gradients(layer, inputs, upstream)[2].values()
     expected = np.zeros((MAX_LEN, HIDDEN))
     expected[:6] = upstream.sum(axis=0)
     assert_allclose(grad, expected, atol=1e-5)

@@ -7,7 +7,7 @@ import pytest
 from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
 from keras_reformer.layers.pre_layer_norm import PreLayerNorm
 from keras_reformer.layers.reversible import ReversibleBlock, ReversibleSequence
-from tests.backend.grad_utils import loss_grads
+from tests.gradients import layer_gradients
 from tests.layers.reversible_testing import PlainStack, SelfAttention, TokenMixer
 from tests.layers.reversible_testing import assert_close_relative, assert_same_gradients
 from tests.test_case import (
@@ -126,8 +126,8 @@ def test_mixed_precision_gradients_are_finite(policy):
     stack = ReversibleSequence(blocks, dtype=policy)
     x = np.random.default_rng(0).normal(size=(2, 6, 2 * HALF)).astype("float32")
     stack.build(x.shape)
-    output, x_grad, weight_grads = loss_grads(stack, x, np.ones(x.shape, "float32"),
-                                              training=True)
+    output, x_grad, weight_grads = layer_gradients(stack, x, np.ones(x.shape, "float32"),
+                                                   training=True)
     assert keras.backend.standardize_dtype(stack.compute_dtype) == keras.DTypePolicy(policy).compute_dtype
     for value in [output, x_grad, *weight_grads.values()]:
         assert np.all(np.isfinite(value))

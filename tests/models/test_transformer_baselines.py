@@ -16,7 +16,7 @@ from keras_reformer.models import ReformerClassifier
 from keras_reformer.models import ReformerModel
 from keras_reformer.models import language_model_data
 from keras_reformer.models import with_attention
-from tests.ops.attention_reference import gradients
+from tests.gradients import gradients
 from tests.ops.attention_reference import separate_qk_attention
 from tests.test_case import BACKEND
 from tests.test_case import assert_allclose

@@ -1,4 +1,4 @@
-"""Test helpers: plain O(L^2) attention (shared-QK and separate) and backend autodiff.
+"""Test helpers: plain O(L^2) attention (shared-QK and separate) and checks of a layer against it.
 
 Nothing here is imported by the package; it exists so that tests compare the
 chunked / hashed layers against an independent, obviously correct version.
@@ -8,6 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tests.gradients import gradients
 from tests.test_case import assert_allclose
 from tests.test_case import to_numpy
 
@@ -86,49 +87,6 @@ def separate_qk_attention(x, query, key, value, output, causal, padding_mask, al
     logits = ops.where(ops.convert_to_tensor(blocked), -1e9, logits)
     probabilities = ops.softmax(logits, axis=-1)
     return ops.einsum("bhqk,bhkd,hdm->bqm", probabilities, v, output)
-
-
-def gradients(fn, args):
-    """Gradients of the scalar `fn(*args)` w.r.t. every argument, by the backend's autodiff.
-
-    Args:
-        fn: maps backend tensors to a scalar tensor.
-        args: numpy arrays.
-
-    Returns:
-        `(value, [gradient, ...])` as numpy float64 arrays (zeros where unused).
-    """
-    backend = keras.backend.backend()
-    args = [np.asarray(a, dtype="float32") for a in args]
-    if backend == "jax":
-        import jax
-
-        # One compiled function (cached per `fn`) instead of hundreds of
-        # per-op eager compilations.
-        key = ("grad", fn, len(args))
-        if key not in _JAX_CACHE:
-            argnums = tuple(range(len(args)))
-            _JAX_CACHE[key] = jax.jit(jax.value_and_grad(fn, argnums=argnums))
-        value, grads = _JAX_CACHE[key](*args)
-    elif backend == "tensorflow":
-        import tensorflow as tf
-
-        tensors = [tf.convert_to_tensor(a) for a in args]
-        with tf.GradientTape() as tape:
-            for t in tensors:
-                tape.watch(t)
-            value = fn(*tensors)
-        grads = tape.gradient(value, tensors)
-    elif backend == "torch":
-        import torch
-
-        tensors = [torch.tensor(a, requires_grad=True) for a in args]
-        value = fn(*tensors)
-        grads = torch.autograd.grad(value, tensors, allow_unused=True)
-    else:
-        raise NotImplementedError(backend)
-    grads = [np.zeros(a.shape) if g is None else to_numpy(g) for a, g in zip(args, grads)]
-    return to_numpy(value), grads
 
 
 def layer_kernels(layer):

@@ -10,7 +10,7 @@ from keras_reformer.ops.chunked_attention import combine_hash_rounds
 from keras_reformer.ops.chunked_attention import duplicate_counts
 from keras_reformer.ops.chunked_attention import shared_qk_keys
 from keras_reformer.ops.masks import mask_values
-from tests.backend.grad_utils import loss_grads
+from tests.gradients import layer_gradients
 from tests.test_case import assert_allclose
 from tests.test_case import to_numpy
 
@@ -168,7 +168,7 @@ def test_shared_qk_keys_in_low_precision_match_float32_at_any_magnitude(dtype, r
     cotangent = rng.normal(size=queries.shape).astype("float32")
     layer = _SharedQKKeys(dtype=dtype)
     layer(queries)  # build
-    keys, grads, _ = loss_grads(layer, queries, cotangent)
+    keys, grads, _ = layer_gradients(layer, queries, cotangent)
     q = queries.astype("float64")
     norm = np.linalg.norm(q, axis=-1, keepdims=True)
     want = q / (norm * np.sqrt(8))
