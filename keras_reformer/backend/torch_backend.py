@@ -145,28 +145,42 @@ def portable_normal(shape, seed):
     return torch.mul(radius, torch.cos(torch.mul(u2, 2.0 * 3.141592653589793))).reshape(shape)
 
 
-class _SoftmaxAndLogsumexp(torch.autograd.Function):
-    """`(softmax(x), logsumexp(x))` over the last axis, from one pass of exp.
+class _MaskedSoftmax(torch.autograd.Function):
+    """`(softmax(masked logits), logsumexp(masked logits))` over the last axis.
 
-    log-sum-exp = max - log(largest weight) (the largest weight is
-    exp(0) / sum). The backward is written out: autograd through that formula
+    The masks replace logits (as `where` does: no gradient reaches a
+    replaced logit), `replaced_by_self` with `self_value`, then `masked` with
+    `masked_value`; both broadcast against `logits`. One pass of exp:
+    log-sum-exp = max - log(largest weight), the largest weight being
+    exp(0) / sum. The backward is written out: autograd through that formula
     would subtract two terms near 1 for the log-sum-exp's gradient (which is
-    the softmax), losing its precision where the weights are small.
+    the softmax), losing its precision where the weights are small, and
+    the masks zero the gradient in place.
     """
 
     @staticmethod
-    def forward(ctx, logits):
+    def forward(ctx, logits, self_mask, masked, self_value, masked_value):
+        # The self value first: where another mask applies too, it wins.
+        if self_mask is not None:
+            logits = logits.masked_fill(self_mask, self_value)
+            logits.masked_fill_(masked, masked_value)
+        else:
+            logits = logits.masked_fill(masked, masked_value)
         weights = torch.softmax(logits, dim=-1)
         logsumexp = torch.sub(logits.amax(-1), torch.log(weights.amax(-1)))
-        ctx.save_for_backward(weights)
+        ctx.save_for_backward(weights, self_mask, masked)
         return weights, logsumexp
 
     @staticmethod
     def backward(ctx, weights_grad, logsumexp_grad):
-        (weights,) = ctx.saved_tensors
+        weights, self_mask, masked = ctx.saved_tensors
         inner = torch.sum(torch.mul(weights_grad, weights), dim=-1, keepdim=True)
-        return torch.mul(weights, torch.add(torch.sub(weights_grad, inner),
+        grad = torch.mul(weights, torch.add(torch.sub(weights_grad, inner),
                                             logsumexp_grad.unsqueeze(-1)))
+        grad.masked_fill_(masked, 0.0)
+        if self_mask is not None:
+            grad.masked_fill_(self_mask, 0.0)
+        return grad, None, None, None, None
 
 
 def chunked_attention(
@@ -175,9 +189,9 @@ def chunked_attention(
     query_round_chunks=None, key_round_chunks=None,
 ):
     # The shared code's attention with each chunk's neighbours as one window
-    # (an overlapping view of the padded keys: one product, one masking, one
-    # softmax, a third of the shared code's ops), and `torch.softmax`, whose
-    # CPU kernel does not slow down on masked logits as `exp` does.
+    # (one product, one masking, one softmax: about half the shared code's
+    # ops), and `torch.softmax`, whose CPU kernel does not slow down on
+    # masked logits as `exp` does.
     check_round_chunks(query_round_chunks, key_round_chunks)
     # Positions are distinct within a row: where queries and keys share them,
     # a query's own key is on the diagonal of its own chunk.
@@ -193,44 +207,48 @@ def chunked_attention(
     window = (lookback + 1 + lookahead) * chunk_length
 
     def windows(x, fill_value=0):
-        # (batch, length, ...) -> (batch, num_chunks, ..., window): a view.
-        pad = [x.new_full((x.shape[0], size * chunk_length) + tuple(x.shape[2:]), fill_value)
+        # (batch, length, ...) -> (batch, num_chunks, window, ...): each chunk
+        # after its `lookback` previous chunks, before its `lookahead` next ones
+        # (contiguous: a product with it needs no copy, and its backward is
+        # slices and one sum; an overlapping `unfold` view cost both).
+        chunks = chunked(x)
+        pad = [chunks.new_full((chunks.shape[0], size) + tuple(chunks.shape[2:]), fill_value)
                for size in (lookback, lookahead)]
-        padded = torch.cat([t for t in (pad[0], x, pad[1]) if t.shape[1]], dim=1)
-        return padded.unfold(1, window, chunk_length)
+        padded = torch.cat([t for t in (pad[0], chunks, pad[1]) if t.shape[1]], dim=1)
+        return torch.cat([padded[:, i : i + num_chunks] for i in range(lookback + 1 + lookahead)],
+                         dim=2)
 
     def chunked(x):  # (batch, length, ...) -> (batch, num_chunks, chunk_length, ...)
         return x.reshape((x.shape[0], num_chunks, chunk_length) + tuple(x.shape[2:]))
 
-    logits = torch.matmul(chunked(queries), windows(_tensor(keys)))
+    logits = torch.matmul(chunked(queries), windows(_tensor(keys)).transpose(-1, -2))
     masked_value, self_value = mask_values(logits.dtype)
     if query_round_chunks is not None:
         query_rounds = chunked(_tensor(query_round_chunks)).unsqueeze(-2)
-        key_rounds = windows(_tensor(key_round_chunks)).transpose(-1, -2).unsqueeze(2)
+        key_rounds = windows(_tensor(key_round_chunks)).unsqueeze(2)
         distance = key_rounds - query_rounds  # (batch, chunks, chunk_length, window, rounds)
         counts = ((distance >= -lookback) & (distance <= lookahead)).sum(-1)
         logits = logits - torch.log(counts.clamp(min=1).to(logits.dtype))
     if causal or (mask_self and not self_on_diagonal):
         query_positions = chunked(_tensor(query_positions)).unsqueeze(-1)
         key_window = windows(_tensor(key_positions), -1).unsqueeze(-2)
+    is_self = None
     if self_on_diagonal:
         own = torch.arange(chunk_length, device=logits.device) + lookback * chunk_length
         is_self = torch.arange(window, device=logits.device) == own.unsqueeze(-1)
-        logits = logits.masked_fill(is_self, self_value)
     elif mask_self:
-        logits = logits.masked_fill(query_positions == key_window, self_value)
+        is_self = query_positions == key_window
     if key_mask is None:
         key_mask = torch.ones((1, length), dtype=torch.bool, device=logits.device)
     masked = ~windows(_tensor(key_mask).bool(), False).unsqueeze(-2)
     if causal:
         masked = masked | (key_window > query_positions)
-    logits = logits.masked_fill(masked, masked_value)
-    weights, logsumexp = _SoftmaxAndLogsumexp.apply(logits)
+    weights, logsumexp = _MaskedSoftmax.apply(logits, is_self, masked, self_value, masked_value)
     if dropout_rate > 0.0:
         weights = weights * keras.random.dropout(
             torch.ones_like(weights), dropout_rate, seed=seed
         )
-    outputs = torch.matmul(weights, windows(values).transpose(-1, -2))
+    outputs = torch.matmul(weights, windows(values))
     return (outputs.reshape((outputs.shape[0], length, outputs.shape[-1])),
             logsumexp.reshape((logsumexp.shape[0], length)))
 

@@ -84,7 +84,10 @@ def test_full_attention_model_equals_one_chunk_local_attention_with_gradients(ca
     want_value, want_grads = model_gradients(local, data, cotangent)
     assert_allclose(value, want_value, rtol=1e-5, atol=1e-4)
     for got, want in zip(grads, want_grads):
-        assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+        # float32 sums of gradients up to about 20 in size: the two (exact)
+        # algorithms round differently by about 1e-6 of the largest entry.
+        scale = max(1.0, float(np.abs(want).max()))
+        assert_allclose(got, want, rtol=1e-4, atol=2e-6 * scale)
 
 
 def test_separate_qk_reaches_every_layer_and_lsh_refuses_it():
