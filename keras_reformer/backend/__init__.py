@@ -14,6 +14,8 @@ backend's module (`jax_backend`, `tensorflow_backend`, `torch_backend`):
   order, one step at a time (so memory is that of one step).
 - `scan(fn, init, xs)`: `jax.lax.scan` semantics on every backend
   (`keras.ops.scan` on TensorFlow requires the outputs to match the carry).
+- `stable_argsort(x)`: a sort that keeps equal values in order (LSH sorts
+  tokens by bucket and keeps each bucket's tokens in position order).
 - `rng_state()` / `replay_rng(state)`: capture and replay the framework's
   global random state (only torch's unseeded dropout uses one).
 
@@ -161,6 +163,21 @@ def scan(fn, init, xs):
         `(carry, ys)`: the final carry and the tuple of stacked outputs.
     """
     return _module().scan(fn, init, tuple(xs))
+
+
+def stable_argsort(x):
+    """Indices that sort `x` along its last axis, equal values in their order.
+
+    (`keras.ops.argsort` promises no order among equal values; TensorFlow's
+    is unstable unless asked.)
+
+    Args:
+        x: an integer or float tensor.
+
+    Returns:
+        An int32 tensor of `x`'s shape.
+    """
+    return _module().stable_argsort(x)
 
 
 def exp_nonpositive(x):

@@ -20,6 +20,10 @@ def scan(fn, init, xs):
     return jax.lax.scan(fn, init, xs)
 
 
+def stable_argsort(x):
+    return jax.numpy.argsort(x, axis=-1, stable=True).astype("int32")
+
+
 def exp_nonpositive(x):
     return jax.numpy.exp(x)
 

@@ -65,6 +65,10 @@ def scan(fn, init, xs):
     return carry, tuple(array.stack() for array in ys)
 
 
+def stable_argsort(x):
+    return tf.cast(tf.argsort(x, axis=-1, stable=True), "int32")
+
+
 def exp_nonpositive(x):
     return tf.exp(x)
 

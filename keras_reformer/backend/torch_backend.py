@@ -9,7 +9,6 @@ import torch
 
 from keras_reformer.ops.chunked_attention import check_round_chunks
 from keras_reformer.ops.masks import mask_values
-from keras_reformer.ops.sorting import check_sort_key_range
 
 
 def vjp(fn, weights, x, cotangent):
@@ -56,6 +55,10 @@ def scan(fn, init, xs):
         carry, y = fn(carry, tuple(x[i] for x in xs))
         ys.append(y)
     return carry, tuple(torch.stack(column) for column in zip(*ys))
+
+
+def stable_argsort(x):
+    return torch.argsort(_tensor(x), dim=-1, stable=True).int()
 
 
 # exp(-80) is under 1e-34: negligible beside the largest weight, exp(0) = 1.
@@ -264,15 +267,10 @@ def shared_qk_keys(queries, epsilon=1e-6):
 
 def sort_by_bucket(buckets, num_buckets):
     buckets = _tensor(buckets).detach()
-    num_hashes, length = buckets.shape[1], buckets.shape[2]
-    check_sort_key_range(num_hashes, num_buckets, length)
-    # The shared code's key, (bucket + round * num_buckets) * length + position,
-    # in int64 (no conversions of Python ints); it fits int32 (checked above).
+    num_hashes = buckets.shape[1]
+    # The shared code's round-major keys, bucket + round * num_buckets, with
+    # no conversions of Python ints (int64), in a stable sort.
     rounds = torch.arange(num_hashes, dtype=torch.int64, device=buckets.device)
-    positions = torch.arange(length, dtype=torch.int64, device=buckets.device)
-    keys = torch.add(
-        torch.mul(torch.add(buckets.long(), torch.mul(rounds, num_buckets).unsqueeze(-1)), length),
-        positions,
-    )
-    sort_indices = torch.argsort(keys.reshape(keys.shape[0], -1), dim=-1).int()
+    keys = torch.add(buckets.long(), torch.mul(rounds, num_buckets).unsqueeze(-1))
+    sort_indices = torch.argsort(keys.reshape(keys.shape[0], -1), dim=-1, stable=True).int()
     return sort_indices, inverse_permutation(sort_indices)

@@ -1,9 +1,11 @@
 """Sorting tokens by bucket and undoing the sort (Reformer, section 3).
 
 All hash rounds are sorted together: round `r`'s bucket ids are offset by
-`r * num_buckets`, and one sort with the key `bucket * length + position`
-orders tokens by round, then bucket, then original position. Keys are unique,
-so the sort is stable by construction and the same on every backend.
+`r * num_buckets`, and one stable sort of those keys orders tokens by round,
+then bucket, then original position, the same on every backend. (A key
+`bucket * length + position` would make every key unique, but overflows int32
+where num_hashes * num_buckets * length exceeds 2^31: beyond 2^17 tokens with
+4 hash rounds and the default 2 * length / 64 buckets.)
 """
 
 from keras import ops
@@ -11,17 +13,13 @@ from keras import ops
 from keras_reformer import backend
 from keras_reformer.ops.shapes import axis_size
 
-_INT32_LIMIT = 2**31 - 1
-
-
 @backend.overridable
 def sort_by_bucket(buckets, num_buckets):
     """Sort and undo-sort indices for bucket ids of several hash rounds.
 
     Args:
         buckets: `(batch, num_hashes, length)` integer bucket ids in
-            `[0, num_buckets)`; the length may be unknown while tracing
-            (then the int32 overflow of the sort key is not checked).
+            `[0, num_buckets)`; the length may be unknown while tracing.
         num_buckets: number of bucket ids per round (including any extra
             bucket reserved for padding).
 
@@ -32,25 +30,12 @@ def sort_by_bucket(buckets, num_buckets):
         `i % length`); `undo_indices` is its inverse permutation.
     """
     num_hashes, length = buckets.shape[1], axis_size(buckets, 2)
-    check_sort_key_range(num_hashes, num_buckets, length)
     buckets = ops.cast(ops.stop_gradient(buckets), "int32")
     offsets = ops.reshape(ops.arange(num_hashes, dtype="int32") * num_buckets, (1, num_hashes, 1))
-    positions = ops.reshape(ops.arange(length, dtype="int32"), (1, 1, length))
-    keys = (buckets + offsets) * length + positions
-    keys = ops.reshape(keys, (-1, num_hashes * length))
-    sort_indices = ops.cast(ops.argsort(keys, axis=-1), "int32")
+    # Round-major, so that a stable sort keeps each bucket's tokens in position order.
+    keys = ops.reshape(buckets + offsets, (-1, num_hashes * length))
+    sort_indices = backend.stable_argsort(keys)
     return ops.stop_gradient(sort_indices), ops.stop_gradient(inverse_permutation(sort_indices))
-
-
-def check_sort_key_range(num_hashes, num_buckets, length):
-    """Raises a ValueError where `sort_by_bucket`'s int32 sort key would overflow
-    (nothing to check for a `length` unknown while tracing)."""
-    if isinstance(length, int) and num_hashes * num_buckets * length > _INT32_LIMIT:
-        raise ValueError(
-            "The sort key bucket * length + position overflows int32 for "
-            f"num_hashes={num_hashes}, num_buckets={num_buckets}, length={length}. "
-            "Use fewer hashes, fewer buckets or a shorter sequence."
-        )
 
 
 @backend.overridable

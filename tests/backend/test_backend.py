@@ -35,3 +35,11 @@ def test_scan_stacks_outputs_and_threads_the_carry():
     carry, (ys,) = backend.scan(lambda c, x: (c + x[0], (c * 10,)), ops.zeros(()), (xs,))
     assert float(to_numpy(carry)) == 6.0
     np.testing.assert_array_equal(to_numpy(ys), [0, 0, 10, 30])
+
+
+def test_stable_argsort_keeps_equal_values_in_order():
+    # Many ties in a long row: an unstable sort would reorder some of them.
+    values = np.random.default_rng(0).integers(0, 3, size=(2, 5000)).astype("int32")
+    got = to_numpy(backend.stable_argsort(ops.convert_to_tensor(values)))
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, np.argsort(values, axis=-1, kind="stable"))

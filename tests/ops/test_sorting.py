@@ -43,3 +43,18 @@ def test_inverse_permutation_undoes_each_row():
     inverse = to_numpy(inverse_permutation(ops.convert_to_tensor(permutation)))
     np.testing.assert_array_equal(inverse, np.argsort(permutation, axis=-1))
     assert inverse.dtype == np.int32
+
+
+def test_sort_is_exact_where_a_bucket_times_length_key_would_overflow_int32():
+    # 4 rounds x 32768 buckets x 32768 positions = 2^32 > int32: a key
+    # `bucket * length + position` would wrap; the stable sort of the
+    # round-major bucket ids needs no such key.
+    rng = np.random.default_rng(2)
+    num_hashes, length, num_buckets = 4, 2**15, 2**15
+    buckets = rng.integers(0, num_buckets, size=(1, num_hashes, length)).astype("int32")
+    sort_indices, undo_indices = (
+        to_numpy(t) for t in sort_by_bucket(ops.convert_to_tensor(buckets), num_buckets)
+    )
+    keys = (buckets + np.arange(num_hashes)[:, None] * num_buckets).reshape(1, -1)
+    np.testing.assert_array_equal(sort_indices, np.argsort(keys, axis=-1, kind="stable"))
+    np.testing.assert_array_equal(undo_indices[0][sort_indices[0]], np.arange(num_hashes * length))
