@@ -26,9 +26,11 @@ class ChunkedFeedForward(SavesSeedStates, keras.layers.Layer):
     sequence; the output equals the unchunked feed-forward.
 
     The layer is *position-wise* (`position_wise = True`): output position t
-    depends only on input position t. `keras_reformer.layers.ReversibleSequence`
-    uses that to pull gradients back through it chunk by chunk as well
-    (`chunk_size(length)` gives the chunks). The chunks run as one loop
+    depends only on input position t. It implements the position-wise
+    protocol (`keras_reformer.layers.position_wise`: `position_wise`,
+    `chunk_size(length)`, `position_offset`), which
+    `keras_reformer.layers.ReversibleSequence` uses to pull gradients back
+    through it chunk by chunk as well. The chunks run as one loop
     (`keras_reformer.ops.scan_sequence_chunks`), so the compiled program does
     not grow with the number of chunks. Dropout masks are keyed by the
     chunk's first position and one seed drawn per call, so a chunk recomputed

@@ -25,8 +25,7 @@ from keras_reformer.ops.chunked_attention import chunked_attention
 from keras_reformer.ops.chunked_attention import combine_hash_rounds
 from keras_reformer.ops.chunked_attention import duplicate_counts
 from keras_reformer.ops.chunked_attention import shared_qk_keys
-from keras_reformer.ops.hashing import default_bucket_factors
-from keras_reformer.ops.hashing import default_num_buckets
+from keras_reformer.ops.hashing import default_bucket_factors_for_length
 from keras_reformer.ops.hashing import hash_buckets
 from keras_reformer.ops.portable_random import portable_normal
 from keras_reformer.ops.scalars import scalar_like
@@ -404,9 +403,7 @@ class LSHSelfAttention(LocalSelfAttention):
                     f"keras_reformer.ops.default_num_buckets(max_length, {self.chunk_length}). "
                     f"Received: num_buckets=None, inputs of unknown length"
                 )
-            return default_bucket_factors(
-                default_num_buckets(length, self.chunk_length), self.chunk_length
-            )
+            return default_bucket_factors_for_length(length, self.chunk_length)
         if isinstance(self.num_buckets, int):
             return (self.num_buckets,)
         return tuple(self.num_buckets)

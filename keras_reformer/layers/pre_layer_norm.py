@@ -5,6 +5,8 @@ from keras import ops
 
 from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import check_positive_float
+from keras_reformer.layers.position_wise import chunk_size_of
+from keras_reformer.layers.position_wise import is_position_wise
 from keras_reformer.layers.sublayer_arguments import call_sublayer_with_cache
 from keras_reformer.layers.sublayer_arguments import prefill_sublayer
 from keras_reformer.layers.sublayer_arguments import sublayer_kwargs
@@ -18,11 +20,11 @@ class PreLayerNorm(keras.layers.Layer):
     `G = PreLayerNorm(ChunkedFeedForward(...))`. `padding_mask` and `training`
     reach the wrapped layer when its `call` accepts them. Layer normalisation
     is position-wise, so the wrapper is position-wise exactly when the wrapped
-    layer is (`position_wise`, `chunk_size`, `position_offset`: see
-    `keras_reformer.layers.ChunkedFeedForward`). Padded positions (a false /
-    0 `padding_mask`) are replaced by zeros first, so that whatever they
-    hold, NaN and Inf included, reaches neither the outputs at real positions
-    nor any gradient.
+    layer is (`position_wise`, `chunk_size`, `position_offset`: the
+    position-wise protocol of `keras_reformer.layers.position_wise`). Padded
+    positions (a false / 0 `padding_mask`) are replaced by zeros first, so
+    that whatever they hold, NaN and Inf included, reaches neither the
+    outputs at real positions nor any gradient.
 
     Args:
         layer: the wrapped `keras.layers.Layer`.
@@ -61,11 +63,14 @@ class PreLayerNorm(keras.layers.Layer):
 
     @property
     def position_wise(self):
-        return bool(getattr(self.layer, "position_wise", False))
+        """Whether the wrapped layer is position-wise (see
+        `keras_reformer.layers.position_wise`)."""
+        return is_position_wise(self.layer)
 
     def chunk_size(self, length):
-        """The wrapped position-wise layer's chunk size (see `ChunkedFeedForward`)."""
-        return self.layer.chunk_size(length) if self.position_wise else None
+        """The wrapped position-wise layer's chunk size (see
+        `keras_reformer.layers.position_wise`)."""
+        return chunk_size_of(self.layer, length)
 
     def build(self, inputs_shape):
         self.layer_norm = keras.layers.LayerNormalization(
@@ -77,8 +82,7 @@ class PreLayerNorm(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, padding_mask=None, training=None, position_offset=None):
-        kwargs = sublayer_kwargs(self.layer, padding_mask, training,
-                                 position_offset if self.position_wise else None)
+        kwargs = sublayer_kwargs(self.layer, padding_mask, training, position_offset)
         if padding_mask is not None:
             # `where`, not a product: 0 * NaN is NaN.
             real = ops.expand_dims(ops.cast(padding_mask, "bool"), -1)

@@ -12,6 +12,7 @@ from keras import ops
 from keras_reformer import backend
 from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import check_seed
+from keras_reformer.layers.position_wise import chunk_size_of
 from keras_reformer.layers.randomness import SavesSeedStates
 from keras_reformer.layers.randomness import concrete_seed
 from keras_reformer.layers.randomness import redraw_seed_states
@@ -135,7 +136,6 @@ class _Sublayer:
         self.layer = layer
         self.trainable_index = [trainable_index[id(v)] for v in layer.trainable_variables]
         self.state_index = [state_index[id(v)] for v in layer.non_trainable_variables]
-        self.position_wise = bool(getattr(layer, "position_wise", False))
 
     def weights(self, all_weights):
         return [all_weights[i] for i in self.trainable_index]
@@ -149,13 +149,14 @@ class _Sublayer:
 
     def vjp(self, weights, states, x, cotangent, padding_mask, training):
         """(output, weight_grads, x_grad); chunk by chunk along the sequence
-        (one loop) when the layer is position-wise (its `chunk_size` hook)."""
+        (one loop) when the layer is position-wise (see
+        `keras_reformer.layers.position_wise`)."""
 
         def run(offset, mask):
             return lambda w, inputs: self.apply(w, states, inputs, mask, training, offset)
 
         length = x.shape[1]  # None while tracing for several lengths: chunked as in `call`
-        size = self.layer.chunk_size(length) if self.position_wise else None
+        size = chunk_size_of(self.layer, length)
         if size is None or (length is not None and size >= length):
             return backend.vjp(run(None, padding_mask), weights, x, cotangent)
 
@@ -182,10 +183,12 @@ class ReversibleSequence(SavesSeedStates, keras.layers.Layer):
     stack's output is kept. The backward pass walks the blocks in reverse,
     rebuilding each block's input from its output (X2 = Y2 - G(Y1),
     X1 = Y1 - F(X2)) while pulling the gradient back through G, then F, with a
-    vector-Jacobian product. A position-wise G (one with a true `position_wise`
-    attribute and a `chunk_size(length)` method, e.g.
-    `PreLayerNorm(ChunkedFeedForward(...))`) is pulled back chunk by chunk, so
-    its wide intermediate never exists for the whole sequence.
+    vector-Jacobian product. A position-wise G (one that follows the protocol
+    of `keras_reformer.layers.position_wise`: a true `position_wise`
+    attribute, a `chunk_size(length)` method and a `position_offset` call
+    argument, e.g. `PreLayerNorm(ChunkedFeedForward(...))`) is pulled back
+    chunk by chunk, so its wide intermediate never exists for the whole
+    sequence.
 
     Randomness: the forward pass and its recompute draw from the same seed
     states (dropout masks, LSH rotations replay exactly; torch's global RNG,

@@ -5,6 +5,9 @@ import inspect
 
 import keras
 
+from keras_reformer.layers.position_wise import is_position_wise
+from keras_reformer.layers.position_wise import position_offset_kwargs
+
 
 def accepts(layer, argument):
     """Whether `layer.call` takes `argument` (or `**kwargs`)."""
@@ -18,17 +21,16 @@ def sublayer_kwargs(layer, padding_mask=None, training=None, position_offset=Non
     """The call arguments among `padding_mask`, `training` and
     `position_offset` that `layer` accepts, each only when given.
 
-    `position_offset` is part of the position-wise protocol (see
-    `keras_reformer.layers.ChunkedFeedForward`): it is passed only to layers
-    that declare `position_wise = True`, which must accept it.
+    `position_offset` is part of the position-wise protocol
+    (`keras_reformer.layers.position_wise`): it is passed only to
+    position-wise layers, which must accept it.
     """
     kwargs = {}
     if padding_mask is not None and accepts(layer, "padding_mask"):
         kwargs["padding_mask"] = padding_mask
     if training is not None and accepts(layer, "training"):
         kwargs["training"] = training
-    if position_offset is not None:
-        kwargs["position_offset"] = position_offset
+    kwargs.update(position_offset_kwargs(layer, position_offset))
     return kwargs
 
 
@@ -36,8 +38,9 @@ def prefill_sublayer(layer, inputs, padding_mask):
     """`(outputs, cache)` of a sublayer on the known part of a generation buffer.
 
     A layer with a `build_cache` method (the attention layers, `PreLayerNorm`)
-    returns its cache; a position-wise layer (see `ChunkedFeedForward`) needs
-    none (its cache is `()`). Others cannot generate token by token.
+    returns its cache; a position-wise layer (see
+    `keras_reformer.layers.position_wise`) needs none (its cache is `()`).
+    Others cannot generate token by token.
     """
     if hasattr(layer, "build_cache"):
         return layer.build_cache(inputs, padding_mask=padding_mask)
@@ -54,7 +57,7 @@ def call_sublayer_with_cache(layer, inputs, cache, cache_update_index):
 
 
 def _check_position_wise(layer):
-    if not getattr(layer, "position_wise", False):
+    if not is_position_wise(layer):
         raise ValueError(
             f"Cached generation runs each sublayer one token at a time: {layer.name!r} "
             f"({type(layer).__name__}) needs `build_cache` / `call_with_cache` methods "

@@ -3,7 +3,7 @@
 from keras_reformer.models.attention_swap import with_attention
 from keras_reformer.models.reformer_causal_lm import ReformerCausalLM, language_model_data
 from keras_reformer.models.reformer_classifier import ReformerClassifier
-from keras_reformer.models.reformer_model import ReformerModel, default_num_buckets
+from keras_reformer.models.reformer_model import ReformerModel
 
 __all__ = ["ReformerModel", "ReformerCausalLM", "ReformerClassifier", "language_model_data",
-           "default_num_buckets", "with_attention"]
+           "with_attention"]

@@ -25,27 +25,10 @@ from keras_reformer.layers.token_embedding import TokenEmbedding
 from keras_reformer.models.input_checks import TokenIdChecks
 from keras_reformer.models.input_checks import check_token_inputs
 from keras_reformer.models.input_checks import real_token_mask
-from keras_reformer.ops import hashing
+from keras_reformer.ops.hashing import default_bucket_factors_for_length
 
 ATTENTION_KINDS = ("lsh", "local", "full")
 POSITION_EMBEDDING_KINDS = ("axial", "learned", "sinusoidal")
-
-
-def default_num_buckets(max_sequence_length, chunk_length):
-    """The paper's bucket count for the longest sequence: about 2 * L / chunk_length.
-
-    The model fixes the count from `max_sequence_length` rather than letting each
-    call pick it from the current length, so that a sequence hashes the same way
-    whatever padding follows it (generation relies on that).
-
-    Args:
-        max_sequence_length: the longest sequence the model accepts.
-        chunk_length: the attention chunk length.
-
-    Returns:
-        The smallest power of two, at least 2, that is >= 2 * L / chunk_length.
-    """
-    return hashing.default_num_buckets(max_sequence_length, chunk_length)
 
 
 def _embed(token_embedding, position_layer, vocabulary_size, token_ids, padding_mask,
@@ -90,9 +73,14 @@ class ReformerModel(TokenIdChecks, keras.Model):
         num_hashes: LSH hash rounds. Defaults to `4`.
         num_buckets: LSH buckets per round: an even integer, or a list of
             factors (see `LSHSelfAttention`). Defaults to the paper's choice
-            for `max_sequence_length` (see `default_num_buckets`), split in two
-            factors above `4 * chunk_length` buckets
-            (`keras_reformer.ops.default_bucket_factors`).
+            for `max_sequence_length`, about
+            `2 * max_sequence_length / chunk_length`
+            (`keras_reformer.ops.default_num_buckets`), split in two factors
+            above `4 * chunk_length` buckets
+            (`keras_reformer.ops.default_bucket_factors`). The count is fixed
+            from `max_sequence_length` rather than picked by each call from
+            its length, so that a sequence hashes the same whatever padding
+            follows it (generation relies on that).
         causal: whether a position attends only to earlier ones (language
             models). Defaults to `False`.
         dropout: dropout rate of attention probabilities, feed-forward and
@@ -228,9 +216,7 @@ class ReformerModel(TokenIdChecks, keras.Model):
                 f"Received: position_embedding={position_embedding!r}"
             )
         if num_buckets is None:
-            factors = hashing.default_bucket_factors(
-                default_num_buckets(max_sequence_length, chunk_length), chunk_length
-            )
+            factors = default_bucket_factors_for_length(max_sequence_length, chunk_length)
             num_buckets = factors[0] if len(factors) == 1 else list(factors)
 
         # === Layers ===

@@ -71,6 +71,26 @@ def default_bucket_factors(num_buckets, chunk_length):
     return (2 ** (power // 2), 2 ** (power - power // 2))
 
 
+def default_bucket_factors_for_length(length, chunk_length):
+    """The default buckets of a sequence of `length`, as bucket factors.
+
+    The one rule behind every default bucket count: the paper's count for the
+    length (`default_num_buckets`), split in two above `4 * chunk_length`
+    buckets (`default_bucket_factors`). `LSHSelfAttention` with
+    `num_buckets=None` applies it to each call's (padded) length;
+    `ReformerModel` applies it once to `max_sequence_length`.
+
+    Args:
+        length: the sequence length (after padding to a multiple of `chunk_length`).
+        chunk_length: positions per chunk.
+
+    Returns:
+        A tuple of bucket counts whose product is the bucket count: one entry,
+        or two factors.
+    """
+    return default_bucket_factors(default_num_buckets(length, chunk_length), chunk_length)
+
+
 def hash_buckets(vectors, rotations, bucket_factors=None,
                  max_rotated_values=_MAX_ROTATED_VALUES):
     """Angular LSH bucket ids of `vectors`, one per hash round and head.

@@ -2,8 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_reformer.models import ReformerModel, default_num_buckets
+from keras_reformer.models import ReformerModel
 from keras_reformer.models.input_checks import check_token_inputs
+from keras_reformer.ops import default_num_buckets
 from tests.test_case import BACKEND, assert_allclose, run_model_saving_test, to_numpy
 
 SMALL = dict(vocabulary_size=32, num_layers=2, hidden_dim=16, num_heads=2, chunk_length=8,
