@@ -399,8 +399,10 @@ class LSHSelfAttention(LocalSelfAttention):
                     "LSHSelfAttention with `num_buckets=None` picks the bucket count from the "
                     "sequence length, which is unknown while tracing this call (a TensorFlow "
                     "graph traced for several lengths, or a `None` length in the input "
-                    "signature). Pass `num_buckets`, e.g. "
-                    f"keras_reformer.ops.default_num_buckets(max_length, {self.chunk_length}). "
+                    "signature). Pass `num_buckets`, e.g. the factors "
+                    "keras_reformer.ops.default_bucket_factors(keras_reformer.ops."
+                    f"default_num_buckets(max_length, {self.chunk_length}), "
+                    f"{self.chunk_length}) (ReformerModel's choice for max_length). "
                     f"Received: num_buckets=None, inputs of unknown length"
                 )
             return default_bucket_factors_for_length(length, self.chunk_length)
