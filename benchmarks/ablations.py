@@ -52,12 +52,13 @@ sys.path.insert(0, str(BENCHMARK_DIR))
 import common  # noqa: E402
 
 EXPERIMENTS = ("duplication", "lm", "shared_qk", "reversible", "cost")
-BENCHMARKS = {"duplication": "ablation_duplication", "lm": "ablation_lm",
-              "cost": "ablation_cost"}
+BENCHMARKS = {"duplication": "ablation_duplication", "lm": "ablation_lm", "cost": "ablation_cost"}
 # The LM variants each experiment trains; `full` is one run shared by all three.
-LM_VARIANTS = {"lm": ("full", "lsh1", "lsh2", "lsh4", "lsh8"),
-               "shared_qk": ("full", "full_separate_qk"),
-               "reversible": ("full", "full_nonreversible")}
+LM_VARIANTS = {
+    "lm": ("full", "lsh1", "lsh2", "lsh4", "lsh8"),
+    "shared_qk": ("full", "full_separate_qk"),
+    "reversible": ("full", "full_nonreversible"),
+}
 DUPLICATION_TRAIN = ("full", "lsh1", "lsh2", "lsh4")
 DUPLICATION_EVAL = ("full", "lsh1", "lsh2", "lsh4", "lsh8")
 # Learned positions: the copy needs "attend to position p - L/2 + 1" (see
@@ -67,32 +68,61 @@ BYTE_VOCABULARY = 256
 # Sizes per task: the defaults (about 40 minutes for everything on a 2-core CPU
 # with JAX) and `--quick` (the plumbing in about 5 minutes). Every one is a flag.
 DEFAULTS = {
-    "dup_length": 256, "dup_steps": 1500, "dup_batch_size": 16, "dup_hidden_dim": 64,
-    "dup_num_heads": 2, "dup_chunk_length": 32, "dup_learning_rate": 3e-3,
+    "dup_length": 256,
+    "dup_steps": 1500,
+    "dup_batch_size": 16,
+    "dup_hidden_dim": 64,
+    "dup_num_heads": 2,
+    "dup_chunk_length": 32,
+    "dup_learning_rate": 3e-3,
     "dup_eval_size": 256,
-    "length": 512, "steps": 300, "batch_size": 8, "hidden_dim": 64, "num_heads": 2,
-    "num_layers": 2, "chunk_length": 32, "learning_rate": 2e-3, "eval_every": 50,
-    "eval_batches": 8, "max_bytes": 2_000_000,
-    "cost_lengths": [512, 1024, 2048, 4096, 8192], "cost_variants": ["full", "lsh4"],
-    "cost_repeats": 3, "cost_timeout": 600,
+    "length": 512,
+    "steps": 300,
+    "batch_size": 8,
+    "hidden_dim": 64,
+    "num_heads": 2,
+    "num_layers": 2,
+    "chunk_length": 32,
+    "learning_rate": 2e-3,
+    "eval_every": 50,
+    "eval_batches": 8,
+    "max_bytes": 2_000_000,
+    "cost_lengths": [512, 1024, 2048, 4096, 8192],
+    "cost_variants": ["full", "lsh4"],
+    "cost_repeats": 3,
+    "cost_timeout": 600,
 }
 QUICK = {
-    "dup_length": 64, "dup_steps": 10, "dup_batch_size": 4, "dup_hidden_dim": 32,
-    "dup_num_heads": 2, "dup_chunk_length": 16, "dup_eval_size": 8,
-    "length": 128, "steps": 10, "batch_size": 2, "hidden_dim": 32, "num_heads": 2,
-    "num_layers": 2, "chunk_length": 32, "eval_every": 5, "eval_batches": 1,
-    "max_bytes": 200_000, "cost_lengths": [128, 256], "cost_repeats": 1,
+    "dup_length": 64,
+    "dup_steps": 10,
+    "dup_batch_size": 4,
+    "dup_hidden_dim": 32,
+    "dup_num_heads": 2,
+    "dup_chunk_length": 16,
+    "dup_eval_size": 8,
+    "length": 128,
+    "steps": 10,
+    "batch_size": 2,
+    "hidden_dim": 32,
+    "num_heads": 2,
+    "num_layers": 2,
+    "chunk_length": 32,
+    "eval_every": 5,
+    "eval_batches": 1,
+    "max_bytes": 200_000,
+    "cost_lengths": [128, 256],
+    "cost_repeats": 1,
 }
 SCHEMA = 1  # bump when a result's meaning changes: older results are then rerun
 
 
 # === Variants ===
 
+
 def variant_options(variant):
     """`ReformerModel` arguments of a variant name: `full`, `lsh<N>`, `full_separate_qk`,
     `full_nonreversible`."""
-    options = {"attention_layers": "full", "num_hashes": 1, "shared_qk": True,
-               "reversible": True}
+    options = {"attention_layers": "full", "num_hashes": 1, "shared_qk": True, "reversible": True}
     if variant.startswith("lsh") and variant[3:].isdigit() and int(variant[3:]) > 0:
         return dict(options, attention_layers="lsh", num_hashes=int(variant[3:]))
     if variant == "full":
@@ -101,16 +131,19 @@ def variant_options(variant):
         return dict(options, shared_qk=False)
     if variant == "full_nonreversible":
         return dict(options, reversible=False)
-    raise ValueError(f"Unknown variant {variant!r}: full, lsh<N>, full_separate_qk or "
-                     "full_nonreversible.")
+    raise ValueError(
+        f"Unknown variant {variant!r}: full, lsh<N>, full_separate_qk or full_nonreversible."
+    )
 
 
 def variant_label(variant):
     """How tables name a variant: `full`, `LSH-4`, `full, separate QK`, ..."""
     if variant.startswith("lsh"):
         return f"LSH-{variant[3:]}"
-    return {"full_separate_qk": "full, separate QK",
-            "full_nonreversible": "full, not reversible"}.get(variant, variant)
+    return {
+        "full_separate_qk": "full, separate QK",
+        "full_nonreversible": "full, not reversible",
+    }.get(variant, variant)
 
 
 def lm_variants(experiments):
@@ -125,41 +158,72 @@ def lm_variants(experiments):
 
 # === Arguments ===
 
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog="Size flags default to the values in DEFAULTS (or QUICK with --quick).")
-    parser.add_argument("--experiments", default=",".join(EXPERIMENTS),
-                        help=f"comma-separated, of {', '.join(EXPERIMENTS)}")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes (a few minutes for everything): tests the plumbing")
+        epilog="Size flags default to the values in DEFAULTS (or QUICK with --quick).",
+    )
+    parser.add_argument(
+        "--experiments",
+        default=",".join(EXPERIMENTS),
+        help=f"comma-separated, of {', '.join(EXPERIMENTS)}",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes (a few minutes for everything): tests the plumbing",
+    )
     parser.add_argument("--results-dir", default=str(common.RESULTS_DIR))
-    parser.add_argument("--log-dir", default=str(common.REPO_ROOT / "runs" / "ablations"),
-                        help="TensorBoard logs, one folder per run (runs/ is git-ignored)")
-    parser.add_argument("--force", action="store_true",
-                        help="rerun configurations whose result already exists")
+    parser.add_argument(
+        "--log-dir",
+        default=str(common.REPO_ROOT / "runs" / "ablations"),
+        help="TensorBoard logs, one folder per run (runs/ is git-ignored)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="rerun configurations whose result already exists"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity")
     duplication = parser.add_argument_group("duplication (Table 2)")
-    for name, kind in (("length", int), ("steps", int), ("batch-size", int),
-                       ("hidden-dim", int), ("num-heads", int), ("chunk-length", int),
-                       ("learning-rate", float), ("eval-size", int)):
+    for name, kind in (
+        ("length", int),
+        ("steps", int),
+        ("batch-size", int),
+        ("hidden-dim", int),
+        ("num-heads", int),
+        ("chunk-length", int),
+        ("learning-rate", float),
+        ("eval-size", int),
+    ):
         duplication.add_argument(f"--dup-{name}", type=kind, default=None)
     lm = parser.add_argument_group("language model (lm, shared_qk, reversible; cost sizes)")
-    lm.add_argument("--data", default=None,
-                    help="a text file, e.g. enwik8 (default: the Python standard library)")
-    for name, kind in (("max-bytes", int), ("length", int), ("steps", int),
-                       ("batch-size", int), ("hidden-dim", int), ("num-heads", int),
-                       ("num-layers", int), ("chunk-length", int), ("learning-rate", float),
-                       ("eval-every", int), ("eval-batches", int)):
+    lm.add_argument(
+        "--data",
+        default=None,
+        help="a text file, e.g. enwik8 (default: the Python standard library)",
+    )
+    for name, kind in (
+        ("max-bytes", int),
+        ("length", int),
+        ("steps", int),
+        ("batch-size", int),
+        ("hidden-dim", int),
+        ("num-heads", int),
+        ("num-layers", int),
+        ("chunk-length", int),
+        ("learning-rate", float),
+        ("eval-every", int),
+        ("eval-batches", int),
+    ):
         lm.add_argument(f"--{name}", type=kind, default=None)
     cost = parser.add_argument_group("cost")
     cost.add_argument("--cost-lengths", type=common.int_list, default=None)
-    cost.add_argument("--cost-variants", type=lambda s: [v for v in s.split(",") if v],
-                      default=None)
+    cost.add_argument(
+        "--cost-variants", type=lambda s: [v for v in s.split(",") if v], default=None
+    )
     cost.add_argument("--cost-repeats", type=int, default=None)
-    cost.add_argument("--cost-timeout", type=float, default=None,
-                      help="seconds per configuration")
+    cost.add_argument("--cost-timeout", type=float, default=None, help="seconds per configuration")
     args = parser.parse_args(argv)
     args.experiments = [e for e in args.experiments.split(",") if e]
     unknown = sorted(set(args.experiments) - set(EXPERIMENTS))
@@ -176,42 +240,78 @@ def parse_args(argv=None):
     if args.dup_length % 2 or args.dup_length < 4:
         parser.error(f"--dup-length must be an even number >= 4, got {args.dup_length}")
     if args.steps % args.eval_every:
-        parser.error(f"--steps ({args.steps}) must be a multiple of --eval-every "
-                     f"({args.eval_every})")
+        parser.error(
+            f"--steps ({args.steps}) must be a multiple of --eval-every ({args.eval_every})"
+        )
     return args
 
 
 def duplication_config(args, variant, backend):
     """Everything that shapes one duplication run's numbers (what resuming compares)."""
-    return {"schema": SCHEMA, "task": "duplication", "variant": variant, "backend": backend,
-            "length": args.dup_length, "steps": args.dup_steps,
-            "batch": args.dup_batch_size, "d_model": args.dup_hidden_dim,
-            "heads": args.dup_num_heads, "layers": 1, "chunk": args.dup_chunk_length,
-            "learning_rate": args.dup_learning_rate, "eval_size": args.dup_eval_size,
-            "evaluated_with": list(DUPLICATION_EVAL), "positions": POSITION_EMBEDDING,
-            "seed": args.seed}
+    return {
+        "schema": SCHEMA,
+        "task": "duplication",
+        "variant": variant,
+        "backend": backend,
+        "length": args.dup_length,
+        "steps": args.dup_steps,
+        "batch": args.dup_batch_size,
+        "d_model": args.dup_hidden_dim,
+        "heads": args.dup_num_heads,
+        "layers": 1,
+        "chunk": args.dup_chunk_length,
+        "learning_rate": args.dup_learning_rate,
+        "eval_size": args.dup_eval_size,
+        "evaluated_with": list(DUPLICATION_EVAL),
+        "positions": POSITION_EMBEDDING,
+        "seed": args.seed,
+    }
 
 
 def lm_config(args, variant, backend):
     """Everything that shapes one LM run's numbers (what resuming compares)."""
-    return {"schema": SCHEMA, "task": "lm", "variant": variant, "backend": backend,
-            "data": args.data or "stdlib", "max_bytes": args.max_bytes,
-            "length": args.length, "steps": args.steps, "batch": args.batch_size,
-            "d_model": args.hidden_dim, "heads": args.num_heads, "layers": args.num_layers,
-            "chunk": args.chunk_length, "learning_rate": args.learning_rate,
-            "eval_every": args.eval_every, "eval_batches": args.eval_batches,
-            "positions": POSITION_EMBEDDING, "seed": args.seed}
+    return {
+        "schema": SCHEMA,
+        "task": "lm",
+        "variant": variant,
+        "backend": backend,
+        "data": args.data or "stdlib",
+        "max_bytes": args.max_bytes,
+        "length": args.length,
+        "steps": args.steps,
+        "batch": args.batch_size,
+        "d_model": args.hidden_dim,
+        "heads": args.num_heads,
+        "layers": args.num_layers,
+        "chunk": args.chunk_length,
+        "learning_rate": args.learning_rate,
+        "eval_every": args.eval_every,
+        "eval_batches": args.eval_batches,
+        "positions": POSITION_EMBEDDING,
+        "seed": args.seed,
+    }
 
 
 def cost_config(args, variant, backend):
-    return {"schema": SCHEMA, "task": "cost", "variant": variant, "backend": backend,
-            "lengths": list(args.cost_lengths), "batch": 1, "d_model": args.hidden_dim,
-            "heads": args.num_heads, "layers": args.num_layers, "chunk": args.chunk_length,
-            "repeats": args.cost_repeats, "positions": POSITION_EMBEDDING,
-            "xla_flags": os.environ.get("XLA_FLAGS", "")}
+    return {
+        "schema": SCHEMA,
+        "task": "cost",
+        "variant": variant,
+        "backend": backend,
+        "lengths": list(args.cost_lengths),
+        "batch": 1,
+        "d_model": args.hidden_dim,
+        "heads": args.num_heads,
+        "layers": args.num_layers,
+        "chunk": args.chunk_length,
+        "repeats": args.cost_repeats,
+        "positions": POSITION_EMBEDDING,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
 
 
 # === Resuming ===
+
 
 def _normalised(config):
     return json.loads(json.dumps(config, sort_keys=True, default=float))
@@ -221,8 +321,11 @@ def existing_result(results, benchmark, config):
     """The newest result of `benchmark` with exactly `config` (and no failed row), or None."""
     wanted = _normalised(config)
     for result in reversed(results):
-        if (result["benchmark"] == benchmark and _normalised(result.get("config")) == wanted
-                and all(row.get("status", "ok") == "ok" for row in result["rows"])):
+        if (
+            result["benchmark"] == benchmark
+            and _normalised(result.get("config")) == wanted
+            and all(row.get("status", "ok") == "ok" for row in result["rows"])
+        ):
             return result
     return None
 
@@ -240,17 +343,26 @@ def quiet_load_results(directory):
 
 # === Models ===
 
-def build_causal_lm(variant, vocabulary_size, length, hidden_dim, num_heads, num_layers,
-                    chunk_length, seed):
+
+def build_causal_lm(
+    variant, vocabulary_size, length, hidden_dim, num_heads, num_layers, chunk_length, seed
+):
     """A `ReformerCausalLM` of one variant; the variants differ only in attention / stack."""
     import keras_reformer
 
     options = variant_options(variant)
     backbone = keras_reformer.models.ReformerModel(
-        vocabulary_size=vocabulary_size, num_layers=num_layers, hidden_dim=hidden_dim,
-        num_heads=num_heads, chunk_length=chunk_length, causal=True,
-        max_sequence_length=length, position_embedding=POSITION_EMBEDDING, seed=seed,
-        **options)
+        vocabulary_size=vocabulary_size,
+        num_layers=num_layers,
+        hidden_dim=hidden_dim,
+        num_heads=num_heads,
+        chunk_length=chunk_length,
+        causal=True,
+        max_sequence_length=length,
+        position_embedding=POSITION_EMBEDDING,
+        seed=seed,
+        **options,
+    )
     return keras_reformer.models.ReformerCausalLM(backbone)
 
 
@@ -260,7 +372,8 @@ def with_variant(model, variant):
 
     options = variant_options(variant)
     return keras_reformer.models.with_attention(
-        model, attention_layers=options["attention_layers"], num_hashes=options["num_hashes"])
+        model, attention_layers=options["attention_layers"], num_hashes=options["num_hashes"]
+    )
 
 
 def _examples(name):
@@ -309,15 +422,20 @@ def held_out_curve_class():
             logs = logs if logs is not None else {}
             bits = logs["val_loss"] / math.log(2)
             logs["val_bits_per_byte"] = bits
-            self.rows.append({"step": (epoch + 1) * self.steps_per_epoch,
-                              "bits_per_byte": round(bits, 5),
-                              "train_loss": round(float(logs.get("loss", float("nan"))), 5),
-                              "training_seconds": round(self.clock.seconds, 2)})
+            self.rows.append(
+                {
+                    "step": (epoch + 1) * self.steps_per_epoch,
+                    "bits_per_byte": round(bits, 5),
+                    "train_loss": round(float(logs.get("loss", float("nan"))), 5),
+                    "training_seconds": round(self.clock.seconds, 2),
+                }
+            )
 
     return HeldOutCurve
 
 
 # === Training runs ===
+
 
 def run_duplication(args, variant, log_dir):
     """Trains one duplication model with `variant`, evaluates it with every evaluation
@@ -329,32 +447,53 @@ def run_duplication(args, variant, log_dir):
 
     duplication = _examples("duplication")
     keras.utils.set_random_seed(args.seed)
-    model = build_causal_lm(variant, duplication.VOCABULARY_SIZE, args.dup_length,
-                            args.dup_hidden_dim, args.dup_num_heads, 1,
-                            args.dup_chunk_length, args.seed)
+    model = build_causal_lm(
+        variant,
+        duplication.VOCABULARY_SIZE,
+        args.dup_length,
+        args.dup_hidden_dim,
+        args.dup_num_heads,
+        1,
+        args.dup_chunk_length,
+        args.seed,
+    )
     model.compile(optimizer=keras.optimizers.Adam(args.dup_learning_rate))
     epochs = max(1, min(10, args.dup_steps // 50))
     while args.dup_steps % epochs:
         epochs -= 1
-    data = duplication.DuplicationData(args.dup_batch_size, args.dup_length, args.dup_steps,
-                                       args.seed)
+    data = duplication.DuplicationData(
+        args.dup_batch_size, args.dup_length, args.dup_steps, args.seed
+    )
     start = time.perf_counter()
-    model.fit(data, epochs=epochs, steps_per_epoch=args.dup_steps // epochs, shuffle=False,
-              callbacks=[keras.callbacks.TensorBoard(str(log_dir))], verbose=args.verbose)
+    model.fit(
+        data,
+        epochs=epochs,
+        steps_per_epoch=args.dup_steps // epochs,
+        shuffle=False,
+        callbacks=[keras.callbacks.TensorBoard(str(log_dir))],
+        verbose=args.verbose,
+    )
     seconds = time.perf_counter() - start
     rng = np.random.default_rng(args.seed + 10_000)  # as examples/duplication.py evaluates
     eval_x, eval_y, _ = keras_reformer.models.language_model_data(
-        duplication.duplication_batch(rng, args.dup_eval_size, args.dup_length))
+        duplication.duplication_batch(rng, args.dup_eval_size, args.dup_length)
+    )
     rows = []
     for evaluated in DUPLICATION_EVAL:
         evaluator = with_variant(model, evaluated)
-        accuracy = duplication.second_half_accuracy(evaluator, eval_x, eval_y,
-                                                    args.dup_batch_size)
+        accuracy = duplication.second_half_accuracy(evaluator, eval_x, eval_y, args.dup_batch_size)
         print(f"  trained with {variant}, evaluated with {evaluated}: {accuracy:.4f}")
-        rows.append({"trained_with": variant, "evaluated_with": evaluated,
-                     "accuracy": round(accuracy, 5), "training_seconds": round(seconds, 1),
-                     "steps_per_second": round(args.dup_steps / seconds, 3),
-                     "backend": keras.backend.backend(), "status": "ok"})
+        rows.append(
+            {
+                "trained_with": variant,
+                "evaluated_with": evaluated,
+                "accuracy": round(accuracy, 5),
+                "training_seconds": round(seconds, 1),
+                "steps_per_second": round(args.dup_steps / seconds, 3),
+                "backend": keras.backend.backend(),
+                "status": "ok",
+            }
+        )
     return rows
 
 
@@ -363,8 +502,11 @@ def load_corpus(data, max_bytes):
     split 95 / 5 into training and held-out text."""
     import numpy as np
 
-    text = (Path(data).read_bytes()[:max_bytes] if data
-            else _examples("char_lm").standard_library_text(max_bytes))
+    text = (
+        Path(data).read_bytes()[:max_bytes]
+        if data
+        else _examples("char_lm").standard_library_text(max_bytes)
+    )
     tokens = np.frombuffer(text, dtype=np.uint8).astype("int32")
     split = int(0.95 * len(tokens))
     return tokens[:split], tokens[split:]
@@ -378,18 +520,32 @@ def run_lm(args, variant, log_dir, corpus):
     char_lm = _examples("char_lm")
     train_tokens, valid_tokens = corpus
     keras.utils.set_random_seed(args.seed)
-    model = build_causal_lm(variant, BYTE_VOCABULARY, args.length, args.hidden_dim,
-                            args.num_heads, args.num_layers, args.chunk_length, args.seed)
+    model = build_causal_lm(
+        variant,
+        BYTE_VOCABULARY,
+        args.length,
+        args.hidden_dim,
+        args.num_heads,
+        args.num_layers,
+        args.chunk_length,
+        args.seed,
+    )
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
-    train = char_lm.WindowData(train_tokens, args.batch_size, args.length, args.eval_every,
-                               args.seed)
-    valid = char_lm.WindowData(valid_tokens, args.batch_size, args.length, args.eval_batches,
-                               args.seed + 1)
+    train = char_lm.WindowData(
+        train_tokens, args.batch_size, args.length, args.eval_every, args.seed
+    )
+    valid = char_lm.WindowData(
+        valid_tokens, args.batch_size, args.length, args.eval_batches, args.seed + 1
+    )
     curve = held_out_curve_class()(args.eval_every)
-    model.fit(train, validation_data=valid, epochs=args.steps // args.eval_every,
-              shuffle=False, verbose=args.verbose,
-              callbacks=[curve, char_lm.EpochSetter(train),
-                         keras.callbacks.TensorBoard(str(log_dir))])
+    model.fit(
+        train,
+        validation_data=valid,
+        epochs=args.steps // args.eval_every,
+        shuffle=False,
+        verbose=args.verbose,
+        callbacks=[curve, char_lm.EpochSetter(train), keras.callbacks.TensorBoard(str(log_dir))],
+    )
     backend = keras.backend.backend()
     rows = [dict(row, variant=variant, backend=backend, status="ok") for row in curve.rows]
     rows[-1]["final"] = True
@@ -399,6 +555,7 @@ def run_lm(args, variant, log_dir, corpus):
 
 # === Cost: one configuration per fresh process ===
 
+
 def measure_cost(spec):
     """Child: times the compiled train step of one LM variant at one length (batch 1)."""
     import random
@@ -407,18 +564,26 @@ def measure_cost(spec):
 
     import_start = common.rss_mib()
     import keras
-
     import train_step
 
     random.seed(0)
     length = spec["length"]
-    model = build_causal_lm(spec["variant"], BYTE_VOCABULARY, length, spec["hidden_dim"],
-                            spec["num_heads"], spec["num_layers"], spec["chunk_length"], 0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True,
-                  weighted_metrics=None)
+    model = build_causal_lm(
+        spec["variant"],
+        BYTE_VOCABULARY,
+        length,
+        spec["hidden_dim"],
+        spec["num_heads"],
+        spec["num_layers"],
+        spec["chunk_length"],
+        0,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True, weighted_metrics=None)
     tokens = np.random.default_rng(0).integers(0, BYTE_VOCABULARY, size=(1, length + 1))
-    x = {"token_ids": tokens[:, :-1].astype("int32"),
-         "padding_mask": np.ones((1, length), dtype="int32")}
+    x = {
+        "token_ids": tokens[:, :-1].astype("int32"),
+        "padding_mask": np.ones((1, length), dtype="int32"),
+    }
     y = tokens[:, 1:].astype("int32")
     baseline, losses, marks = common.rss_mib(), [], {}
     backend = keras.backend.backend()
@@ -426,34 +591,50 @@ def measure_cost(spec):
     def step():
         losses.append(float(model.train_on_batch(x, y, return_dict=True)["loss"]))
 
-    timing = common.time_steps(step, 1, spec["repeats"],
-                               after_warmup=lambda: train_step._mark_peak(marks, backend))
+    timing = common.time_steps(
+        step, 1, spec["repeats"], after_warmup=lambda: train_step._mark_peak(marks, backend)
+    )
     result = train_step._row(spec, timing, marks, baseline, import_start, losses, backend)
     if backend == "jax":
         result.update(train_step._jax_memory(model, x, y))
-    result.update(variant=spec["variant"], length=length, backend=backend,
-                  num_parameters=int(model.count_params()))
+    result.update(
+        variant=spec["variant"],
+        length=length,
+        backend=backend,
+        num_parameters=int(model.count_params()),
+    )
     return result
 
 
 def run_cost(args, variant, backend):
     rows = []
     for length in args.cost_lengths:
-        spec = {"variant": variant, "length": length, "hidden_dim": args.hidden_dim,
-                "num_heads": args.num_heads, "num_layers": args.num_layers,
-                "chunk_length": args.chunk_length, "repeats": args.cost_repeats}
-        row = common.run_fresh(__file__, spec, env={"KERAS_BACKEND": backend},
-                               timeout=args.cost_timeout)
+        spec = {
+            "variant": variant,
+            "length": length,
+            "hidden_dim": args.hidden_dim,
+            "num_heads": args.num_heads,
+            "num_layers": args.num_layers,
+            "chunk_length": args.chunk_length,
+            "repeats": args.cost_repeats,
+        }
+        row = common.run_fresh(
+            __file__, spec, env={"KERAS_BACKEND": backend}, timeout=args.cost_timeout
+        )
         row.update(variant=variant, length=length, backend=backend)
-        print(f"  {variant} L={length}: {row.get('status')}, "
-              f"{common.format_value(row.get('step_seconds_median'))} s/step, "
-              f"{common.format_value(row.get('backend_peak_mib'))} MiB "
-              f"({row['wall_seconds']:.0f} s)", flush=True)
+        print(
+            f"  {variant} L={length}: {row.get('status')}, "
+            f"{common.format_value(row.get('step_seconds_median'))} s/step, "
+            f"{common.format_value(row.get('backend_peak_mib'))} MiB "
+            f"({row['wall_seconds']:.0f} s)",
+            flush=True,
+        )
         rows.append(row)
     return rows
 
 
 # === Summaries (read by make_figures.py) ===
+
 
 def newest_by_variant(results, benchmark, key="variant"):
     """`{variant: result}`, the newest result of `benchmark` per `config[key]`."""
@@ -500,11 +681,16 @@ def lm_final_rows(results):
         if not curve:
             continue
         final = max(curve, key=lambda r: r["step"])
-        rows.append({"variant": variant_label(variant),
-                     "bits_per_byte": f"{final['bits_per_byte']:.3f}", "steps": final["step"],
-                     "training_seconds": final.get("training_seconds"),
-                     "steps_per_second": final.get("steps_per_second"),
-                     "backend": final.get("backend", result.get("backend"))})
+        rows.append(
+            {
+                "variant": variant_label(variant),
+                "bits_per_byte": f"{final['bits_per_byte']:.3f}",
+                "steps": final["step"],
+                "training_seconds": final.get("training_seconds"),
+                "steps_per_second": final.get("steps_per_second"),
+                "backend": final.get("backend", result.get("backend")),
+            }
+        )
     return rows
 
 
@@ -514,8 +700,11 @@ def lm_curves(results, variants):
     curves = {}
     for variant in variants:
         if variant in by_variant:
-            points = sorted((r["step"], r["bits_per_byte"]) for r in by_variant[variant]["rows"]
-                            if r.get("status", "ok") == "ok")
+            points = sorted(
+                (r["step"], r["bits_per_byte"])
+                for r in by_variant[variant]["rows"]
+                if r.get("status", "ok") == "ok"
+            )
             if points:
                 curves[variant_label(variant)] = points
     return curves
@@ -526,25 +715,38 @@ def cost_rows(results):
     rows = []
     for variant, result in newest_by_variant(results, BENCHMARKS["cost"]).items():
         for row in result["rows"]:
-            rows.append({"variant": variant_label(variant), "length": row.get("length"),
-                         "status": row.get("status", "ok"),
-                         "step_seconds_median": row.get("step_seconds_median"),
-                         "tokens_per_second": row.get("tokens_per_second"),
-                         "backend_peak_mib": row.get("backend_peak_mib"),
-                         "peak_rss_mib": row.get("peak_rss_mib"),
-                         "backend": row.get("backend")})
+            rows.append(
+                {
+                    "variant": variant_label(variant),
+                    "length": row.get("length"),
+                    "status": row.get("status", "ok"),
+                    "step_seconds_median": row.get("step_seconds_median"),
+                    "tokens_per_second": row.get("tokens_per_second"),
+                    "backend_peak_mib": row.get("backend_peak_mib"),
+                    "peak_rss_mib": row.get("peak_rss_mib"),
+                    "backend": row.get("backend"),
+                }
+            )
     return sorted(rows, key=lambda r: (r["variant"], r["length"] or 0))
 
 
 # === Main ===
 
+
 def _write(args, benchmark, variant, backend, rows, config, seconds):
     versions = common.package_versions(
-        ["keras", "keras-reformer", backend] + (["jaxlib"] if backend == "jax" else []))
+        ["keras", "keras-reformer", backend] + (["jaxlib"] if backend == "jax" else [])
+    )
     command = f"KERAS_BACKEND={backend} " + common.command_line()
-    result = common.make_result(benchmark, backend, rows, config=config, versions=versions,
-                                command=command,
-                                note=f"wall time of the run {seconds:.0f} s")
+    result = common.make_result(
+        benchmark,
+        backend,
+        rows,
+        config=config,
+        versions=versions,
+        command=command,
+        note=f"wall time of the run {seconds:.0f} s",
+    )
     path = common.write_result(result, args.results_dir, stem=f"{benchmark}_{variant}")
     print(f"  wrote {path} (wall {seconds:.0f} s)", flush=True)
     return path
@@ -554,13 +756,19 @@ def plan(args, backend):
     """`[(experiment, benchmark, variant, config)]` of every run the arguments ask for."""
     runs = []
     if "duplication" in args.experiments:
-        runs += [("duplication", BENCHMARKS["duplication"], v,
-                  duplication_config(args, v, backend)) for v in DUPLICATION_TRAIN]
-    runs += [("lm", BENCHMARKS["lm"], v, lm_config(args, v, backend))
-             for v in lm_variants(args.experiments)]
+        runs += [
+            ("duplication", BENCHMARKS["duplication"], v, duplication_config(args, v, backend))
+            for v in DUPLICATION_TRAIN
+        ]
+    runs += [
+        ("lm", BENCHMARKS["lm"], v, lm_config(args, v, backend))
+        for v in lm_variants(args.experiments)
+    ]
     if "cost" in args.experiments:
-        runs += [("cost", BENCHMARKS["cost"], v, cost_config(args, v, backend))
-                 for v in args.cost_variants]
+        runs += [
+            ("cost", BENCHMARKS["cost"], v, cost_config(args, v, backend))
+            for v in args.cost_variants
+        ]
     return runs
 
 
@@ -588,8 +796,10 @@ def main(argv=None):
             if corpus is None:
                 corpus = load_corpus(args.data, args.max_bytes)
             rows = run_lm(args, variant, log_dir, corpus)
-            print(f"  {variant}: {rows[-1]['bits_per_byte']:.4f} bits per byte after "
-                  f"{rows[-1]['step']} steps ({rows[-1]['steps_per_second']} steps/s)")
+            print(
+                f"  {variant}: {rows[-1]['bits_per_byte']:.4f} bits per byte after "
+                f"{rows[-1]['step']} steps ({rows[-1]['steps_per_second']} steps/s)"
+            )
         else:
             rows = run_cost(args, variant, backend)
         seconds = time.perf_counter() - start
@@ -612,9 +822,20 @@ def main(argv=None):
     costs = cost_rows(results)
     if costs:
         print("\ncost: train step against length")
-        print(common.format_table(costs, ["variant", "length", "status", "step_seconds_median",
-                                          "tokens_per_second", "backend_peak_mib",
-                                          "peak_rss_mib"]))
+        print(
+            common.format_table(
+                costs,
+                [
+                    "variant",
+                    "length",
+                    "status",
+                    "step_seconds_median",
+                    "tokens_per_second",
+                    "backend_peak_mib",
+                    "peak_rss_mib",
+                ],
+            )
+        )
     return 0
 
 

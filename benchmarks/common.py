@@ -69,6 +69,7 @@ MIB = 1024 * 1024
 
 # === Machine and versions ===
 
+
 def machine_info():
     """The machine a result was measured on: cpu model, cores, usable threads, memory."""
     cpu = platform.processor() or platform.machine()
@@ -94,8 +95,13 @@ def machine_info():
 def accelerator_name():
     """The GPU the backends will use (`nvidia-smi`'s name), or "none" on a CPU-only machine."""
     try:
-        names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                               capture_output=True, text=True, timeout=30, check=True)
+        names = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return "none"
     return ", ".join(line.strip() for line in names.stdout.splitlines() if line.strip()) or "none"
@@ -131,6 +137,7 @@ def package_versions(names):
 
 
 # === Memory ===
+
 
 def rss_mib(pid=None):
     """Current resident set size of a process (default: this one), in MiB."""
@@ -261,6 +268,7 @@ def device_peak_mib(backend):
 
 # === Timing ===
 
+
 def time_steps(step, warmup=1, repeats=3, after_warmup=None):
     """Runs `step()` `warmup` times untimed (compilation), then `repeats` timed times.
 
@@ -292,8 +300,16 @@ def time_steps(step, warmup=1, repeats=3, after_warmup=None):
 
 # === Fresh-process runner ===
 
-def run_fresh(script, spec, env=None, timeout=1800, memory_limit_mib=None, poll_seconds=0.1,
-              base_env=CHILD_ENV):
+
+def run_fresh(
+    script,
+    spec,
+    env=None,
+    timeout=1800,
+    memory_limit_mib=None,
+    poll_seconds=0.1,
+    base_env=CHILD_ENV,
+):
     """Runs `python script --child '<spec as JSON>'` in a fresh process and returns its result.
 
     The child prints one line `RESULT_MARKER <json>` (see `child_main`). The
@@ -310,12 +326,18 @@ def run_fresh(script, spec, env=None, timeout=1800, memory_limit_mib=None, poll_
     child_env = {**TF_MEMORY_ENV, **os.environ, **base_env, **(env or {})}
     # The child measures this checkout's keras_reformer, installed or not.
     child_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH", "")) if p)
+        p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH", "")) if p
+    )
     command = [sys.executable, str(script), "--child", json.dumps(spec)]
     start = time.perf_counter()
     process = subprocess.Popen(
-        command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        cwd=str(REPO_ROOT), start_new_session=True,
+        command,
+        env=child_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=str(REPO_ROOT),
+        start_new_session=True,
     )
     status, error, watched_peak = None, "", 0.0
     output = {}
@@ -323,8 +345,10 @@ def run_fresh(script, spec, env=None, timeout=1800, memory_limit_mib=None, poll_
     def _drain(name, stream):
         output[name] = stream.read()
 
-    readers = [threading.Thread(target=_drain, args=(n, s), daemon=True)
-               for n, s in (("stdout", process.stdout), ("stderr", process.stderr))]
+    readers = [
+        threading.Thread(target=_drain, args=(n, s), daemon=True)
+        for n, s in (("stdout", process.stdout), ("stderr", process.stderr))
+    ]
     for reader in readers:
         reader.start()
     while process.poll() is None:
@@ -335,7 +359,10 @@ def run_fresh(script, spec, env=None, timeout=1800, memory_limit_mib=None, poll_
         if elapsed > timeout:
             status, error = "timeout", f"no result after {timeout:.0f} s"
         elif memory_limit_mib and current > memory_limit_mib:
-            status, error = "killed", f"RSS {current:.0f} MiB above the guard {memory_limit_mib:.0f} MiB"
+            status, error = (
+                "killed",
+                f"RSS {current:.0f} MiB above the guard {memory_limit_mib:.0f} MiB",
+            )
         if status:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
@@ -347,7 +374,7 @@ def run_fresh(script, spec, env=None, timeout=1800, memory_limit_mib=None, poll_
     if status is None:
         for line in reversed(output.get("stdout", "").splitlines()):
             if line.startswith(RESULT_MARKER):
-                result = json.loads(line[len(RESULT_MARKER):])
+                result = json.loads(line[len(RESULT_MARKER) :])
                 result["wall_seconds"] = round(wall, 2)
                 return result
         status = "failed"
@@ -355,8 +382,12 @@ def run_fresh(script, spec, env=None, timeout=1800, memory_limit_mib=None, poll_
         error = f"exit code {process.returncode}: " + " | ".join(tail)
         if process.returncode == -signal.SIGKILL:
             status, error = "killed", "killed by SIGKILL (out of memory?)"
-    return {"status": status, "error": error[:600], "wall_seconds": round(wall, 2),
-            "watched_peak_rss_mib": round(watched_peak, 1)}
+    return {
+        "status": status,
+        "error": error[:600],
+        "wall_seconds": round(wall, 2),
+        "watched_peak_rss_mib": round(watched_peak, 1),
+    }
 
 
 def print_progress(head, row, describe):
@@ -388,6 +419,7 @@ def child_main(measure):
 
 # === Results ===
 
+
 def now_iso():
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
@@ -402,10 +434,12 @@ def command_line():
         script = script.relative_to(REPO_ROOT)
     except ValueError:
         pass
-    env = [f"{name}={shlex.quote(os.environ[name])}" for name in RECORDED_ENV
-           if os.environ.get(name)]
-    return " ".join(env + ["python", shlex.quote(str(script))]
-                    + [shlex.quote(a) for a in sys.argv[1:]])
+    env = [
+        f"{name}={shlex.quote(os.environ[name])}" for name in RECORDED_ENV if os.environ.get(name)
+    ]
+    return " ".join(
+        env + ["python", shlex.quote(str(script))] + [shlex.quote(a) for a in sys.argv[1:]]
+    )
 
 
 def make_result(benchmark, backend, rows, config=None, versions=None, note="", command=None):
@@ -462,12 +496,14 @@ def load_results(directory=RESULTS_DIR):
 
 # === Command-line arguments ===
 
+
 def int_list(text):
     """`"1024,4096"` as `[1024, 4096]`: an argparse `type` for comma-separated integers."""
     return [int(v) for v in text.split(",") if v]
 
 
 # === Printing ===
+
 
 def format_value(value):
     if value is None:
@@ -487,8 +523,9 @@ def format_table(rows, columns, headers=None, markdown=False):
         lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
         lines += ["| " + " | ".join(line) + " |" for line in cells]
         return "\n".join(lines)
-    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
     lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in cells]
     return "\n".join(lines)

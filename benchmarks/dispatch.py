@@ -47,14 +47,16 @@ import peers as peer_models  # noqa: E402
 
 BENCHMARK = "dispatch"
 IMPLEMENTATIONS = ("keras_reformer", "hf_reformer")
-SIZES = dict(vocabulary=64, hidden=32, heads=2, head_size=16, intermediate=128, chunk=32,
-             hashes=2)
+SIZES = dict(vocabulary=64, hidden=32, heads=2, head_size=16, intermediate=128, chunk=32, hashes=2)
 LENGTH = 256
-SOURCE_MARKERS = {"keras_reformer": "keras_reformer/",
-                  "hf_reformer": "transformers/models/reformer/"}
+SOURCE_MARKERS = {
+    "keras_reformer": "keras_reformer/",
+    "hf_reformer": "transformers/models/reformer/",
+}
 
 
 # === Child process ===
+
 
 def build_keras_step(depth, jit_compile=False):
     """`ReformerCausalLM`'s `train_on_batch` on this benchmark's model and data, as a
@@ -62,26 +64,45 @@ def build_keras_step(depth, jit_compile=False):
     import keras
     import numpy as np
 
-    from keras_reformer.models import ReformerCausalLM, ReformerModel
+    from keras_reformer.models import ReformerCausalLM
+    from keras_reformer.models import ReformerModel
 
     random.seed(0)
     backbone = ReformerModel(
-        vocabulary_size=SIZES["vocabulary"], num_layers=depth, hidden_dim=SIZES["hidden"],
-        num_heads=SIZES["heads"], key_dim=SIZES["head_size"],
-        intermediate_dim=SIZES["intermediate"], chunk_length=SIZES["chunk"],
-        num_hashes=SIZES["hashes"], causal=True, dropout=0.0, max_sequence_length=LENGTH, seed=0)
+        vocabulary_size=SIZES["vocabulary"],
+        num_layers=depth,
+        hidden_dim=SIZES["hidden"],
+        num_heads=SIZES["heads"],
+        key_dim=SIZES["head_size"],
+        intermediate_dim=SIZES["intermediate"],
+        chunk_length=SIZES["chunk"],
+        num_hashes=SIZES["hashes"],
+        causal=True,
+        dropout=0.0,
+        max_sequence_length=LENGTH,
+        seed=0,
+    )
     model = ReformerCausalLM(backbone)
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-3), jit_compile=jit_compile,
-                  weighted_metrics=None)
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=1e-3),
+        jit_compile=jit_compile,
+        weighted_metrics=None,
+    )
     tokens = np.random.default_rng(0).integers(0, SIZES["vocabulary"], size=(1, LENGTH + 1))
-    x = {"token_ids": tokens[:, :-1].astype("int32"),
-         "padding_mask": np.ones((1, LENGTH), dtype="int32")}
+    x = {
+        "token_ids": tokens[:, :-1].astype("int32"),
+        "padding_mask": np.ones((1, LENGTH), dtype="int32"),
+    }
     y = tokens[:, 1:].astype("int32")
     return lambda: float(model.train_on_batch(x, y, return_dict=True)["loss"])
 
 
-ISSUERS = (("keras_reformer/", "keras_reformer"), ("transformers/", "transformers"),
-           ("keras/", "keras"), ("torch/", "torch"))
+ISSUERS = (
+    ("keras_reformer/", "keras_reformer"),
+    ("transformers/", "transformers"),
+    ("keras/", "keras"),
+    ("torch/", "torch"),
+)
 
 
 def attribute(events, marker):
@@ -96,8 +117,7 @@ def attribute(events, marker):
         while parent is not None:
             if ".py(" in parent.name:
                 if issuer is None:
-                    issuer = next((name for path, name in ISSUERS if path in parent.name),
-                                  "other")
+                    issuer = next((name for path, name in ISSUERS if path in parent.name), "other")
                 if marker in parent.name:
                     site = parent.name.split(marker)[-1]
                     break
@@ -110,7 +130,8 @@ def attribute(events, marker):
 def measure(spec):
     os.environ["KERAS_BACKEND"] = "torch"
     import torch
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile
 
     torch.set_num_threads(1)
     implementation, depth = spec["implementation"], spec["depth"]
@@ -123,13 +144,19 @@ def measure(spec):
         step()
     events = profiler.events()
     sites, issuers = attribute(events, SOURCE_MARKERS[implementation])
-    return {**spec, "host_ms": 1000 * timing["step_seconds_median"],
-            "step_seconds": timing["step_seconds"], "threads": torch.get_num_threads(),
-            "aten_ops": sum(sites.values()), "sites": dict(sites.most_common()),
-            "issuers": dict(issuers.most_common())}
+    return {
+        **spec,
+        "host_ms": 1000 * timing["step_seconds_median"],
+        "step_seconds": timing["step_seconds"],
+        "threads": torch.get_num_threads(),
+        "aten_ops": sum(sites.values()),
+        "sites": dict(sites.most_common()),
+        "issuers": dict(issuers.most_common()),
+    }
 
 
 # === Parent ===
+
 
 def by_file(sites):
     files = collections.Counter()
@@ -138,10 +165,24 @@ def by_file(sites):
     return files
 
 
-SUMMARY_COLUMNS = ["depth", "ours_aten_ops", "hf_aten_ops", "aten_ops_ratio", "ours_host_ms",
-                   "hf_host_ms", "host_ms_ratio"]
-SUMMARY_HEADERS = ["depth", "aten ops (ours)", "aten ops (HF)", "ops ours / HF",
-                   "host ms (ours)", "host ms (HF)", "host ms ours / HF"]
+SUMMARY_COLUMNS = [
+    "depth",
+    "ours_aten_ops",
+    "hf_aten_ops",
+    "aten_ops_ratio",
+    "ours_host_ms",
+    "hf_host_ms",
+    "host_ms_ratio",
+]
+SUMMARY_HEADERS = [
+    "depth",
+    "aten ops (ours)",
+    "aten ops (HF)",
+    "ops ours / HF",
+    "host ms (ours)",
+    "host ms (HF)",
+    "host ms ours / HF",
+]
 
 
 def summary_rows(rows):
@@ -152,19 +193,30 @@ def summary_rows(rows):
         ours, hf = ok.get(("keras_reformer", depth)), ok.get(("hf_reformer", depth))
         if ours is None or hf is None:
             continue
-        summary.append({
-            "depth": depth, "ours_aten_ops": ours["aten_ops"], "hf_aten_ops": hf["aten_ops"],
-            "aten_ops_ratio": round(ours["aten_ops"] / hf["aten_ops"], 2),
-            "ours_host_ms": round(ours["host_ms"], 1), "hf_host_ms": round(hf["host_ms"], 1),
-            "host_ms_ratio": round(ours["host_ms"] / hf["host_ms"], 2)})
+        summary.append(
+            {
+                "depth": depth,
+                "ours_aten_ops": ours["aten_ops"],
+                "hf_aten_ops": hf["aten_ops"],
+                "aten_ops_ratio": round(ours["aten_ops"] / hf["aten_ops"], 2),
+                "ours_host_ms": round(ours["host_ms"], 1),
+                "hf_host_ms": round(hf["host_ms"], 1),
+                "host_ms_ratio": round(ours["host_ms"] / hf["host_ms"], 2),
+            }
+        )
     return summary
 
 
 def print_tables(rows, where):
     ok = [r for r in rows if r.get("status") == "ok"]
-    print("\n" + common.format_table(
-        ok, ["implementation", "depth", "aten_ops", "host_ms"],
-        ["implementation", "depth", "aten ops per step", "host ms per step"]))
+    print(
+        "\n"
+        + common.format_table(
+            ok,
+            ["implementation", "depth", "aten_ops", "host_ms"],
+            ["implementation", "depth", "aten ops per step", "host ms per step"],
+        )
+    )
     summary = summary_rows(rows)
     if summary:
         print("\n" + common.format_table(summary, SUMMARY_COLUMNS, SUMMARY_HEADERS))
@@ -176,14 +228,28 @@ def print_tables(rows, where):
         span = high - low
         per_layer = (mine[high]["aten_ops"] - mine[low]["aten_ops"]) / span
         per_layer_ms = (mine[high]["host_ms"] - mine[low]["host_ms"]) / span
-        print(f"{implementation}: {per_layer:.0f} aten ops and {per_layer_ms:.1f} host ms "
-              f"per layer (depth {low} -> {high})")
+        print(
+            f"{implementation}: {per_layer:.0f} aten ops and {per_layer_ms:.1f} host ms "
+            f"per layer (depth {low} -> {high})"
+        )
         low_files, high_files = by_file(mine[low]["sites"]), by_file(mine[high]["sites"])
         files = sorted(set(low_files) | set(high_files), key=lambda f: -high_files[f])
-        table = [{"file": f, "low": low_files[f], "high": high_files[f],
-                  "per_layer": (high_files[f] - low_files[f]) / span} for f in files]
-        print(common.format_table(table[:where], ["file", "low", "high", "per_layer"],
-                                  ["where (file)", f"depth {low}", f"depth {high}", "per layer"]))
+        table = [
+            {
+                "file": f,
+                "low": low_files[f],
+                "high": high_files[f],
+                "per_layer": (high_files[f] - low_files[f]) / span,
+            }
+            for f in files
+        ]
+        print(
+            common.format_table(
+                table[:where],
+                ["file", "low", "high", "per_layer"],
+                ["where (file)", f"depth {low}", f"depth {high}", "per layer"],
+            )
+        )
     for row in ok:
         issuers = ", ".join(f"{name} {count}" for name, count in row["issuers"].items())
         print(f"{row['implementation']}, depth {row['depth']}: aten ops issued by {issuers}")
@@ -200,8 +266,12 @@ def parse_args(argv):
     parser.add_argument("--depths", type=common.int_list, default=[2, 6])
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--where", type=int, default=25,
-                        help="rows of the per-file and per-call-site tables (0: none)")
+    parser.add_argument(
+        "--where",
+        type=int,
+        default=25,
+        help="rows of the per-file and per-call-site tables (0: none)",
+    )
     parser.add_argument("--output-dir", default=str(common.RESULTS_DIR))
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--note", default="")
@@ -212,26 +282,33 @@ def main(argv=None):
     args = parse_args(argv)
     implementations = [i.strip() for i in args.implementations.split(",") if i.strip()]
     if "hf_reformer" in implementations and not peer_models.peer_available("hf_reformer"):
-        print("transformers is not installed: HF's Reformer left out "
-              "(pip install keras-reformer[peers])")
+        print(
+            "transformers is not installed: HF's Reformer left out "
+            "(pip install keras-reformer[peers])"
+        )
         implementations.remove("hf_reformer")
     machine = common.machine_info()
     print(f"machine: {machine['cpu']}, {machine['cores']} cores; torch threads 1")
     rows = []
     for depth in args.depths:
         for implementation in implementations:
-            spec = dict(implementation=implementation, depth=depth, warmup=args.warmup,
-                        repeats=args.repeats)
+            spec = dict(
+                implementation=implementation, depth=depth, warmup=args.warmup, repeats=args.repeats
+            )
             result = common.run_fresh(__file__, spec, env={"KERAS_BACKEND": "torch"})
             rows.append({**spec, **result})
-            common.print_progress(f"{implementation} depth {depth}", rows[-1], lambda r: (
-                f"{r['aten_ops']} aten ops, {r['host_ms']:.1f} host ms"))
+            common.print_progress(
+                f"{implementation} depth {depth}",
+                rows[-1],
+                lambda r: f"{r['aten_ops']} aten ops, {r['host_ms']:.1f} host ms",
+            )
     print_tables(rows, args.where)
     if not args.no_save:
         versions = common.package_versions(["keras", "torch", "transformers", "numpy"])
         config = dict(SIZES, length=LENGTH, batch=1, optimizer="SGD", torch_threads=1)
-        result = common.make_result(BENCHMARK, "torch", rows, config=config, versions=versions,
-                                    note=args.note)
+        result = common.make_result(
+            BENCHMARK, "torch", rows, config=config, versions=versions, note=args.note
+        )
         print(f"\nwrote {common.write_result(result, args.output_dir)}")
     return rows
 

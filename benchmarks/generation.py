@@ -93,27 +93,70 @@ import peers as peer_models  # noqa: E402
 
 BENCHMARK = "generation"
 BACKENDS = ("jax", "tensorflow", "torch")
-SIZES = dict(vocabulary=256, layers=2, hidden=64, heads=2, head_size=32, intermediate=256,
-             chunk=64, hashes=2)
+SIZES = dict(
+    vocabulary=256, layers=2, hidden=64, heads=2, head_size=32, intermediate=256, chunk=64, hashes=2
+)
 DEFAULT_LENGTHS = [1024, 4096, 16384]
 # The targets of the issue.
 FLAT_RATIO = 1.5  # cached ms/token at the longest length <= this x that at the shortest
 SPEEDUP = 20.0  # cached at least this many times faster than uncached at the longest length
 HF_TARGET_BACKENDS = ("jax", "tensorflow")  # ours cached faster than HF's cached there
-ROW_COLUMNS = ["implementation", "mode", "backend", "length", "status", "prompt_length",
-               "new_tokens", "ms_per_token", "whole_call_ms_per_token", "one_token_seconds",
-               "first_call_seconds", "compile_seconds", "agree", "threads",
-               "other_busy_cores"]
-ROW_HEADERS = ["implementation", "mode", "backend", "L", "status", "prompt", "new tokens",
-               "ms/token", "call ms/token", "1-token call s", "first call s", "compile s",
-               "agree", "thr", "others' cores"]
-SUMMARY_COLUMNS = ["backend", "length", "cached_ms", "uncached_ms", "speedup", "hf_cached_ms",
-                   "vs_hf"]
-SUMMARY_HEADERS = ["backend", "L", "cached ms/token", "uncached ms/token",
-                   "uncached / cached", "HF cached ms/token", "HF / ours cached"]
+ROW_COLUMNS = [
+    "implementation",
+    "mode",
+    "backend",
+    "length",
+    "status",
+    "prompt_length",
+    "new_tokens",
+    "ms_per_token",
+    "whole_call_ms_per_token",
+    "one_token_seconds",
+    "first_call_seconds",
+    "compile_seconds",
+    "agree",
+    "threads",
+    "other_busy_cores",
+]
+ROW_HEADERS = [
+    "implementation",
+    "mode",
+    "backend",
+    "L",
+    "status",
+    "prompt",
+    "new tokens",
+    "ms/token",
+    "call ms/token",
+    "1-token call s",
+    "first call s",
+    "compile s",
+    "agree",
+    "thr",
+    "others' cores",
+]
+SUMMARY_COLUMNS = [
+    "backend",
+    "length",
+    "cached_ms",
+    "uncached_ms",
+    "speedup",
+    "hf_cached_ms",
+    "vs_hf",
+]
+SUMMARY_HEADERS = [
+    "backend",
+    "L",
+    "cached ms/token",
+    "uncached ms/token",
+    "uncached / cached",
+    "HF cached ms/token",
+    "HF / ours cached",
+]
 
 
 # === Child process: one (implementation, backend, length) ===
+
 
 def hf_num_buckets(length, chunk_length):
     """Our default bucket count for `length` as HF takes it: an int, or a list of two factors.
@@ -149,25 +192,34 @@ def _cap_new_tokens(target, calibration, seconds_per_token, call_seconds):
 
 def measure_keras(spec):
     """Builds our model on `KERAS_BACKEND` and times its cached and uncached `generate`."""
+    import keras
     import numpy as np
 
-    import keras
-
-    from keras_reformer.models import ReformerCausalLM, ReformerModel
+    from keras_reformer.models import ReformerCausalLM
+    from keras_reformer.models import ReformerModel
 
     backend = keras.backend.backend()
     length = spec["length"]
     random.seed(0)  # Keras draws unseeded initializer seeds from Python's `random`
     backbone = ReformerModel(
-        vocabulary_size=SIZES["vocabulary"], num_layers=SIZES["layers"],
-        hidden_dim=SIZES["hidden"], num_heads=SIZES["heads"], key_dim=SIZES["head_size"],
-        intermediate_dim=SIZES["intermediate"], chunk_length=SIZES["chunk"],
-        num_hashes=SIZES["hashes"], causal=True, dropout=0.0, max_sequence_length=length,
-        attention_layers="lsh", seed=0,
+        vocabulary_size=SIZES["vocabulary"],
+        num_layers=SIZES["layers"],
+        hidden_dim=SIZES["hidden"],
+        num_heads=SIZES["heads"],
+        key_dim=SIZES["head_size"],
+        intermediate_dim=SIZES["intermediate"],
+        chunk_length=SIZES["chunk"],
+        num_hashes=SIZES["hashes"],
+        causal=True,
+        dropout=0.0,
+        max_sequence_length=length,
+        attention_layers="lsh",
+        seed=0,
     )
     lm = ReformerCausalLM(backbone)
     lm.compile(sampler="greedy")
     import keras_nlp  # noqa: F401  (generate imports it on first use: not a cost of the first call)
+
     tokens = np.random.default_rng(0).integers(0, SIZES["vocabulary"], size=(1, length))
 
     def generate(prompt_length, cache):
@@ -192,8 +244,13 @@ def measure_keras(spec):
             rows["cached"]["agree"] = f"{same}/{n}"
             rows["cached"]["cached_tokens"] = cached_output[0, -n:].tolist()
             rows["cached"]["uncached_tokens"] = uncached_output[0, -n:].tolist()
-    return {"rows": rows, "backend": backend, "threads": _threads(backend),
-            "peak_rss_mib": common.peak_rss_mib(), "num_parameters": int(lm.count_params())}
+    return {
+        "rows": rows,
+        "backend": backend,
+        "threads": _threads(backend),
+        "peak_rss_mib": common.peak_rss_mib(),
+        "num_parameters": int(lm.count_params()),
+    }
 
 
 def _measure_cached(spec, generate, length):
@@ -218,45 +275,69 @@ def _difference_row(n, prompt_length, target, calibration, first, full_times, on
     seconds_per_token = (_median(full_times) - _median(one_times)) / (n - 1)
     steady_first = _median(one_times) + (calibration - 1) * seconds_per_token
     return dict(
-        prompt_length=prompt_length, new_tokens=n, new_tokens_wanted=target,
-        calibration_tokens=calibration, ms_per_token=seconds_per_token * 1000,
+        prompt_length=prompt_length,
+        new_tokens=n,
+        new_tokens_wanted=target,
+        calibration_tokens=calibration,
+        ms_per_token=seconds_per_token * 1000,
         whole_call_ms_per_token=_median(full_times) / n * 1000,
-        call_seconds=_rounded(full_times), one_token_call_seconds=_rounded(one_times),
-        one_token_seconds=_median(one_times), first_call_seconds=first,
+        call_seconds=_rounded(full_times),
+        one_token_call_seconds=_rounded(one_times),
+        one_token_seconds=_median(one_times),
+        first_call_seconds=first,
         first_call_ms_per_token=first / calibration * 1000,
-        compile_seconds=first - steady_first)
+        compile_seconds=first - steady_first,
+    )
 
 
 def measure_hf(spec):
     """HF's `ReformerModelWithLMHead.generate(..., use_cache=True)`, greedy, on torch."""
     import torch
     import transformers
-    from transformers import ReformerConfig, ReformerModelWithLMHead
+    from transformers import ReformerConfig
+    from transformers import ReformerModelWithLMHead
 
     transformers.logging.set_verbosity_error()
     length = spec["length"]
     torch.manual_seed(0)
     hidden = SIZES["hidden"]
     config = ReformerConfig(
-        vocab_size=SIZES["vocabulary"], hidden_size=hidden,
-        num_attention_heads=SIZES["heads"], attention_head_size=SIZES["head_size"],
-        feed_forward_size=SIZES["intermediate"], attn_layers=["lsh"] * SIZES["layers"],
-        lsh_attn_chunk_length=SIZES["chunk"], lsh_num_chunks_before=1, lsh_num_chunks_after=0,
-        num_hashes=SIZES["hashes"], num_buckets=hf_num_buckets(length, SIZES["chunk"]),
-        is_decoder=True, use_cache=True, hidden_dropout_prob=0.0,
-        lsh_attention_probs_dropout_prob=0.0, local_attention_probs_dropout_prob=0.0,
-        axial_pos_embds=True, axial_pos_shape=peer_models.axial_shape(length),
+        vocab_size=SIZES["vocabulary"],
+        hidden_size=hidden,
+        num_attention_heads=SIZES["heads"],
+        attention_head_size=SIZES["head_size"],
+        feed_forward_size=SIZES["intermediate"],
+        attn_layers=["lsh"] * SIZES["layers"],
+        lsh_attn_chunk_length=SIZES["chunk"],
+        lsh_num_chunks_before=1,
+        lsh_num_chunks_after=0,
+        num_hashes=SIZES["hashes"],
+        num_buckets=hf_num_buckets(length, SIZES["chunk"]),
+        is_decoder=True,
+        use_cache=True,
+        hidden_dropout_prob=0.0,
+        lsh_attention_probs_dropout_prob=0.0,
+        local_attention_probs_dropout_prob=0.0,
+        axial_pos_embds=True,
+        axial_pos_shape=peer_models.axial_shape(length),
         axial_pos_embds_dim=(hidden // 4, hidden - hidden // 4),
-        max_position_embeddings=length, pad_token_id=0, eos_token_id=None,
+        max_position_embeddings=length,
+        pad_token_id=0,
+        eos_token_id=None,
     )
     model = ReformerModelWithLMHead(config).eval()
     tokens = torch.randint(0, SIZES["vocabulary"], (1, length))
 
     def generate(prompt_length, new_tokens):
         with torch.no_grad():
-            return _timed(lambda: model.generate(
-                tokens[:, :prompt_length], max_length=prompt_length + new_tokens,
-                do_sample=False, use_cache=True))
+            return _timed(
+                lambda: model.generate(
+                    tokens[:, :prompt_length],
+                    max_length=prompt_length + new_tokens,
+                    do_sample=False,
+                    use_cache=True,
+                )
+            )
 
     def prompt_for(n):  # n tokens centred on 3L/4: P = L/2 when n = L/2
         return min(length - n, (3 * length) // 4 - n // 2)
@@ -268,18 +349,24 @@ def measure_hf(spec):
     first = generate(prompt_for(calibration), calibration)[0]
     prefill = generate(prompt_for(calibration), 1)[0]
     again = generate(prompt_for(calibration), calibration)[0]
-    n = _cap_new_tokens(target, calibration, (again - prefill) / (calibration - 1),
-                        spec["call_seconds"])
+    n = _cap_new_tokens(
+        target, calibration, (again - prefill) / (calibration - 1), spec["call_seconds"]
+    )
     prompt_length = prompt_for(n)
     full_times, one_times = [], []
     for _ in range(spec["repeats"]):
         full_times.append(generate(prompt_length, n)[0])
         one_times.append(generate(prompt_length, 1)[0])
     row = _difference_row(n, prompt_length, target, calibration, first, full_times, one_times)
-    return {"rows": {"cached": row}, "backend": "torch", "threads": torch.get_num_threads(),
-            "peak_rss_mib": common.peak_rss_mib(), "num_buckets": config.num_buckets,
-            "axial_pos_shape": list(config.axial_pos_shape),
-            "num_parameters": int(sum(p.numel() for p in model.parameters()))}
+    return {
+        "rows": {"cached": row},
+        "backend": "torch",
+        "threads": torch.get_num_threads(),
+        "peak_rss_mib": common.peak_rss_mib(),
+        "num_buckets": config.num_buckets,
+        "axial_pos_shape": list(config.axial_pos_shape),
+        "num_parameters": int(sum(p.numel() for p in model.parameters())),
+    }
 
 
 def _rounded(values):
@@ -306,13 +393,13 @@ def child(spec):
 
 # === Parent: plan, rows, tables, targets ===
 
+
 def plan(args):
     """(implementation, backend, length) in increasing length; HF after ours."""
     configs = []
     for length in args.lengths:
         for backend in args.backends:
-            configs.append(dict(implementation="keras_reformer", backend=backend,
-                                length=length))
+            configs.append(dict(implementation="keras_reformer", backend=backend, length=length))
         if args.hf:
             configs.append(dict(implementation="hf_reformer", backend="torch", length=length))
     return configs
@@ -320,15 +407,31 @@ def plan(args):
 
 def expand(config, result, load_average, modes):
     """The child's result as one row per mode (cached, uncached)."""
-    shared = {k: result[k] for k in ("threads", "peak_rss_mib", "num_parameters",
-                                     "num_buckets", "axial_pos_shape", "wall_seconds",
-                                     "other_busy_cores")
-              if k in result}
+    shared = {
+        k: result[k]
+        for k in (
+            "threads",
+            "peak_rss_mib",
+            "num_parameters",
+            "num_buckets",
+            "axial_pos_shape",
+            "wall_seconds",
+            "other_busy_cores",
+        )
+        if k in result
+    }
     if result.get("status", "ok") != "ok":  # the child failed as a whole
-        return [dict(config, mode=mode, load_average_before=load_average, **shared,
-                     status=result["status"], error=result.get("error", ""))
-                for mode in (modes if config["implementation"] == "keras_reformer"
-                             else ["cached"])]
+        return [
+            dict(
+                config,
+                mode=mode,
+                load_average_before=load_average,
+                **shared,
+                status=result["status"],
+                error=result.get("error", ""),
+            )
+            for mode in (modes if config["implementation"] == "keras_reformer" else ["cached"])
+        ]
     rows = []
     for mode, values in result["rows"].items():
         row = dict(config, mode=mode, load_average_before=load_average, **shared)
@@ -341,7 +444,11 @@ def expand(config, result, load_average, modes):
 def _ok(rows, implementation, mode, backend, length):
     for row in rows:
         if (row["implementation"], row["mode"], row["backend"], row["length"]) == (
-                implementation, mode, backend, length) and row["status"] == "ok":
+            implementation,
+            mode,
+            backend,
+            length,
+        ) and row["status"] == "ok":
             return row
     return None
 
@@ -349,17 +456,21 @@ def _ok(rows, implementation, mode, backend, length):
 def summary_rows(rows):
     """One row per (our backend, length): cached and uncached ms/token, HF's, the ratios."""
     out = []
-    keys = sorted({(r["backend"], r["length"]) for r in rows
-                   if r["implementation"] == "keras_reformer"},
-                  key=lambda k: (BACKENDS.index(k[0]) if k[0] in BACKENDS else 9, k[1]))
+    keys = sorted(
+        {(r["backend"], r["length"]) for r in rows if r["implementation"] == "keras_reformer"},
+        key=lambda k: (BACKENDS.index(k[0]) if k[0] in BACKENDS else 9, k[1]),
+    )
     for backend, length in keys:
         cached = _ok(rows, "keras_reformer", "cached", backend, length)
         uncached = _ok(rows, "keras_reformer", "uncached", backend, length)
         hf = _ok(rows, "hf_reformer", "cached", "torch", length)
-        row = {"backend": backend, "length": length,
-               "cached_ms": cached and cached["ms_per_token"],
-               "uncached_ms": uncached and uncached["ms_per_token"],
-               "hf_cached_ms": hf and hf["ms_per_token"]}
+        row = {
+            "backend": backend,
+            "length": length,
+            "cached_ms": cached and cached["ms_per_token"],
+            "uncached_ms": uncached and uncached["ms_per_token"],
+            "hf_cached_ms": hf and hf["ms_per_token"],
+        }
         if cached and uncached:
             row["speedup"] = uncached["ms_per_token"] / cached["ms_per_token"]
         if cached and hf:
@@ -371,31 +482,51 @@ def summary_rows(rows):
 def target_lines(rows):
     """The issue's targets as `PASS` / `FAIL` lines (only those the rows can decide)."""
     lines = []
-    backends = sorted({r["backend"] for r in rows if r["implementation"] == "keras_reformer"},
-                      key=lambda b: BACKENDS.index(b) if b in BACKENDS else 9)
+    backends = sorted(
+        {r["backend"] for r in rows if r["implementation"] == "keras_reformer"},
+        key=lambda b: BACKENDS.index(b) if b in BACKENDS else 9,
+    )
     for backend in backends:
-        cached = {r["length"]: r for r in rows if r["implementation"] == "keras_reformer"
-                  and r["mode"] == "cached" and r["backend"] == backend and r["status"] == "ok"}
+        cached = {
+            r["length"]: r
+            for r in rows
+            if r["implementation"] == "keras_reformer"
+            and r["mode"] == "cached"
+            and r["backend"] == backend
+            and r["status"] == "ok"
+        }
         if len(cached) >= 2:
             short, long = min(cached), max(cached)
             ratio = cached[long]["ms_per_token"] / cached[short]["ms_per_token"]
-            lines.append(f"{_verdict(ratio <= FLAT_RATIO)}: {backend} cached ms/token at "
-                         f"L={long} <= {FLAT_RATIO:g}x that at L={short} ({ratio:.2f}x)")
+            lines.append(
+                f"{_verdict(ratio <= FLAT_RATIO)}: {backend} cached ms/token at "
+                f"L={long} <= {FLAT_RATIO:g}x that at L={short} ({ratio:.2f}x)"
+            )
     for backend in backends:
-        lengths = [r["length"] for r in rows if r["implementation"] == "keras_reformer"
-                   and r["backend"] == backend and r["mode"] == "cached" and r["status"] == "ok"]
+        lengths = [
+            r["length"]
+            for r in rows
+            if r["implementation"] == "keras_reformer"
+            and r["backend"] == backend
+            and r["mode"] == "cached"
+            and r["status"] == "ok"
+        ]
         for length in [max(lengths)] if lengths else []:
             cached = _ok(rows, "keras_reformer", "cached", backend, length)
             uncached = _ok(rows, "keras_reformer", "uncached", backend, length)
             if uncached:
                 speedup = uncached["ms_per_token"] / cached["ms_per_token"]
-                lines.append(f"{_verdict(speedup >= SPEEDUP)}: {backend} L={length} cached >= "
-                             f"{SPEEDUP:g}x faster than uncached ({speedup:.1f}x)")
+                lines.append(
+                    f"{_verdict(speedup >= SPEEDUP)}: {backend} L={length} cached >= "
+                    f"{SPEEDUP:g}x faster than uncached ({speedup:.1f}x)"
+                )
     for backend in [b for b in backends if b in HF_TARGET_BACKENDS]:
         for row in summary_rows(rows):
             if row["backend"] == backend and row.get("vs_hf") is not None:
-                lines.append(f"{_verdict(row['vs_hf'] > 1)}: {backend} L={row['length']} cached "
-                             f"faster than HF's cached ({row['vs_hf']:.2f}x)")
+                lines.append(
+                    f"{_verdict(row['vs_hf'] > 1)}: {backend} L={row['length']} cached "
+                    f"faster than HF's cached ({row['vs_hf']:.2f}x)"
+                )
     return lines
 
 
@@ -412,8 +543,10 @@ def print_tables(rows):
         print(line)
     for row in rows:
         if row["status"] != "ok":
-            print(f"{row['status']}: {row['implementation']} {row['mode']} {row['backend']} "
-                  f"L={row['length']}: {row.get('error', '')}")
+            print(
+                f"{row['status']}: {row['implementation']} {row['mode']} {row['backend']} "
+                f"L={row['length']}: {row.get('error', '')}"
+            )
 
 
 def parse_args(argv=None):
@@ -425,26 +558,52 @@ def parse_args(argv=None):
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", type=names, default=list(BACKENDS))
-    parser.add_argument("--lengths", type=common.int_list, default=DEFAULT_LENGTHS,
-                        help="max_length values (the model's max_sequence_length too)")
-    parser.add_argument("--modes", type=names, default=["cached", "uncached"],
-                        help="ours: cached, uncached or both")
-    parser.add_argument("--new-tokens", type=new_tokens, default=None,
-                        help="new tokens of a cached call: 'half' (L / 2, the default) or a cap")
-    parser.add_argument("--hf-new-tokens", type=int, default=None,
-                        help="a cap on HF's new tokens alone (default: as --new-tokens)")
+    parser.add_argument(
+        "--lengths",
+        type=common.int_list,
+        default=DEFAULT_LENGTHS,
+        help="max_length values (the model's max_sequence_length too)",
+    )
+    parser.add_argument(
+        "--modes", type=names, default=["cached", "uncached"], help="ours: cached, uncached or both"
+    )
+    parser.add_argument(
+        "--new-tokens",
+        type=new_tokens,
+        default=None,
+        help="new tokens of a cached call: 'half' (L / 2, the default) or a cap",
+    )
+    parser.add_argument(
+        "--hf-new-tokens",
+        type=int,
+        default=None,
+        help="a cap on HF's new tokens alone (default: as --new-tokens)",
+    )
     parser.add_argument("--uncached-new-tokens", type=int, default=8)
-    parser.add_argument("--calibration-tokens", type=int, default=32,
-                        help="new tokens of the first (compiling) cached call")
-    parser.add_argument("--call-seconds", type=float, default=20.0,
-                        help="lower a cached call's new tokens so that one call takes about "
-                             "this long at most (0: never)")
+    parser.add_argument(
+        "--calibration-tokens",
+        type=int,
+        default=32,
+        help="new tokens of the first (compiling) cached call",
+    )
+    parser.add_argument(
+        "--call-seconds",
+        type=float,
+        default=20.0,
+        help="lower a cached call's new tokens so that one call takes about "
+        "this long at most (0: never)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed calls of each kind (median)")
-    parser.add_argument("--no-hf", dest="hf", action="store_false",
-                        help="leave out Hugging Face's Reformer")
-    parser.add_argument("--torch-threads", type=int, default=None,
-                        help="torch.set_num_threads in the torch children, ours and HF's "
-                             "(default: torch's own choice, one per core)")
+    parser.add_argument(
+        "--no-hf", dest="hf", action="store_false", help="leave out Hugging Face's Reformer"
+    )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads in the torch children, ours and HF's "
+        "(default: torch's own choice, one per core)",
+    )
     parser.add_argument("--timeout", type=float, default=900, help="seconds per process")
     parser.add_argument("--output-dir", default=str(common.RESULTS_DIR))
     parser.add_argument("--note", default="", help="free text stored with the results")
@@ -457,32 +616,41 @@ def parse_args(argv=None):
     if unknown or not args.modes:
         parser.error(f"unknown backends / modes {unknown}")
     if args.repeats < 1 or args.uncached_new_tokens < 1 or args.calibration_tokens < 2:
-        parser.error("--repeats and --uncached-new-tokens must be >= 1, "
-                     "--calibration-tokens >= 2")
+        parser.error("--repeats and --uncached-new-tokens must be >= 1, --calibration-tokens >= 2")
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     if args.hf and not peer_models.peer_available("hf_reformer"):
-        print("transformers is not installed: HF's Reformer left out "
-              "(pip install keras-reformer[peers])")
+        print(
+            "transformers is not installed: HF's Reformer left out "
+            "(pip install keras-reformer[peers])"
+        )
         args.hf = False
     configs = plan(args)
     machine = common.machine_info()
-    print(f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} usable, "
-          f"{machine['memory_gib']} GiB; {len(configs)} processes")
+    print(
+        f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} usable, "
+        f"{machine['memory_gib']} GiB; {len(configs)} processes"
+    )
     if args.dry_run:
         for config in configs:
             print(f"{config['implementation']:>16} {config['backend']:>10} L={config['length']}")
         return []
     rows = []
     for config in configs:
-        spec = dict(config, modes=args.modes, new_tokens=args.new_tokens,
-                    hf_new_tokens=args.hf_new_tokens,
-                    uncached_new_tokens=args.uncached_new_tokens,
-                    calibration_tokens=args.calibration_tokens, call_seconds=args.call_seconds,
-                    repeats=args.repeats, torch_threads=args.torch_threads)
+        spec = dict(
+            config,
+            modes=args.modes,
+            new_tokens=args.new_tokens,
+            hf_new_tokens=args.hf_new_tokens,
+            uncached_new_tokens=args.uncached_new_tokens,
+            calibration_tokens=args.calibration_tokens,
+            call_seconds=args.call_seconds,
+            repeats=args.repeats,
+            torch_threads=args.torch_threads,
+        )
         load = round(os.getloadavg()[0], 2)
         result = run_child(config, spec, args.timeout)
         new = expand(config, result, load, args.modes)
@@ -492,19 +660,28 @@ def main(argv=None):
     print_tables(rows)
     if not args.no_save:
         versions = common.package_versions(
-            ["keras", "keras-hub", "jax", "jaxlib", "tensorflow", "torch", "transformers",
-             "numpy"])
-        config = dict(SIZES, batch=1, sampler="greedy", attention_layers="lsh",
-                      modes=args.modes, new_tokens=args.new_tokens or "half",
-                      hf_new_tokens=args.hf_new_tokens,
-                      uncached_new_tokens=args.uncached_new_tokens,
-                      calibration_tokens=args.calibration_tokens,
-                      call_seconds=args.call_seconds, repeats=args.repeats, hf=args.hf,
-                      torch_threads=args.torch_threads,
-                      keras_reformer_revision=source_revision())
+            ["keras", "keras-hub", "jax", "jaxlib", "tensorflow", "torch", "transformers", "numpy"]
+        )
+        config = dict(
+            SIZES,
+            batch=1,
+            sampler="greedy",
+            attention_layers="lsh",
+            modes=args.modes,
+            new_tokens=args.new_tokens or "half",
+            hf_new_tokens=args.hf_new_tokens,
+            uncached_new_tokens=args.uncached_new_tokens,
+            calibration_tokens=args.calibration_tokens,
+            call_seconds=args.call_seconds,
+            repeats=args.repeats,
+            hf=args.hf,
+            torch_threads=args.torch_threads,
+            keras_reformer_revision=source_revision(),
+        )
         backends = ",".join(sorted({row["backend"] for row in rows}))
-        result = common.make_result(BENCHMARK, backends, rows, config=config,
-                                    versions=versions, note=args.note)
+        result = common.make_result(
+            BENCHMARK, backends, rows, config=config, versions=versions, note=args.note
+        )
         print(f"\nwrote {common.write_result(result, args.output_dir)}")
     return rows
 
@@ -515,8 +692,13 @@ def source_revision():
     import subprocess
 
     def git(*args):
-        return subprocess.run(["git", "-C", str(common.REPO_ROOT), *args], capture_output=True,
-                              text=True, timeout=30, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(common.REPO_ROOT), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
 
     try:
         commit = git("rev-parse", "--short", "HEAD")
@@ -550,8 +732,9 @@ def run_child(config, spec, timeout):
     busy, own, start = cpu_busy_seconds(), children_cpu_seconds(), time.perf_counter()
     # Default malloc (no CHILD_ENV): nothing here reads memory, and its small
     # mmap threshold slows allocation-heavy calls.
-    result = common.run_fresh(__file__, spec, env={"KERAS_BACKEND": config["backend"]},
-                              timeout=timeout, base_env={})
+    result = common.run_fresh(
+        __file__, spec, env={"KERAS_BACKEND": config["backend"]}, timeout=timeout, base_env={}
+    )
     wall = time.perf_counter() - start
     others = (cpu_busy_seconds() - busy) - (children_cpu_seconds() - own)
     result["other_busy_cores"] = round(max(0.0, others) / wall, 2)
@@ -560,10 +743,14 @@ def run_child(config, spec, timeout):
 
 def _print_progress(row):
     common.print_progress(
-        f"{row['implementation']} {row['mode']} {row['backend']} L={row['length']}", row,
-        lambda row: (f"{row['ms_per_token']:.3g} ms/token ({row['new_tokens']} new tokens, "
-                     f"first call {row['first_call_seconds']:.1f} s), "
-                     f"{row.get('wall_seconds', 0):.0f} s wall"))
+        f"{row['implementation']} {row['mode']} {row['backend']} L={row['length']}",
+        row,
+        lambda row: (
+            f"{row['ms_per_token']:.3g} ms/token ({row['new_tokens']} new tokens, "
+            f"first call {row['first_call_seconds']:.1f} s), "
+            f"{row.get('wall_seconds', 0):.0f} s wall"
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -47,14 +47,21 @@ def summarise(runs):
     for (length, depth, variant), seconds in sorted(groups.items()):
         median = statistics.median(seconds)
         default = groups.get((length, depth, "default"))
-        rows.append({
-            "variant": variant, "backend": "jax", "length": length, "depth": depth,
-            "xla_flags": VARIANTS[variant] or "(none)", "status": "ok",
-            "rounds": len(seconds), "step_seconds": [round(s, 3) for s in seconds],
-            "step_seconds_median": round(median, 3),
-            "tokens_per_second": round(length / median, 1),
-            "speedup": round(statistics.median(default) / median, 3) if default else None,
-        })
+        rows.append(
+            {
+                "variant": variant,
+                "backend": "jax",
+                "length": length,
+                "depth": depth,
+                "xla_flags": VARIANTS[variant] or "(none)",
+                "status": "ok",
+                "rounds": len(seconds),
+                "step_seconds": [round(s, 3) for s in seconds],
+                "step_seconds_median": round(median, 3),
+                "tokens_per_second": round(length / median, 1),
+                "speedup": round(statistics.median(default) / median, 3) if default else None,
+            }
+        )
     return rows
 
 
@@ -73,23 +80,48 @@ def main(argv=None):
         for depth in args.depths:
             for round_index in range(args.rounds):
                 for variant, flags in VARIANTS.items():
-                    spec = dict(implementation="keras_reformer", length=length, depth=depth,
-                                warmup=1, repeats=args.repeats, jit_compile=True,
-                                jax_memory_analysis=False)
+                    spec = dict(
+                        implementation="keras_reformer",
+                        length=length,
+                        depth=depth,
+                        warmup=1,
+                        repeats=args.repeats,
+                        jit_compile=True,
+                        jax_memory_analysis=False,
+                    )
                     run = common.run_fresh(
-                        train_step.__file__, spec, timeout=args.timeout,
-                        env={"KERAS_BACKEND": "jax", "XLA_FLAGS": flags})
+                        train_step.__file__,
+                        spec,
+                        timeout=args.timeout,
+                        env={"KERAS_BACKEND": "jax", "XLA_FLAGS": flags},
+                    )
                     run.update(variant=variant, length=length, depth=depth, round=round_index)
                     runs.append(run)
-                    print(f"L={length} depth={depth} round {round_index} {variant}: "
-                          f"{run.get('step_seconds_median', run.get('error'))} s", flush=True)
+                    print(
+                        f"L={length} depth={depth} round {round_index} {variant}: "
+                        f"{run.get('step_seconds_median', run.get('error'))} s",
+                        flush=True,
+                    )
     rows = summarise(runs)
-    print(common.format_table(rows, ["variant", "length", "depth", "rounds",
-                                     "step_seconds_median", "tokens_per_second", "speedup"]))
+    print(
+        common.format_table(
+            rows,
+            [
+                "variant",
+                "length",
+                "depth",
+                "rounds",
+                "step_seconds_median",
+                "tokens_per_second",
+                "speedup",
+            ],
+        )
+    )
     if not args.no_save:
         versions = common.package_versions(["keras", "jax", "jaxlib"])
-        config = dict(train_step.SIZES, batch=1, rounds=args.rounds, repeats=args.repeats,
-                      variants=VARIANTS)
+        config = dict(
+            train_step.SIZES, batch=1, rounds=args.rounds, repeats=args.repeats, variants=VARIANTS
+        )
         result = common.make_result(BENCHMARK, "jax", rows, config=config, versions=versions)
         print(f"\nwrote {common.write_result(result, args.output_dir)}")
     return rows

@@ -53,6 +53,7 @@ def estimate_mib(implementation, length):
 
 # === Child: one configuration in a fresh process ===
 
+
 def _build(implementation, length):
     import keras
     import numpy as np
@@ -63,7 +64,12 @@ def _build(implementation, length):
     cotangent = np.random.default_rng(1).normal(size=x.shape).astype("float32")
     if implementation in IMPLEMENTATIONS[:2]:
         layer = LSHSelfAttention(
-            HEADS, HEAD_DIM, chunk_length=CHUNK, num_hashes=HASHES, causal=True, seed=0,
+            HEADS,
+            HEAD_DIM,
+            chunk_length=CHUNK,
+            num_hashes=HASHES,
+            causal=True,
+            seed=0,
             correct_duplicates=implementation == "lsh_dedup",
         )
     else:
@@ -137,8 +143,9 @@ def measure(spec):
             value, grads = step_fn(trainable, x_t, c_t)
             _ = float(value)
 
-        timing = common.time_steps(step, spec["warmup"], spec["repeats"],
-                                   after_warmup=common.tf_reset_peak_memory)
+        timing = common.time_steps(
+            step, spec["warmup"], spec["repeats"], after_warmup=common.tf_reset_peak_memory
+        )
         result["backend_peak_mib"] = common.tf_peak_memory_mib()
         result["backend_memory_source"] = "tf get_memory_info CPU:0 peak"
         threads = len(os.sched_getaffinity(0))
@@ -177,17 +184,26 @@ def measure(spec):
 
 # === Parent ===
 
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", default=os.environ.get("KERAS_BACKEND", "jax"),
-                        help="comma-separated; each configuration runs in a fresh process")
+    parser.add_argument(
+        "--backends",
+        default=os.environ.get("KERAS_BACKEND", "jax"),
+        help="comma-separated; each configuration runs in a fresh process",
+    )
     parser.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)))
-    parser.add_argument("--implementations", default="lsh,full",
-                        help=f"comma-separated, any of {IMPLEMENTATIONS}")
+    parser.add_argument(
+        "--implementations", default="lsh,full", help=f"comma-separated, any of {IMPLEMENTATIONS}"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--memory-fraction", type=float, default=0.6,
-                        help="skip configurations estimated above this share of free memory")
+    parser.add_argument(
+        "--memory-fraction",
+        type=float,
+        default=0.6,
+        help="skip configurations estimated above this share of free memory",
+    )
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--no-tf-jit-compile", action="store_true")
     parser.add_argument("--dry-run", action="store_true", help="print the plan only")
@@ -209,44 +225,98 @@ def main():
             for implementation in implementations:
                 estimate = estimate_mib(implementation, length)
                 budget = args.memory_fraction * common.available_memory_mib()
-                row = {"backend": backend, "implementation": implementation, "length": length,
-                       "estimate_mib": round(estimate)}
+                row = {
+                    "backend": backend,
+                    "implementation": implementation,
+                    "length": length,
+                    "estimate_mib": round(estimate),
+                }
                 if estimate > budget:
-                    row.update(status="skipped",
-                               error=f"estimated {estimate:.0f} MiB > budget {budget:.0f} MiB")
+                    row.update(
+                        status="skipped",
+                        error=f"estimated {estimate:.0f} MiB > budget {budget:.0f} MiB",
+                    )
                 elif args.dry_run:
                     row.update(status="skipped", error="dry run")
                 else:
-                    spec = {"implementation": implementation, "length": length,
-                            "repeats": args.repeats, "warmup": args.warmup,
-                            "tf_jit_compile": not args.no_tf_jit_compile}
-                    row.update(common.run_fresh(
-                        script, spec, env={"KERAS_BACKEND": backend}, timeout=args.timeout,
-                        memory_limit_mib=max(2 * estimate, budget) + 2048))
+                    spec = {
+                        "implementation": implementation,
+                        "length": length,
+                        "repeats": args.repeats,
+                        "warmup": args.warmup,
+                        "tf_jit_compile": not args.no_tf_jit_compile,
+                    }
+                    row.update(
+                        common.run_fresh(
+                            script,
+                            spec,
+                            env={"KERAS_BACKEND": backend},
+                            timeout=args.timeout,
+                            memory_limit_mib=max(2 * estimate, budget) + 2048,
+                        )
+                    )
                 rows.append(row)
-                print(common.format_table(
-                    [row], ["backend", "implementation", "length", "status", "threads",
-                            "step_seconds_median", "backend_peak_mib", "device_peak_mib",
-                            "peak_rss_mib", "estimate_mib"]), flush=True)
+                print(
+                    common.format_table(
+                        [row],
+                        [
+                            "backend",
+                            "implementation",
+                            "length",
+                            "status",
+                            "threads",
+                            "step_seconds_median",
+                            "backend_peak_mib",
+                            "device_peak_mib",
+                            "peak_rss_mib",
+                            "estimate_mib",
+                        ],
+                    ),
+                    flush=True,
+                )
     _summary(rows)
     if not args.dry_run and not args.no_write:
         result = common.make_result(
-            "lsh_attention", ",".join(backends), rows,
-            config={"d_model": D_MODEL, "heads": HEADS, "head_dim": HEAD_DIM, "chunk": CHUNK,
-                    "hashes": HASHES, "batch": BATCH, "causal": True,
-                    "repeats": args.repeats, "warmup": args.warmup},
+            "lsh_attention",
+            ",".join(backends),
+            rows,
+            config={
+                "d_model": D_MODEL,
+                "heads": HEADS,
+                "head_dim": HEAD_DIM,
+                "chunk": CHUNK,
+                "hashes": HASHES,
+                "batch": BATCH,
+                "causal": True,
+                "repeats": args.repeats,
+                "warmup": args.warmup,
+            },
             versions=common.package_versions(["keras", "jax", "tensorflow", "torch"]),
-            note=f"load average before the run: {os.getloadavg()[0]:.2f}")
+            note=f"load average before the run: {os.getloadavg()[0]:.2f}",
+        )
         print("wrote", common.write_result(result, args.output_dir))
 
 
 def _summary(rows):
     print("\nSummary")
-    print(common.format_table(
-        [r for r in rows], ["backend", "implementation", "length", "status",
-                            "step_seconds_median", "backend_peak_mib", "peak_rss_mib", "error"]))
-    ok = {(r["backend"], r["implementation"], r["length"]): r for r in rows
-          if r.get("status") == "ok"}
+    print(
+        common.format_table(
+            [r for r in rows],
+            [
+                "backend",
+                "implementation",
+                "length",
+                "status",
+                "step_seconds_median",
+                "backend_peak_mib",
+                "peak_rss_mib",
+                "error",
+            ],
+        )
+    )
+    ok = {
+        (r["backend"], r["implementation"], r["length"]): r for r in rows if r.get("status") == "ok"
+    }
     for (backend, implementation, length), row in sorted(ok.items()):
         if implementation == "lsh" and length == 16384 and (backend, "lsh", 4096) in ok:
             ratio = row["backend_peak_mib"] / ok[(backend, "lsh", 4096)]["backend_peak_mib"]

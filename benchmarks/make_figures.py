@@ -43,56 +43,135 @@ import summary  # noqa: E402
 import train_step  # noqa: E402
 
 # docs/benchmarks/tables/<file> per benchmark (placeholders named by the docs page).
-TABLE_FILES = {"train_step": "train_step.md", "lsh_attention": "attention_speed.md",
-               "reversible_memory": "memory_vs_depth.md", "duplication": "duplication.md",
-               "char_lm": "char_lm.md", "jax_cpu_flags": "jax_cpu_flags.md",
-               "generation": "generation.md"}
+TABLE_FILES = {
+    "train_step": "train_step.md",
+    "lsh_attention": "attention_speed.md",
+    "reversible_memory": "memory_vs_depth.md",
+    "duplication": "duplication.md",
+    "char_lm": "char_lm.md",
+    "jax_cpu_flags": "jax_cpu_flags.md",
+    "generation": "generation.md",
+}
 # Results measured on a GPU machine: a subfolder, shown as tables on their own.
 GPU_RESULTS = "gpu"
 GPU_TABLE_FILE = "gpu.md"
 SERIES_KEYS = ("implementation", "variant", "attention", "stack")
 MEMORY_KEYS = ("peak_rss_mib", "training_rss_mib", "backend_peak_mib", "memory_mib", "peak_mib")
 LINE_STYLES = {"jax": "-", "tensorflow": "--", "torch": ":"}
-TABLE_FIRST = ("implementation", "variant", "attention", "stack", "backend", "length", "depth",
-               "batch", "status", "tokens_per_second", "step_seconds_median", "peak_rss_mib",
-               "training_rss_mib", "step_peak_rss_mib", "backend_peak_mib", "threads")
-TABLE_COLUMNS = {"train_step": ["implementation", "backend", "length", "depth", "status",
-                               "tokens_per_second", "step_seconds_median", "peak_rss_mib",
-                               "training_rss_mib", "step_peak_rss_mib", "backend_peak_mib",
-                               "device_peak_mib", "threads", "load_average_before"],
-                 "reversible_memory": ["backend", "length", "variant", "d1", "d2", "d4", "d6",
-                                       "d8", "d12", "mib_per_extra_layer", "memory"],
-                 "duplication": ["backend", "hash_rounds", "accuracy", "training_seconds"],
-                 "char_lm": ["backend", "bits_per_character", "steps", "steps_this_run",
-                             "training_seconds"],
-                 "jax_cpu_flags": ["variant", "xla_flags", "length", "depth", "rounds",
-                                   "step_seconds_median", "tokens_per_second", "speedup"],
-                 "generation": generation.ROW_COLUMNS,
-                 "dispatch": ["implementation", "depth", "status", "aten_ops", "host_ms",
-                              "threads"],
-                 "torch_compile": ["depth", "length", "first_step_seconds", "compiled_step_ms",
-                                   "eager_step_ms", "graph_breaks", "frames"]}
+TABLE_FIRST = (
+    "implementation",
+    "variant",
+    "attention",
+    "stack",
+    "backend",
+    "length",
+    "depth",
+    "batch",
+    "status",
+    "tokens_per_second",
+    "step_seconds_median",
+    "peak_rss_mib",
+    "training_rss_mib",
+    "step_peak_rss_mib",
+    "backend_peak_mib",
+    "threads",
+)
+TABLE_COLUMNS = {
+    "train_step": [
+        "implementation",
+        "backend",
+        "length",
+        "depth",
+        "status",
+        "tokens_per_second",
+        "step_seconds_median",
+        "peak_rss_mib",
+        "training_rss_mib",
+        "step_peak_rss_mib",
+        "backend_peak_mib",
+        "device_peak_mib",
+        "threads",
+        "load_average_before",
+    ],
+    "reversible_memory": [
+        "backend",
+        "length",
+        "variant",
+        "d1",
+        "d2",
+        "d4",
+        "d6",
+        "d8",
+        "d12",
+        "mib_per_extra_layer",
+        "memory",
+    ],
+    "duplication": ["backend", "hash_rounds", "accuracy", "training_seconds"],
+    "char_lm": ["backend", "bits_per_character", "steps", "steps_this_run", "training_seconds"],
+    "jax_cpu_flags": [
+        "variant",
+        "xla_flags",
+        "length",
+        "depth",
+        "rounds",
+        "step_seconds_median",
+        "tokens_per_second",
+        "speedup",
+    ],
+    "generation": generation.ROW_COLUMNS,
+    "dispatch": ["implementation", "depth", "status", "aten_ops", "host_ms", "threads"],
+    "torch_compile": [
+        "depth",
+        "length",
+        "first_step_seconds",
+        "compiled_step_ms",
+        "eager_step_ms",
+        "graph_breaks",
+        "frames",
+    ],
+}
 # Table headers with spaces, which a narrow page can wrap (the JSON keys cannot be);
 # keys not named here are their own header.
-TABLE_HEADERS = {"length": "L", "tokens_per_second": "tokens / s",
-                 "step_seconds_median": "step s (median)", "peak_rss_mib": "peak RSS MiB",
-                 "training_rss_mib": "training RSS MiB", "step_peak_rss_mib": "step peak RSS MiB",
-                 "backend_peak_mib": "backend peak MiB", "device_peak_mib": "GPU peak MiB",
-                 "load_average_before": "load before", "estimate_mib": "estimate MiB",
-                 "mib_per_extra_layer": "MiB per extra layer", "hash_rounds": "hash rounds",
-                 "training_seconds": "training s", "bits_per_character": "bits per character",
-                 "steps_this_run": "steps this run", "xla_flags": "XLA_FLAGS"}
+TABLE_HEADERS = {
+    "length": "L",
+    "tokens_per_second": "tokens / s",
+    "step_seconds_median": "step s (median)",
+    "peak_rss_mib": "peak RSS MiB",
+    "training_rss_mib": "training RSS MiB",
+    "step_peak_rss_mib": "step peak RSS MiB",
+    "backend_peak_mib": "backend peak MiB",
+    "device_peak_mib": "GPU peak MiB",
+    "load_average_before": "load before",
+    "estimate_mib": "estimate MiB",
+    "mib_per_extra_layer": "MiB per extra layer",
+    "hash_rounds": "hash rounds",
+    "training_seconds": "training s",
+    "bits_per_character": "bits per character",
+    "steps_this_run": "steps this run",
+    "xla_flags": "XLA_FLAGS",
+}
 # Benchmarks whose tables keep their JSON keys as headers (pages name the columns so).
 KEY_HEADERS = ("generation", "dispatch", "torch_compile")
 # Benchmarks whose settings are not all in their command (the examples' defaults): their
 # sections list the result's `config`.
 CONFIG_SHOWN = ("duplication", "char_lm")
-TABLE_SKIP = ("losses", "step_seconds", "warmup_seconds", "error", "backend_memory_source",
-              "process_start_rss_mib", "cpu_count", "finite_loss", "wall_seconds",
-              "step_training_rss_mib", "jax_argument_mib")
+TABLE_SKIP = (
+    "losses",
+    "step_seconds",
+    "warmup_seconds",
+    "error",
+    "backend_memory_source",
+    "process_start_rss_mib",
+    "cpu_count",
+    "finite_loss",
+    "wall_seconds",
+    "step_training_rss_mib",
+    "jax_argument_mib",
+)
 
 
 # === Selecting rows ===
+
 
 def series_name(row, result):
     """`implementation (backend)` for a row, e.g. `keras_reformer (jax)`."""
@@ -110,8 +189,13 @@ def latest_rows(results, benchmark):
         for row in result["rows"]:
             if row.get("status", "ok") != "ok":
                 continue
-            point = tuple(sorted((k, v) for k, v in row.items()
-                                 if k in ("length", "depth", "batch", "num_heads", "key_dim")))
+            point = tuple(
+                sorted(
+                    (k, v)
+                    for k, v in row.items()
+                    if k in ("length", "depth", "batch", "num_heads", "key_dim")
+                )
+            )
             key = (series_name(row, result), point)
             chosen[key] = dict(row, _series=key[0], _date=result["date"])
     return list(chosen.values())
@@ -128,6 +212,7 @@ def memory_key(rows, preferred=MEMORY_KEYS):
 
 # === Figures ===
 
+
 def plot(rows, x, y, path, title, ylabel, facet=None, logy=True):
     """One line per series of `y` against `x`; one panel per value of `facet`."""
     import matplotlib
@@ -136,8 +221,9 @@ def plot(rows, x, y, path, title, ylabel, facet=None, logy=True):
     import matplotlib.pyplot as plt
     import matplotlib.ticker  # noqa: F401  (used as matplotlib.ticker)
 
-    rows = [r for r in rows if isinstance(r.get(x), (int, float))
-            and isinstance(r.get(y), (int, float))]
+    rows = [
+        r for r in rows if isinstance(r.get(x), (int, float)) and isinstance(r.get(y), (int, float))
+    ]
     if not rows:
         return None
     facets = sorted({r.get(facet) for r in rows}, key=_facet_order) if facet else [None]
@@ -147,12 +233,16 @@ def plot(rows, x, y, path, title, ylabel, facet=None, logy=True):
         for series in sorted({r["_series"] for r in panel}):
             points = sorted((r[x], r[y]) for r in panel if r["_series"] == series)
             backend = next(r.get("backend") for r in panel if r["_series"] == series)
-            axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=series,
-                      linestyle=LINE_STYLES.get(backend, "-"))
+            axis.plot(
+                [p[0] for p in points],
+                [p[1] for p in points],
+                marker="o",
+                label=series,
+                linestyle=LINE_STYLES.get(backend, "-"),
+            )
         if x == "length":
             axis.set_xscale("log", base=2)
-            axis.xaxis.set_major_formatter(
-                matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         if logy:
             axis.set_yscale("log")
         axis.set_xlabel(x)
@@ -188,42 +278,101 @@ def make_figures(results, figure_dir):
             written[benchmark].append(path)
 
     rows = latest_rows(results, "train_step")
-    add("train_step", plot(rows, "length", "tokens_per_second",
-                           figure_dir / "train_step_throughput.png",
-                           "Train step throughput", "tokens / s", facet="depth"))
-    add("train_step", plot(rows, "length", "peak_rss_mib", figure_dir / "train_step_memory.png",
-                           "Train step peak RSS", "peak RSS (MiB)", facet="depth"))
+    add(
+        "train_step",
+        plot(
+            rows,
+            "length",
+            "tokens_per_second",
+            figure_dir / "train_step_throughput.png",
+            "Train step throughput",
+            "tokens / s",
+            facet="depth",
+        ),
+    )
+    add(
+        "train_step",
+        plot(
+            rows,
+            "length",
+            "peak_rss_mib",
+            figure_dir / "train_step_memory.png",
+            "Train step peak RSS",
+            "peak RSS (MiB)",
+            facet="depth",
+        ),
+    )
     # The backend's own numbers differ in kind between backends (JAX compiled temp
     # bytes, TensorFlow allocator peak, torch saved tensors): one panel per backend.
-    own_first = ("backend_peak_mib", "training_rss_mib", "peak_rss_mib", "memory_mib",
-                 "peak_mib")
+    own_first = ("backend_peak_mib", "training_rss_mib", "peak_rss_mib", "memory_mib", "peak_mib")
     rows = latest_rows(results, "lsh_attention")
     key = memory_key(rows, own_first)
     if key:
-        add("lsh_attention", plot(rows, "length", key, figure_dir / "lsh_attention_memory.png",
-                                  "Attention memory, LSH vs full", key, facet="backend"))
-    time_key = next((k for k in ("step_seconds_median", "seconds_median", "seconds")
-                     if any(k in r for r in rows)), None)
+        add(
+            "lsh_attention",
+            plot(
+                rows,
+                "length",
+                key,
+                figure_dir / "lsh_attention_memory.png",
+                "Attention memory, LSH vs full",
+                key,
+                facet="backend",
+            ),
+        )
+    time_key = next(
+        (
+            k
+            for k in ("step_seconds_median", "seconds_median", "seconds")
+            if any(k in r for r in rows)
+        ),
+        None,
+    )
     if time_key:
-        add("lsh_attention", plot(rows, "length", time_key, figure_dir / "lsh_attention_time.png",
-                                  "Attention time, LSH vs full", time_key, facet="backend"))
+        add(
+            "lsh_attention",
+            plot(
+                rows,
+                "length",
+                time_key,
+                figure_dir / "lsh_attention_time.png",
+                "Attention time, LSH vs full",
+                time_key,
+                facet="backend",
+            ),
+        )
     rows = latest_rows(results, "reversible_memory")
     for row in rows:  # one line per stack and length
         row["_series"] = f"{row['_series']} L={row['length']}"
     key = memory_key(rows, own_first)
     if key:
-        add("reversible_memory", plot(rows, "depth", key, figure_dir / "reversible_memory.png",
-                                      "Training memory vs depth", key, facet="backend"))
+        add(
+            "reversible_memory",
+            plot(
+                rows,
+                "depth",
+                key,
+                figure_dir / "reversible_memory.png",
+                "Training memory vs depth",
+                key,
+                facet="backend",
+            ),
+        )
     return written
 
 
 # === Tables ===
 
+
 def table_columns(rows, benchmark=None):
     if benchmark in TABLE_COLUMNS:
         return [c for c in TABLE_COLUMNS[benchmark] if any(r.get(c) is not None for r in rows)]
-    keys = {k for r in rows for k, v in r.items()
-            if not k.startswith("_") and not isinstance(v, (list, dict)) and k not in TABLE_SKIP}
+    keys = {
+        k
+        for r in rows
+        for k, v in r.items()
+        if not k.startswith("_") and not isinstance(v, (list, dict)) and k not in TABLE_SKIP
+    }
     first = [k for k in TABLE_FIRST if k in keys]
     return first + sorted(keys - set(first))
 
@@ -240,11 +389,16 @@ def depth_pivot(rows):
             groups[(row["backend"], row["length"], row["variant"])][row["depth"]] = row[key]
     pivot = []
     for (backend, length, variant), by_depth in sorted(groups.items()):
-        pivot.append({"backend": backend, "length": length, "variant": variant,
-                      **{f"d{d}": by_depth[d] for d in sorted(by_depth)},
-                      "mib_per_extra_layer": round(
-                          reversible_memory.mib_per_extra_layer(by_depth), 2),
-                      "memory": key})
+        pivot.append(
+            {
+                "backend": backend,
+                "length": length,
+                "variant": variant,
+                **{f"d{d}": by_depth[d] for d in sorted(by_depth)},
+                "mib_per_extra_layer": round(reversible_memory.mib_per_extra_layer(by_depth), 2),
+                "memory": key,
+            }
+        )
     return pivot
 
 
@@ -262,11 +416,15 @@ def result_section(result, heading=True):
         "",
         f"- Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
         f"{machine.get('threads', '?')} usable threads, {machine.get('memory_gib', '?')} GiB"
-        + (f"; GPU: {machine['accelerator']}." if machine.get("accelerator", "none") != "none"
-           else "."),
+        + (
+            f"; GPU: {machine['accelerator']}."
+            if machine.get("accelerator", "none") != "none"
+            else "."
+        ),
         f"- Versions: {versions or 'not recorded'}.",
         f"- File: `{Path(result['_path']).relative_to(common.REPO_ROOT)}`"
-        if Path(result["_path"]).is_relative_to(common.REPO_ROOT) else f"- File: `{result['_path']}`",
+        if Path(result["_path"]).is_relative_to(common.REPO_ROOT)
+        else f"- File: `{result['_path']}`",
     ]
     if result["benchmark"] in CONFIG_SHOWN and result.get("config"):
         config = ", ".join(f"{k} {v}" for k, v in result["config"].items())
@@ -279,8 +437,11 @@ def result_section(result, heading=True):
         rows = depth_pivot(rows)
     if rows:
         columns = table_columns(rows, result["benchmark"])
-        headers = (columns if result["benchmark"] in KEY_HEADERS
-                   else [TABLE_HEADERS.get(c, c) for c in columns])
+        headers = (
+            columns
+            if result["benchmark"] in KEY_HEADERS
+            else [TABLE_HEADERS.get(c, c) for c in columns]
+        )
         lines += [common.format_table(rows, columns, headers, markdown=True), ""]
     failed = [r for r in rows if r.get("status", "ok") != "ok"]
     for row in failed:
@@ -290,9 +451,13 @@ def result_section(result, heading=True):
         peers = result.get("config", {}).get("peers", list(train_step.peer_models.PEERS))
         ratios = train_step.ratio_rows(rows, peers)
         if ratios:
-            lines += ["", "keras_reformer divided by each peer, same length and depth "
-                      "(tokens/s ratio above 1: faster; memory ratio below 1: smaller):", "",
-                      _ratio_table(ratios)]
+            lines += [
+                "",
+                "keras_reformer divided by each peer, same length and depth "
+                "(tokens/s ratio above 1: faster; memory ratio below 1: smaller):",
+                "",
+                _ratio_table(ratios),
+            ]
         targets = train_step.target_lines(rows)
         if targets:
             lines += ["", "Targets (against Hugging Face in the same run):", ""]
@@ -300,17 +465,26 @@ def result_section(result, heading=True):
     if result["benchmark"] == "dispatch":
         summary = dispatch.summary_rows(rows)
         if summary:
-            lines += ["", "keras_reformer beside Hugging Face, same depth (the target: ours / HF "
-                      "at most 1):", "", common.format_table(
-                          summary, dispatch.SUMMARY_COLUMNS, dispatch.SUMMARY_HEADERS,
-                          markdown=True)]
+            lines += [
+                "",
+                "keras_reformer beside Hugging Face, same depth (the target: ours / HF at most 1):",
+                "",
+                common.format_table(
+                    summary, dispatch.SUMMARY_COLUMNS, dispatch.SUMMARY_HEADERS, markdown=True
+                ),
+            ]
     if result["benchmark"] == "generation":
         summary = generation.summary_rows(rows)
         if summary:
-            lines += ["", "Milliseconds per generated token, per backend and length "
-                      "(ratios above 1: ours cached is faster):", "",
-                      common.format_table(summary, generation.SUMMARY_COLUMNS,
-                                          generation.SUMMARY_HEADERS, markdown=True)]
+            lines += [
+                "",
+                "Milliseconds per generated token, per backend and length "
+                "(ratios above 1: ours cached is faster):",
+                "",
+                common.format_table(
+                    summary, generation.SUMMARY_COLUMNS, generation.SUMMARY_HEADERS, markdown=True
+                ),
+            ]
         targets = generation.target_lines(rows)
         if targets:
             lines += ["", "Targets:", ""] + [f"- {line}" for line in targets]
@@ -319,10 +493,12 @@ def result_section(result, heading=True):
 
 def _ratio_table(ratios):
     """The ratio rows as markdown, without columns that no row has (GPU memory on a CPU)."""
-    pairs = [(c, h) for c, h in zip(train_step.RATIO_COLUMNS, train_step.RATIO_HEADERS)
-             if any(r.get(c) is not None for r in ratios)]
-    return common.format_table(ratios, [c for c, _ in pairs], [h for _, h in pairs],
-                               markdown=True)
+    pairs = [
+        (c, h)
+        for c, h in zip(train_step.RATIO_COLUMNS, train_step.RATIO_HEADERS)
+        if any(r.get(c) is not None for r in ratios)
+    ]
+    return common.format_table(ratios, [c for c, _ in pairs], [h for _, h in pairs], markdown=True)
 
 
 def write_tables(results, figures, tables_dir):
@@ -386,6 +562,7 @@ def figure_link(figure, tables_dir):
 
 # === The ablations (benchmarks/ablations.py): docs/benchmarks/transformer-comparison.md ===
 
+
 def plot_curves(curves, path, title):
     """Held-out bits per byte against training step, one line per variant."""
     import matplotlib
@@ -397,8 +574,9 @@ def plot_curves(curves, path, title):
         return None
     figure, axis = plt.subplots(figsize=(5.6, 4.2))
     for label, points in curves.items():
-        axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3,
-                  label=label)
+        axis.plot(
+            [p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=label
+        )
     axis.set_xlabel("training step")
     axis.set_ylabel("held-out bits per byte")
     axis.set_title(title, fontsize=10)
@@ -416,9 +594,15 @@ def ablation_sources(group):
     for command, results in commands.items():
         names = ", ".join(f"`{Path(r['_path']).name}`" for r in results)
         machine = results[-1]["machine"]
-        lines += [f"- {results[-1]['date'][:10]}, {machine.get('cpu', '?')} "
-                  f"({machine.get('threads', '?')} threads); files {names}:", "",
-                  "    ```bash", f"    {command}", "    ```", ""]
+        lines += [
+            f"- {results[-1]['date'][:10]}, {machine.get('cpu', '?')} "
+            f"({machine.get('threads', '?')} threads); files {names}:",
+            "",
+            "    ```bash",
+            f"    {command}",
+            "    ```",
+            "",
+        ]
     return lines
 
 
@@ -448,13 +632,27 @@ def write_ablation_tables(results, figure_dir, tables_dir):
     group = [r for r in results if r["benchmark"] == ablations.BENCHMARKS["lm"]]
     finals = ablations.lm_final_rows(group)
     if finals:
-        columns = ["variant", "bits_per_byte", "steps", "training_seconds", "steps_per_second",
-                   "backend"]
-        headers = ["variant", "held-out bits per byte", "steps", "training s", "steps / s",
-                   "backend"]
-        for experiment, title in (("lm", "Full attention and LSH (Figure 4)"),
-                                  ("shared_qk", "Shared vs separate QK (Figure 3)"),
-                                  ("reversible", "Reversible vs plain residual (Figure 5)")):
+        columns = [
+            "variant",
+            "bits_per_byte",
+            "steps",
+            "training_seconds",
+            "steps_per_second",
+            "backend",
+        ]
+        headers = [
+            "variant",
+            "held-out bits per byte",
+            "steps",
+            "training s",
+            "steps / s",
+            "backend",
+        ]
+        for experiment, title in (
+            ("lm", "Full attention and LSH (Figure 4)"),
+            ("shared_qk", "Shared vs separate QK (Figure 3)"),
+            ("reversible", "Reversible vs plain residual (Figure 5)"),
+        ):
             curves = ablations.lm_curves(group, ablations.LM_VARIANTS[experiment])
             figure = plot_curves(curves, figure_dir / f"ablation_{experiment}_curves.png", title)
             body = [figure_link(figure, tables_dir), ""] if figure else []
@@ -467,16 +665,40 @@ def write_ablation_tables(results, figure_dir, tables_dir):
     if rows:
         body = []
         plotted = [dict(r, _series=r["variant"]) for r in rows]
-        for key, name, label in (("step_seconds_median", "time", "train step (s)"),
-                                 ("backend_peak_mib", "memory", "JAX temp memory (MiB)")):
-            figure = plot(plotted, "length", key, figure_dir / f"ablation_cost_{name}.png",
-                          f"Train step {name} against length", label)
+        for key, name, label in (
+            ("step_seconds_median", "time", "train step (s)"),
+            ("backend_peak_mib", "memory", "JAX temp memory (MiB)"),
+        ):
+            figure = plot(
+                plotted,
+                "length",
+                key,
+                figure_dir / f"ablation_cost_{name}.png",
+                f"Train step {name} against length",
+                label,
+            )
             if figure:
                 body += [figure_link(figure, tables_dir), ""]
-        columns = ["variant", "length", "status", "step_seconds_median", "tokens_per_second",
-                   "backend_peak_mib", "peak_rss_mib", "backend"]
-        headers = ["variant", "length", "status", "step s (median)", "tokens / s",
-                   "JAX temp MiB", "peak RSS MiB", "backend"]
+        columns = [
+            "variant",
+            "length",
+            "status",
+            "step_seconds_median",
+            "tokens_per_second",
+            "backend_peak_mib",
+            "peak_rss_mib",
+            "backend",
+        ]
+        headers = [
+            "variant",
+            "length",
+            "status",
+            "step s (median)",
+            "tokens / s",
+            "JAX temp MiB",
+            "peak RSS MiB",
+            "backend",
+        ]
         body += [common.format_table(rows, columns, headers, markdown=True), ""]
         write("ablation_cost.md", group, body)
     return paths
@@ -486,8 +708,11 @@ def write_gpu_tables(results, tables_dir):
     """`tables_dir/gpu.md`: every result measured on a GPU, newest first; returns its path."""
     tables_dir.mkdir(parents=True, exist_ok=True)
     files = ", ".join(Path(r["_path"]).name for r in results) or "no files"
-    lines = [f"<!-- generated by python benchmarks/make_figures.py from {files}. "
-             "Do not edit: rerun the script. -->", ""]
+    lines = [
+        f"<!-- generated by python benchmarks/make_figures.py from {files}. "
+        "Do not edit: rerun the script. -->",
+        "",
+    ]
     lines += run_sections(results) or ["Not yet measured.", ""]
     path = tables_dir / GPU_TABLE_FILE
     path.write_text("\n".join(lines))
@@ -503,8 +728,9 @@ def main(argv=None):
     docs = Path(args.docs).resolve()
     figures = make_figures(results, docs / "figures" / "benchmarks")
     pages = write_tables(results, figures, docs / "benchmarks" / "tables")
-    pages += write_ablation_tables(results, docs / "figures" / "benchmarks",
-                                   docs / "benchmarks" / "tables")
+    pages += write_ablation_tables(
+        results, docs / "figures" / "benchmarks", docs / "benchmarks" / "tables"
+    )
     gpu_results = common.load_results(Path(args.results) / GPU_RESULTS)
     pages.append(write_gpu_tables(gpu_results, docs / "benchmarks" / "tables"))
     pages.append(summary.write(results, gpu_results, docs / "benchmarks" / "tables"))

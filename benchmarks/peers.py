@@ -69,8 +69,12 @@ def build_peer(name, length, depth, sizes, learning_rate=1e-3, seed=0):
     import torch
 
     torch.manual_seed(seed)
-    builders = {"hf_reformer": _hf_reformer, "reformer_pytorch": _reformer_pytorch,
-                "full": _full_transformer, "full_sdpa": _full_transformer}
+    builders = {
+        "hf_reformer": _hf_reformer,
+        "reformer_pytorch": _reformer_pytorch,
+        "full": _full_transformer,
+        "full_sdpa": _full_transformer,
+    }
     if name not in builders:
         raise ValueError(f"`name` must be one of {PEERS}. Received: name={name!r}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -92,12 +96,14 @@ def build_peer(name, length, depth, sizes, learning_rate=1e-3, seed=0):
 def _next_token_loss(logits, token_ids):
     import torch.nn.functional as F
 
-    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
-                           token_ids[:, 1:].reshape(-1))
+    return F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), token_ids[:, 1:].reshape(-1)
+    )
 
 
 def _hf_reformer(name, length, depth, sizes):
-    from transformers import ReformerConfig, ReformerModelWithLMHead
+    from transformers import ReformerConfig
+    from transformers import ReformerModelWithLMHead
 
     first, second = axial_shape(length)
     config = ReformerConfig(
@@ -160,8 +166,8 @@ def _reformer_pytorch(name, length, depth, sizes):
 
 def _full_transformer(name, length, depth, sizes):
     import torch
-    from torch import nn
     import torch.nn.functional as F
+    from torch import nn
 
     hidden, heads, head_size = sizes["hidden"], sizes["heads"], sizes["head_size"]
     fused = name == "full_sdpa"
@@ -174,7 +180,8 @@ def _full_transformer(name, length, depth, sizes):
             self.attention_output = nn.Linear(heads * head_size, hidden)
             self.feed_forward_norm = nn.LayerNorm(hidden)
             self.feed_forward = nn.Sequential(
-                nn.Linear(hidden, sizes["intermediate"]), nn.ReLU(),
+                nn.Linear(hidden, sizes["intermediate"]),
+                nn.ReLU(),
                 nn.Linear(sizes["intermediate"], hidden),
             )
 

@@ -28,22 +28,31 @@ import common
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 2**20
-MEASURE = {"jax": "compiled temp bytes", "tensorflow": "allocator peak",
-           "torch": "bytes saved for backward"}
+MEASURE = {
+    "jax": "compiled temp bytes",
+    "tensorflow": "allocator peak",
+    "torch": "bytes saved for backward",
+}
 
 
 def build_stack(reversible, depth, d_model, length):
-    from keras_reformer.layers import (ChunkedFeedForward, LSHSelfAttention, PreLayerNorm,
-                                       ReversibleBlock, ReversibleSequence)
+    from keras_reformer.layers import ChunkedFeedForward
+    from keras_reformer.layers import LSHSelfAttention
+    from keras_reformer.layers import PreLayerNorm
+    from keras_reformer.layers import ReversibleBlock
+    from keras_reformer.layers import ReversibleSequence
     from tests.layers.reversible_testing import PlainStack
 
     def attention(i):
-        return LSHSelfAttention(num_heads=4, key_dim=d_model // 4, chunk_length=64,
-                                num_hashes=2, seed=i)
+        return LSHSelfAttention(
+            num_heads=4, key_dim=d_model // 4, chunk_length=64, num_hashes=2, seed=i
+        )
 
     blocks = [
-        ReversibleBlock(PreLayerNorm(attention(i)),
-                        PreLayerNorm(ChunkedFeedForward(4 * d_model, chunk_length=512, seed=i)))
+        ReversibleBlock(
+            PreLayerNorm(attention(i)),
+            PreLayerNorm(ChunkedFeedForward(4 * d_model, chunk_length=512, seed=i)),
+        )
         for i in range(depth)
     ]
     stack = ReversibleSequence(blocks) if reversible else PlainStack(blocks)
@@ -56,7 +65,8 @@ def run_jax_step(stack, x):
 
     def loss(values, inputs):
         output, _ = stack.stateless_call(
-            values, [v.value for v in stack.non_trainable_variables], inputs, training=True)
+            values, [v.value for v in stack.non_trainable_variables], inputs, training=True
+        )
         return (output * output).sum() / 2
 
     grads = jax.jit(jax.grad(loss, argnums=(0, 1)))([v.value for v in stack.trainable_variables], x)
@@ -86,8 +96,9 @@ def child(config):
                     value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
                 else:
                     value = training_step_bytes(stack, x, training=True)
-                results.append({"length": length, "reversible": reversible, "depth": depth,
-                                "mib": value / MIB})
+                results.append(
+                    {"length": length, "reversible": reversible, "depth": depth, "mib": value / MIB}
+                )
     print("RESULT " + json.dumps(results))
 
 
@@ -102,14 +113,23 @@ def mib_per_extra_layer(mib_by_depth):
 
 
 def run_child(backend, config):
-    env = {**os.environ, "KERAS_BACKEND": backend, "MALLOC_MMAP_THRESHOLD_": "131072",
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)], env=env,
-                         capture_output=True, text=True, cwd=ROOT)
-    lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "MALLOC_MMAP_THRESHOLD_": "131072",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode or not lines:
         raise RuntimeError(f"{backend} child failed:\n{out.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def main():
@@ -133,9 +153,12 @@ def main():
     for backend in args.backends.split(","):
         base = {"lengths": lengths, "d_model": args.d_model, "mode": args.mode}
         if args.mode == "rss":  # one fresh process per configuration
-            results = [r for reversible in (True, False) for depth in depths
-                       for r in run_child(backend, {**base, "stacks": [reversible],
-                                                    "depths": [depth]})]
+            results = [
+                r
+                for reversible in (True, False)
+                for depth in depths
+                for r in run_child(backend, {**base, "stacks": [reversible], "depths": [depth]})
+            ]
         else:
             try:
                 results = run_child(backend, {**base, "stacks": [True, False], "depths": depths})
@@ -144,28 +167,48 @@ def main():
                 rows.append({"backend": backend, "status": "failed", "error": str(error)[-500:]})
                 continue
         for r in results:
-            rows.append({"variant": "reversible" if r["reversible"] else "plain",
-                         "backend": backend, "length": r["length"], "depth": r["depth"],
-                         key: round(r["mib"], 2)})
+            rows.append(
+                {
+                    "variant": "reversible" if r["reversible"] else "plain",
+                    "backend": backend,
+                    "length": r["length"],
+                    "depth": r["depth"],
+                    key: round(r["mib"], 2),
+                }
+            )
             if args.mode == "measured":
                 rows[-1]["backend_memory_source"] = MEASURE[backend]
         for length in lengths:
             for reversible in (True, False):
-                by_depth = {r["depth"]: r["mib"] for r in results
-                            if r["length"] == length and r["reversible"] == reversible}
+                by_depth = {
+                    r["depth"]: r["mib"]
+                    for r in results
+                    if r["length"] == length and r["reversible"] == reversible
+                }
                 cells = "  ".join(f"d{d}={by_depth[d]:8.1f}" for d in sorted(by_depth))
                 name = "reversible" if reversible else "plain     "
-                print(f"{backend:10s} L={length:6d} {name} {cells}  "
-                      f"MiB/extra layer={mib_per_extra_layer(by_depth):6.2f}", flush=True)
+                print(
+                    f"{backend:10s} L={length:6d} {name} {cells}  "
+                    f"MiB/extra layer={mib_per_extra_layer(by_depth):6.2f}",
+                    flush=True,
+                )
     if not args.no_save:
         result = common.make_result(
-            "reversible_memory", args.backends, rows,
-            config={"d_model": args.d_model, "batch": 1, "mode": args.mode,
-                    "attention": "LSH, 4 heads, chunk 64, 2 hashes",
-                    "feed_forward": "intermediate 4 d_model, chunk 512"},
+            "reversible_memory",
+            args.backends,
+            rows,
+            config={
+                "d_model": args.d_model,
+                "batch": 1,
+                "mode": args.mode,
+                "attention": "LSH, 4 heads, chunk 64, 2 hashes",
+                "feed_forward": "intermediate 4 d_model, chunk 512",
+            },
             versions=common.package_versions(["keras", "jax", "tensorflow", "torch"]),
-            note=args.note)
+            note=args.note,
+        )
         print("wrote", common.write_result(result))
+
 
 if __name__ == "__main__":
     main()

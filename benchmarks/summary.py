@@ -20,11 +20,21 @@ import train_step
 BACKENDS = {"jax": "JAX", "tensorflow": "TensorFlow", "torch": "PyTorch"}
 SUMMARY_FILE = "summary.md"
 HF_COLUMNS = ["backend", "speed", "memory", "depth", "source"]
-HF_HEADERS = ["backend", "speed (tokens/s, ours ÷ HF)", "memory (ours ÷ HF)", "depths",
-              "machine and result file"]
+HF_HEADERS = [
+    "backend",
+    "speed (tokens/s, ours ÷ HF)",
+    "memory (ours ÷ HF)",
+    "depths",
+    "machine and result file",
+]
 FULL_COLUMNS = ["backend", "length", "speed", "memory", "source"]
-FULL_HEADERS = ["backend", "L", "speed (full time ÷ LSH time)", "memory (LSH ÷ full)",
-                "machine and result file"]
+FULL_HEADERS = [
+    "backend",
+    "L",
+    "speed (full time ÷ LSH time)",
+    "memory (LSH ÷ full)",
+    "machine and result file",
+]
 # What each ratio means, one sentence each (shown under its table).
 HF_MEANING = [
     "**Speed**: tokens per second of one training step (forward, backward, SGD) of the same "
@@ -38,7 +48,7 @@ FULL_MEANING = [
     "**Speed**: the forward-and-backward time of full attention ÷ that of `LSHSelfAttention` "
     "(4 heads of 64, chunk 64, 4 hash rounds, causal) on the same backend, per length; above "
     "1, LSH is faster. Full attention is `keras.ops.dot_product_attention`, on PyTorch torch's "
-    "fused `scaled_dot_product_attention`, which never stores the (L, L) scores; \"skipped\" "
+    'fused `scaled_dot_product_attention`, which never stores the (L, L) scores; "skipped" '
     "means the script's memory estimate for stored scores exceeded the machine's budget.",
     "**Memory**: LSH ÷ full attention, as each backend measures it (JAX the compiled step's "
     "temporary bytes, TensorFlow its allocator's peak, PyTorch the bytes saved for the "
@@ -65,7 +75,8 @@ def per_length(ratios, key):
     """`L 4096: 1.85–2.08<br>L 16384: 2.11–2.21`: the range over depths at each length."""
     lengths = sorted({r["length"] for r in ratios})
     return "<br>".join(
-        f"L {n}: {value_range([r[key] for r in ratios if r['length'] == n])}" for n in lengths)
+        f"L {n}: {value_range([r[key] for r in ratios if r['length'] == n])}" for n in lengths
+    )
 
 
 def source(result):
@@ -82,16 +93,23 @@ def hf_rows(results, on_gpu=False):
         for result in reversed(results):  # newest first
             if result["benchmark"] != "train_step":
                 continue
-            ratios = [r for r in train_step.ratio_rows(result["rows"], ["hf_reformer"])
-                      if r["backend"] == backend and r.get(memory_key) is not None]
+            ratios = [
+                r
+                for r in train_step.ratio_rows(result["rows"], ["hf_reformer"])
+                if r["backend"] == backend and r.get(memory_key) is not None
+            ]
             if not ratios:
                 continue
-            rows.append({
-                "backend": label + (" (GPU)" if on_gpu else ""),
-                "speed": per_length(ratios, "speed_ratio"),
-                "memory": per_length(ratios, memory_key),
-                "depth": ", ".join(map(str, sorted({r["depth"] for r in ratios}))),
-                "source": source(result), "_result": result})
+            rows.append(
+                {
+                    "backend": label + (" (GPU)" if on_gpu else ""),
+                    "speed": per_length(ratios, "speed_ratio"),
+                    "memory": per_length(ratios, memory_key),
+                    "depth": ", ".join(map(str, sorted({r["depth"] for r in ratios}))),
+                    "source": source(result),
+                    "_result": result,
+                }
+            )
             break
     return rows
 
@@ -105,14 +123,18 @@ def full_attention_rows(results, memory_key="backend_peak_mib"):
             if result["benchmark"] != "lsh_attention":
                 continue
             mine = [r for r in result["rows"] if r.get("backend") == backend]
-            ok = {(r["implementation"], r["length"]): r for r in mine
-                  if r.get("status", "ok") == "ok"}
-            lengths = sorted(length for kind, length in ok
-                             if kind == "full" and ("lsh", length) in ok)
+            ok = {
+                (r["implementation"], r["length"]): r for r in mine if r.get("status", "ok") == "ok"
+            }
+            lengths = sorted(
+                length for kind, length in ok if kind == "full" and ("lsh", length) in ok
+            )
             if not lengths:
                 continue
-            speed = [ok["full", n]["step_seconds_median"] / ok["lsh", n]["step_seconds_median"]
-                     for n in lengths]
+            speed = [
+                ok["full", n]["step_seconds_median"] / ok["lsh", n]["step_seconds_median"]
+                for n in lengths
+            ]
             memory = [ok["lsh", n][memory_key] / ok["full", n][memory_key] for n in lengths]
             not_run = defaultdict(list)  # e.g. skipped: its memory estimate was too large
             for r in mine:
@@ -121,11 +143,16 @@ def full_attention_rows(results, memory_key="backend_peak_mib"):
             at = " / ".join(map(str, lengths))
             for status, values in not_run.items():
                 at += f"<br>(full attention {status} at {', '.join(values)})"
-            rows.append({
-                "backend": label, "length": at,
-                "speed": " / ".join(common.format_value(v) for v in speed),
-                "memory": " / ".join(common.format_value(v) for v in memory),
-                "source": source(result), "_result": result})
+            rows.append(
+                {
+                    "backend": label,
+                    "length": at,
+                    "speed": " / ".join(common.format_value(v) for v in speed),
+                    "memory": " / ".join(common.format_value(v) for v in memory),
+                    "source": source(result),
+                    "_result": result,
+                }
+            )
             break
     return rows
 
@@ -136,13 +163,27 @@ def markdown(results, gpu_results):
     full = full_attention_rows(results)
     sources = [row["_result"] for row in hf + full]
     files = ", ".join(dict.fromkeys(Path(r["_path"]).name for r in sources)) or "no files"
-    lines = [f"<!-- generated by python benchmarks/make_figures.py from {files}. "
-             "Do not edit: rerun the script. -->", ""]
+    lines = [
+        f"<!-- generated by python benchmarks/make_figures.py from {files}. "
+        "Do not edit: rerun the script. -->",
+        "",
+    ]
     for title, rows, columns, headers, meaning in (
-            ("Against Hugging Face's Reformer (one training step)", hf, HF_COLUMNS,
-             HF_HEADERS, HF_MEANING),
-            ("Against full attention (one attention layer)", full, FULL_COLUMNS, FULL_HEADERS,
-             FULL_MEANING)):
+        (
+            "Against Hugging Face's Reformer (one training step)",
+            hf,
+            HF_COLUMNS,
+            HF_HEADERS,
+            HF_MEANING,
+        ),
+        (
+            "Against full attention (one attention layer)",
+            full,
+            FULL_COLUMNS,
+            FULL_HEADERS,
+            FULL_MEANING,
+        ),
+    ):
         lines += [f"**{title}**", ""]
         if rows:
             lines += [common.format_table(rows, columns, headers, markdown=True), ""]

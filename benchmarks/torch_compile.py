@@ -48,21 +48,41 @@ def main(argv=None):
     breaks = collections.Counter()  # reasons that differ after their first line add up
     for reason, count in counters["graph_break"].items():
         breaks[reason.splitlines()[0][:160]] += count
-    row = {"depth": args.depth, "length": dispatch.LENGTH, "status": "ok",
-           "first_step_seconds": round(first, 1),
-           "compiled_step_ms": round(1000 * timing["step_seconds_median"], 1),
-           "eager_step_ms": round(1000 * eager["step_seconds_median"], 1),
-           "graph_breaks": sum(counters["graph_break"].values()),
-           "frames": counters["frames"].get("total", 0), "break_reasons": dict(breaks)}
-    print(common.format_table([row], ["depth", "length", "first_step_seconds",
-                                      "compiled_step_ms", "eager_step_ms", "graph_breaks",
-                                      "frames"]))
+    row = {
+        "depth": args.depth,
+        "length": dispatch.LENGTH,
+        "status": "ok",
+        "first_step_seconds": round(first, 1),
+        "compiled_step_ms": round(1000 * timing["step_seconds_median"], 1),
+        "eager_step_ms": round(1000 * eager["step_seconds_median"], 1),
+        "graph_breaks": sum(counters["graph_break"].values()),
+        "frames": counters["frames"].get("total", 0),
+        "break_reasons": dict(breaks),
+    }
+    print(
+        common.format_table(
+            [row],
+            [
+                "depth",
+                "length",
+                "first_step_seconds",
+                "compiled_step_ms",
+                "eager_step_ms",
+                "graph_breaks",
+                "frames",
+            ],
+        )
+    )
     for reason, count in sorted(breaks.items(), key=lambda item: -item[1]):
         print(f"{count:5d}  {reason}")
     if not args.no_save:
         result = common.make_result(
-            BENCHMARK, "torch", [row], config=dict(dispatch.SIZES, torch_threads=1),
-            versions=common.package_versions(["keras", "torch"]))
+            BENCHMARK,
+            "torch",
+            [row],
+            config=dict(dispatch.SIZES, torch_threads=1),
+            versions=common.package_versions(["keras", "torch"]),
+        )
         print(f"\nwrote {common.write_result(result, args.output_dir)}")
 
 

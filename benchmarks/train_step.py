@@ -31,22 +31,47 @@ import peers as peer_models  # noqa: E402
 
 BENCHMARK = "train_step"
 BACKENDS = ("jax", "tensorflow", "torch")
-SIZES = dict(vocabulary=256, hidden=256, heads=4, head_size=64, intermediate=1024,
-             chunk=64, hashes=4)
+SIZES = dict(
+    vocabulary=256, hidden=256, heads=4, head_size=64, intermediate=1024, chunk=64, hashes=4
+)
 LEARNING_RATE = 1e-3
 # Import + build RSS of a fresh process per backend (MiB), for the skip estimates.
 BASE_MIB = {"jax": 700, "tensorflow": 1100, "torch": 700}
 PER_TOKEN_MIB = 0.06  # LSH scores + reversible recompute, independent of depth
-RATIO_COLUMNS = ["backend", "length", "depth", "peer", "speed_ratio", "peak_rss_ratio",
-                 "training_rss_ratio", "step_peak_rss_ratio", "device_peak_ratio"]
-RATIO_HEADERS = ["backend", "L", "depth", "vs", "tokens/s ratio", "peak RSS ratio",
-                 "training RSS ratio", "step peak RSS ratio", "GPU peak ratio"]
+RATIO_COLUMNS = [
+    "backend",
+    "length",
+    "depth",
+    "peer",
+    "speed_ratio",
+    "peak_rss_ratio",
+    "training_rss_ratio",
+    "step_peak_rss_ratio",
+    "device_peak_ratio",
+]
+RATIO_HEADERS = [
+    "backend",
+    "L",
+    "depth",
+    "vs",
+    "tokens/s ratio",
+    "peak RSS ratio",
+    "training RSS ratio",
+    "step peak RSS ratio",
+    "GPU peak ratio",
+]
 # Rough step time per token and layer (s), for the plan's wall-time estimate.
-SECONDS_PER_TOKEN_LAYER = {"keras_reformer": 2.5e-4, "hf_reformer": 3.5e-4,
-                           "reformer_pytorch": 4.0e-4, "full": 1.0e-4, "full_sdpa": 1.0e-4}
+SECONDS_PER_TOKEN_LAYER = {
+    "keras_reformer": 2.5e-4,
+    "hf_reformer": 3.5e-4,
+    "reformer_pytorch": 4.0e-4,
+    "full": 1.0e-4,
+    "full_sdpa": 1.0e-4,
+}
 
 
 # === Child process: one configuration ===
+
 
 def measure_keras(spec):
     """Builds the Keras model on `KERAS_BACKEND` and times its compiled train step."""
@@ -55,7 +80,8 @@ def measure_keras(spec):
     import_start = common.rss_mib()
     import keras
 
-    from keras_reformer.models import ReformerCausalLM, ReformerModel
+    from keras_reformer.models import ReformerCausalLM
+    from keras_reformer.models import ReformerModel
 
     backend = keras.backend.backend()
     length, depth = spec["length"], spec["depth"]
@@ -64,19 +90,31 @@ def measure_keras(spec):
     # 460 MiB of RSS that is no cost of this library on JAX or torch.
     random.seed(0)
     backbone = ReformerModel(
-        vocabulary_size=SIZES["vocabulary"], num_layers=depth, hidden_dim=SIZES["hidden"],
-        num_heads=SIZES["heads"], key_dim=SIZES["head_size"],
-        intermediate_dim=SIZES["intermediate"], chunk_length=SIZES["chunk"],
-        num_hashes=SIZES["hashes"], causal=True, dropout=0.0, max_sequence_length=length,
+        vocabulary_size=SIZES["vocabulary"],
+        num_layers=depth,
+        hidden_dim=SIZES["hidden"],
+        num_heads=SIZES["heads"],
+        key_dim=SIZES["head_size"],
+        intermediate_dim=SIZES["intermediate"],
+        chunk_length=SIZES["chunk"],
+        num_hashes=SIZES["hashes"],
+        causal=True,
+        dropout=0.0,
+        max_sequence_length=length,
         seed=0,
     )
     model = ReformerCausalLM(backbone)
     jit_compile = spec["jit_compile"]
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=LEARNING_RATE),
-                  jit_compile=jit_compile, weighted_metrics=None)
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=LEARNING_RATE),
+        jit_compile=jit_compile,
+        weighted_metrics=None,
+    )
     tokens = np.random.default_rng(0).integers(0, SIZES["vocabulary"], size=(1, length + 1))
-    x = {"token_ids": tokens[:, :-1].astype("int32"),
-         "padding_mask": np.ones((1, length), dtype="int32")}
+    x = {
+        "token_ids": tokens[:, :-1].astype("int32"),
+        "padding_mask": np.ones((1, length), dtype="int32"),
+    }
     y = tokens[:, 1:].astype("int32")
     baseline = common.rss_mib()
     losses = []
@@ -93,11 +131,17 @@ def measure_keras(spec):
 
     timing = common.time_steps(step, spec["warmup"], spec["repeats"], after_warmup=after_warmup)
     result = _row(spec, timing, marks, baseline, import_start, losses, backend)
-    result.update(backend=backend, jit_compile=jit_compile,
-                  num_parameters=int(model.count_params()), threads=_threads(backend))
+    result.update(
+        backend=backend,
+        jit_compile=jit_compile,
+        num_parameters=int(model.count_params()),
+        threads=_threads(backend),
+    )
     if backend == "tensorflow":
-        result.update(backend_peak_mib=common.tf_peak_memory_mib(),
-                      backend_memory_source="tf get_memory_info('CPU:0') peak, timed steps")
+        result.update(
+            backend_peak_mib=common.tf_peak_memory_mib(),
+            backend_memory_source="tf get_memory_info('CPU:0') peak, timed steps",
+        )
     elif backend == "jax" and jit_compile and spec.get("jax_memory_analysis", True):
         result.update(_jax_memory(model, x, y))
     return result
@@ -113,12 +157,15 @@ def _jax_memory(model, x, y):
         [v.value for v in model.metrics_variables],
     )
     analysis = common.jax_compiled_memory_mib(
-        jax.jit(model.train_step, donate_argnums=0), state, (x, y, None))  # as Keras jits it
+        jax.jit(model.train_step, donate_argnums=0), state, (x, y, None)
+    )  # as Keras jits it
     if "temp" not in analysis:
         return {"backend_memory_error": analysis.get("error", "no memory_analysis")}
-    return {"backend_peak_mib": analysis["temp"],
-            "backend_memory_source": "jax compiled train_step memory_analysis temp bytes",
-            "jax_argument_mib": analysis["argument"]}
+    return {
+        "backend_peak_mib": analysis["temp"],
+        "backend_memory_source": "jax compiled train_step memory_analysis temp bytes",
+        "jax_argument_mib": analysis["argument"],
+    }
 
 
 def measure_peer(spec):
@@ -127,14 +174,20 @@ def measure_peer(spec):
     import torch
 
     step, num_parameters = peer_models.build_peer(
-        spec["implementation"], spec["length"], spec["depth"], SIZES, LEARNING_RATE)
+        spec["implementation"], spec["length"], spec["depth"], SIZES, LEARNING_RATE
+    )
     baseline = common.rss_mib()
     losses, marks = [], {}
-    timing = common.time_steps(lambda: losses.append(step()), spec["warmup"], spec["repeats"],
-                               after_warmup=lambda: _mark_peak(marks, "torch"))
+    timing = common.time_steps(
+        lambda: losses.append(step()),
+        spec["warmup"],
+        spec["repeats"],
+        after_warmup=lambda: _mark_peak(marks, "torch"),
+    )
     result = _row(spec, timing, marks, baseline, import_start, losses, "torch")
-    result.update(backend="torch", num_parameters=int(num_parameters),
-                  threads=torch.get_num_threads())
+    result.update(
+        backend="torch", num_parameters=int(num_parameters), threads=torch.get_num_threads()
+    )
     return result
 
 
@@ -185,17 +238,22 @@ def child(spec):
 
 # === Parent: the plan, estimates and tables ===
 
+
 def plan(args):
     """Configurations in increasing length, so estimates can use the shorter ones."""
     configs = []
     for length in args.lengths:
         for depth in args.depths:
             for backend in args.backends:
-                configs.append(dict(implementation="keras_reformer", backend=backend,
-                                    length=length, depth=depth))
+                configs.append(
+                    dict(
+                        implementation="keras_reformer", backend=backend, length=length, depth=depth
+                    )
+                )
             for peer in args.peers:
-                configs.append(dict(implementation=peer, backend="torch",
-                                    length=length, depth=depth))
+                configs.append(
+                    dict(implementation=peer, backend="torch", length=length, depth=depth)
+                )
     return configs
 
 
@@ -217,9 +275,15 @@ def estimate(config, measured):
     if impl == "full":
         seconds *= max(1.0, length / 2048)
     shorter = sorted(
-        (r for r in measured if r.get("status") == "ok" and r["length"] < length
-         and all(r.get(k) == config[k] for k in ("implementation", "backend", "depth"))),
-        key=lambda r: r["length"])
+        (
+            r
+            for r in measured
+            if r.get("status") == "ok"
+            and r["length"] < length
+            and all(r.get(k) == config[k] for k in ("implementation", "backend", "depth"))
+        ),
+        key=lambda r: r["length"],
+    )
     if impl == "full" and shorter:
         last = shorter[-1]
         scale = (length / last["length"]) ** 2
@@ -240,12 +304,38 @@ def _affine(a, b, key, length):
 
 
 def print_tables(rows, peer_names):
-    columns = ["implementation", "backend", "length", "depth", "status", "tokens_per_second",
-               "step_seconds_median", "peak_rss_mib", "training_rss_mib", "step_peak_rss_mib",
-               "backend_peak_mib", "device_peak_mib", "threads", "load_average_before"]
-    headers = ["implementation", "backend", "L", "depth", "status", "tokens/s", "step s",
-               "peak RSS MiB", "train RSS MiB", "step peak RSS", "backend MiB", "GPU MiB", "thr",
-               "load"]
+    columns = [
+        "implementation",
+        "backend",
+        "length",
+        "depth",
+        "status",
+        "tokens_per_second",
+        "step_seconds_median",
+        "peak_rss_mib",
+        "training_rss_mib",
+        "step_peak_rss_mib",
+        "backend_peak_mib",
+        "device_peak_mib",
+        "threads",
+        "load_average_before",
+    ]
+    headers = [
+        "implementation",
+        "backend",
+        "L",
+        "depth",
+        "status",
+        "tokens/s",
+        "step s",
+        "peak RSS MiB",
+        "train RSS MiB",
+        "step peak RSS",
+        "backend MiB",
+        "GPU MiB",
+        "thr",
+        "load",
+    ]
     print("\n" + common.format_table(rows, columns, headers))
     ratios = ratio_rows(rows, peer_names)
     if ratios:
@@ -255,8 +345,10 @@ def print_tables(rows, peer_names):
         print(line)
     skipped = [r for r in rows if r["status"] != "ok"]
     for row in skipped:
-        print(f"{row['status']}: {row['implementation']} {row['backend']} L={row['length']} "
-              f"depth={row['depth']}: {row.get('error', '')}")
+        print(
+            f"{row['status']}: {row['implementation']} {row['backend']} L={row['length']} "
+            f"depth={row['depth']}: {row.get('error', '')}"
+        )
 
 
 def ratio_rows(rows, peer_names):
@@ -265,22 +357,34 @@ def ratio_rows(rows, peer_names):
     out = []
     for ours in (r for r in ok if r["implementation"] == "keras_reformer"):
         for peer in peer_names:
-            match = [r for r in ok if r["implementation"] == peer
-                     and r["length"] == ours["length"] and r["depth"] == ours["depth"]]
+            match = [
+                r
+                for r in ok
+                if r["implementation"] == peer
+                and r["length"] == ours["length"]
+                and r["depth"] == ours["depth"]
+            ]
             if not match:
                 continue
             theirs = match[0]
-            out.append({
-                "backend": ours["backend"], "length": ours["length"], "depth": ours["depth"],
-                "peer": peer,
-                "speed_ratio": ours["tokens_per_second"] / theirs["tokens_per_second"],
-                "peak_rss_ratio": ours["peak_rss_mib"] / theirs["peak_rss_mib"],
-                "training_rss_ratio": ours["training_rss_mib"] / max(theirs["training_rss_mib"], 1),
-                "step_peak_rss_ratio": _ratio(ours.get("step_peak_rss_mib"),
-                                              theirs.get("step_peak_rss_mib")),
-                "device_peak_ratio": _ratio(ours.get("device_peak_mib"),
-                                            theirs.get("device_peak_mib")),
-            })
+            out.append(
+                {
+                    "backend": ours["backend"],
+                    "length": ours["length"],
+                    "depth": ours["depth"],
+                    "peer": peer,
+                    "speed_ratio": ours["tokens_per_second"] / theirs["tokens_per_second"],
+                    "peak_rss_ratio": ours["peak_rss_mib"] / theirs["peak_rss_mib"],
+                    "training_rss_ratio": ours["training_rss_mib"]
+                    / max(theirs["training_rss_mib"], 1),
+                    "step_peak_rss_ratio": _ratio(
+                        ours.get("step_peak_rss_mib"), theirs.get("step_peak_rss_mib")
+                    ),
+                    "device_peak_ratio": _ratio(
+                        ours.get("device_peak_mib"), theirs.get("device_peak_mib")
+                    ),
+                }
+            )
     return out
 
 
@@ -302,15 +406,22 @@ def target_lines(rows):
             continue
         need = 2.0 if ratio["backend"] == "jax" else 1.0
         speed = "met" if ratio["speed_ratio"] >= need else "MISSED"
-        lines.append(f"target {ratio['backend']} L={ratio['length']} depth={ratio['depth']}: "
-                     f"speed >= {need:g}x HF {speed} ({ratio['speed_ratio']:.2f}x)")
+        lines.append(
+            f"target {ratio['backend']} L={ratio['length']} depth={ratio['depth']}: "
+            f"speed >= {need:g}x HF {speed} ({ratio['speed_ratio']:.2f}x)"
+        )
     for row in rows:
-        if row["implementation"] == "keras_reformer" and row["length"] >= 65536 \
-                and row["depth"] >= 6:
+        if (
+            row["implementation"] == "keras_reformer"
+            and row["length"] >= 65536
+            and row["depth"] >= 6
+        ):
             fits = row["status"] == "ok"
-            lines.append(f"target {row['backend']} L={row['length']} depth={row['depth']} "
-                         f"fits: {'met' if fits else 'MISSED'}"
-                         + (f" ({row['peak_rss_mib']:.0f} MiB peak RSS)" if fits else ""))
+            lines.append(
+                f"target {row['backend']} L={row['length']} depth={row['depth']} "
+                f"fits: {'met' if fits else 'MISSED'}"
+                + (f" ({row['peak_rss_mib']:.0f} MiB peak RSS)" if fits else "")
+            )
     return lines
 
 
@@ -322,23 +433,43 @@ def parse_args(argv=None):
     parser.add_argument("--backends", type=names, default=list(BACKENDS))
     parser.add_argument("--lengths", type=common.int_list, default=[1024, 4096, 16384, 65536])
     parser.add_argument("--depths", type=common.int_list, default=[2, 6, 12])
-    parser.add_argument("--peers", type=names, default=["hf", "reformer_pytorch", "full"],
-                        help=f"any of {peer_models.PEERS} (hf = hf_reformer), or none")
+    parser.add_argument(
+        "--peers",
+        type=names,
+        default=["hf", "reformer_pytorch", "full"],
+        help=f"any of {peer_models.PEERS} (hf = hf_reformer), or none",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed steps (median)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps (compilation)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per configuration")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="run the whole plan this many times; keep each configuration's "
-                             "fastest round")
-    parser.add_argument("--memory-limit-gib", type=float, default=None,
-                        help="skip / kill above this (default: 90%% of total memory)")
-    parser.add_argument("--torch-jit-compile", action="store_true",
-                        help="compile(jit_compile=True) on torch too (torch.compile)")
-    parser.add_argument("--no-jax-memory-analysis", action="store_true",
-                        help="skip the second JAX compilation that reads memory_analysis()")
-    parser.add_argument("--default-malloc", action="store_true",
-                        help="leave glibc's mmap threshold alone in the children (faster steps, "
-                             "RSS that may not fall when tensors are freed)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the whole plan this many times; keep each configuration's fastest round",
+    )
+    parser.add_argument(
+        "--memory-limit-gib",
+        type=float,
+        default=None,
+        help="skip / kill above this (default: 90%% of total memory)",
+    )
+    parser.add_argument(
+        "--torch-jit-compile",
+        action="store_true",
+        help="compile(jit_compile=True) on torch too (torch.compile)",
+    )
+    parser.add_argument(
+        "--no-jax-memory-analysis",
+        action="store_true",
+        help="skip the second JAX compilation that reads memory_analysis()",
+    )
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc's mmap threshold alone in the children (faster steps, "
+        "RSS that may not fall when tensors are freed)",
+    )
     parser.add_argument("--output-dir", default=str(common.RESULTS_DIR))
     parser.add_argument("--note", default="", help="free text stored with the results")
     parser.add_argument("--no-save", action="store_true")
@@ -359,13 +490,16 @@ def main(argv=None):
     if missing:
         print(f"not installed, left out: {missing} (pip install keras-reformer[peers])")
         args.peers = [p for p in args.peers if p not in missing]
-    limit_mib = (args.memory_limit_gib * 1024 if args.memory_limit_gib
-                 else 0.9 * common.total_memory_mib())
+    limit_mib = (
+        args.memory_limit_gib * 1024 if args.memory_limit_gib else 0.9 * common.total_memory_mib()
+    )
     configs = plan(args)
     machine = common.machine_info()
-    print(f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} usable, "
-          f"{machine['memory_gib']} GiB; memory guard {limit_mib / 1024:.1f} GiB; "
-          f"{len(configs)} configurations")
+    print(
+        f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} usable, "
+        f"{machine['memory_gib']} GiB; memory guard {limit_mib / 1024:.1f} GiB; "
+        f"{len(configs)} configurations"
+    )
     if args.dry_run:
         total = 0.0
         for config in configs:
@@ -373,49 +507,87 @@ def main(argv=None):
             wall = 30 + seconds * (args.warmup + args.repeats) * 1.3
             fits = memory <= limit_mib and wall <= args.timeout
             total += wall if fits else 0
-            print(f"{config['implementation']:>16} {config['backend']:>10} "
-                  f"L={config['length']:>6} depth={config['depth']:>2}: ~{memory / 1024:.1f} GiB, "
-                  f"~{wall:.0f} s{'' if fits else '  (would be skipped)'}")
+            print(
+                f"{config['implementation']:>16} {config['backend']:>10} "
+                f"L={config['length']:>6} depth={config['depth']:>2}: ~{memory / 1024:.1f} GiB, "
+                f"~{wall:.0f} s{'' if fits else '  (would be skipped)'}"
+            )
         print(f"estimated wall time: {total / 3600:.1f} h")
         return []
     rows = []
     for round_index in range(args.rounds):
         first_round = [r for r in rows if r["round"] == 0]
         for config in configs:
-            if round_index and not any(r["status"] == "ok" and _same(r, config)
-                                       for r in first_round):
+            if round_index and not any(
+                r["status"] == "ok" and _same(r, config) for r in first_round
+            ):
                 continue  # what did not run in the first round is not tried again
-            row = dict(config, batch=1, round=round_index,
-                       load_average_before=round(os.getloadavg()[0], 2))
+            row = dict(
+                config, batch=1, round=round_index, load_average_before=round(os.getloadavg()[0], 2)
+            )
             memory, seconds = estimate(config, first_round)
-            reason = skip_reason(memory, seconds * (args.warmup + args.repeats), limit_mib,
-                                 args.timeout, on_gpu=machine["accelerator"] != "none")
+            reason = skip_reason(
+                memory,
+                seconds * (args.warmup + args.repeats),
+                limit_mib,
+                args.timeout,
+                on_gpu=machine["accelerator"] != "none",
+            )
             if reason:
                 row.update(status="skipped", error=reason)
             else:
-                spec = dict(config, warmup=args.warmup, repeats=args.repeats,
-                            jit_compile=config["backend"] != "torch" or args.torch_jit_compile,
-                            jax_memory_analysis=not args.no_jax_memory_analysis)
+                spec = dict(
+                    config,
+                    warmup=args.warmup,
+                    repeats=args.repeats,
+                    jit_compile=config["backend"] != "torch" or args.torch_jit_compile,
+                    jax_memory_analysis=not args.no_jax_memory_analysis,
+                )
                 env = {"KERAS_BACKEND": config["backend"]}
-                row.update(common.run_fresh(__file__, spec, env=env, timeout=args.timeout,
-                                            memory_limit_mib=limit_mib,
-                                            base_env=child_env(args)))
+                row.update(
+                    common.run_fresh(
+                        __file__,
+                        spec,
+                        env=env,
+                        timeout=args.timeout,
+                        memory_limit_mib=limit_mib,
+                        base_env=child_env(args),
+                    )
+                )
             rows.append(row)
             _print_progress(row)
     rows = best_of_rounds(rows)
     print_tables(rows, args.peers)
     if not args.no_save:
         versions = common.package_versions(
-            ["keras", "jax", "jaxlib", "tensorflow", "torch", "transformers", "reformer-pytorch",
-             "numpy"])
-        config = dict(SIZES, batch=1, learning_rate=LEARNING_RATE, warmup=args.warmup,
-                      repeats=args.repeats, timeout=args.timeout, memory_guard_mib=limit_mib,
-                      peers=args.peers, torch_jit_compile=args.torch_jit_compile,
-                      rounds=args.rounds,
-                      env=child_env(args))
+            [
+                "keras",
+                "jax",
+                "jaxlib",
+                "tensorflow",
+                "torch",
+                "transformers",
+                "reformer-pytorch",
+                "numpy",
+            ]
+        )
+        config = dict(
+            SIZES,
+            batch=1,
+            learning_rate=LEARNING_RATE,
+            warmup=args.warmup,
+            repeats=args.repeats,
+            timeout=args.timeout,
+            memory_guard_mib=limit_mib,
+            peers=args.peers,
+            torch_jit_compile=args.torch_jit_compile,
+            rounds=args.rounds,
+            env=child_env(args),
+        )
         backends = ",".join(sorted({row["backend"] for row in rows}))
-        result = common.make_result(BENCHMARK, backends, rows, config=config,
-                                    versions=versions, note=args.note)
+        result = common.make_result(
+            BENCHMARK, backends, rows, config=config, versions=versions, note=args.note
+        )
         print(f"\nwrote {common.write_result(result, args.output_dir)}")
     return rows
 
@@ -470,11 +642,15 @@ def child_env(args):
 
 def _print_progress(row):
     common.print_progress(
-        f"{row['implementation']} {row['backend']} L={row['length']} depth={row['depth']}", row,
-        lambda row: (f"{row['tokens_per_second']:.0f} tokens/s, "
-                     f"peak RSS {row['peak_rss_mib']:.0f} MiB "
-                     f"(training {row['training_rss_mib']:.0f}), "
-                     f"{row['wall_seconds']:.0f} s wall"))
+        f"{row['implementation']} {row['backend']} L={row['length']} depth={row['depth']}",
+        row,
+        lambda row: (
+            f"{row['tokens_per_second']:.0f} tokens/s, "
+            f"peak RSS {row['peak_rss_mib']:.0f} MiB "
+            f"(training {row['training_rss_mib']:.0f}), "
+            f"{row['wall_seconds']:.0f} s wall"
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -88,8 +88,9 @@ def second_half_accuracy(model, eval_x, eval_y, batch_size):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--length", type=int, default=64, help="sequence length (even)")
     parser.add_argument("--hidden-dim", type=int, default=64)
     parser.add_argument("--num-heads", type=int, default=2)
@@ -104,11 +105,15 @@ def parse_args(argv):
     # Learned positions by default: the copy needs "attend to position p - L/2 + 1",
     # which a factorised (axial) embedding cannot express where the shift carries
     # over a grid row; with axial positions the default run plateaus near 90%.
-    parser.add_argument("--position-embedding", default="learned",
-                        choices=["axial", "learned", "sinusoidal"])
+    parser.add_argument(
+        "--position-embedding", default="learned", choices=["axial", "learned", "sinusoidal"]
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--paper", action="store_true",
-                        help="the paper's setting: length 1024, d 256, 4 heads, chunk 64")
+    parser.add_argument(
+        "--paper",
+        action="store_true",
+        help="the paper's setting: length 1024, d 256, 4 heads, chunk 64",
+    )
     parser.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity (0, 1, 2)")
     args = parser.parse_args(argv)
     if args.paper:
@@ -125,9 +130,11 @@ def run(args):
     returns `{"accuracies": {hash_rounds: accuracy}, "training_seconds": s}`.
     """
     keras.utils.set_random_seed(args.seed)
-    print(f"Backend {keras.backend.backend()}; length {args.length}, d {args.hidden_dim}, "
-          f"{args.num_heads} heads, {args.num_layers} layer(s), chunk {args.chunk_length}, "
-          f"{args.train_hashes} hashes in training, {args.steps} steps of {args.batch_size}")
+    print(
+        f"Backend {keras.backend.backend()}; length {args.length}, d {args.hidden_dim}, "
+        f"{args.num_heads} heads, {args.num_layers} layer(s), chunk {args.chunk_length}, "
+        f"{args.train_hashes} hashes in training, {args.steps} steps of {args.batch_size}"
+    )
     model = build_model(args, args.train_hashes)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
     epochs = max(1, min(10, args.steps // 100))
@@ -150,8 +157,10 @@ def run(args):
         accuracies[num_hashes] = second_half_accuracy(evaluator, eval_x, eval_y, args.batch_size)
         print(f"{num_hashes:>25} | {accuracies[num_hashes]:.4f}")
     summary = ", ".join(f"{n} hashes {acc:.1%}" for n, acc in accuracies.items())
-    print(f"\nduplication (L={args.length}, {keras.backend.backend()}): {summary}; "
-          f"trained {args.steps} steps in {train_seconds:.0f} s")
+    print(
+        f"\nduplication (L={args.length}, {keras.backend.backend()}): {summary}; "
+        f"trained {args.steps} steps in {train_seconds:.0f} s"
+    )
     return {"accuracies": accuracies, "training_seconds": train_seconds}
 
 

@@ -4,7 +4,9 @@ Public names live in `keras_reformer.layers`, `keras_reformer.models` and
 `keras_reformer.ops`; this module re-exports the subpackages.
 """
 
-from keras_reformer import layers, models, ops
+from keras_reformer import layers
+from keras_reformer import models
+from keras_reformer import ops
 
 __version__ = "0.1.0"
 

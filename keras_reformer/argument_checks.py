@@ -13,19 +13,21 @@ import numpy as np
 
 # Seeds are int32 on every backend's random generator (torch's overflows above it).
 MAX_SEED = 2**31 - 2
+_INT32_MAX = 2**31 - 1
 
 
 def check_int(name, value, minimum=1, maximum=None):
     """Raises a ValueError naming `name` unless `value` is an integer in range.
 
     Python and numpy integers are accepted; booleans and floats (even `8.0`)
-    are not.
+    are not. Every integer argument ends up in int32 arithmetic (positions,
+    shapes, sort keys), so none may exceed `2**31 - 1`.
 
     Args:
         name: the argument's name, quoted in the message.
         value: the value received.
         minimum: the smallest allowed value. Defaults to `1`.
-        maximum: the largest allowed value, or `None` for no bound.
+        maximum: the largest allowed value, or `None` for `2**31 - 1`.
 
     Returns:
         `value` as a Python int.
@@ -41,12 +43,14 @@ def check_int(name, value, minimum=1, maximum=None):
     valid = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
     if valid:
         value = int(value)
-        valid = value >= minimum and (maximum is None or value <= maximum)
+        valid = minimum <= value <= (_INT32_MAX if maximum is None else maximum)
     if not valid:
         if maximum is not None:
             kind = f"an integer in [{minimum}, {maximum}]"
+        elif minimum == 1:
+            kind = f"a positive integer up to {_INT32_MAX}"
         else:
-            kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+            kind = f"an integer in [{minimum}, {_INT32_MAX}]"
         raise ValueError(f"`{name}` must be {kind}. Received: {name}={value!r}")
     return value
 

@@ -53,8 +53,13 @@ def main():
             continue
         if code.lstrip().startswith("# fragment"):
             continue
-        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                                text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         status = "ok" if result.returncode == 0 else "FAILED"
         failures += result.returncode != 0
         print(f"{status:6} {label}")

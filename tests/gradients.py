@@ -11,7 +11,8 @@ seed-generator state.
 import keras
 import numpy as np
 
-from tests.test_case import BACKEND, to_numpy
+from tests.test_case import BACKEND
+from tests.test_case import to_numpy
 
 _JAX_COMPILED = {}
 
@@ -117,8 +118,9 @@ def layer_gradients(layer, x, cotangent, jit=False, **call_kwargs):
         inputs = keras.ops.convert_to_tensor(x).requires_grad_(True)
         output = layer(inputs, **call_kwargs)
         loss = (output.float() * keras.ops.convert_to_tensor(cotangent)).sum()
-        grads = torch.autograd.grad(loss, [inputs] + [v.value for v in variables],
-                                    allow_unused=True)
+        grads = torch.autograd.grad(
+            loss, [inputs] + [v.value for v in variables], allow_unused=True
+        )
         x_grad, weight_grads = grads[0], grads[1:]
     missing = [v.path for v, g in zip(variables, weight_grads) if g is None]
     assert not missing, f"weights that do not reach the output: {missing}"

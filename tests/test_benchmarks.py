@@ -15,12 +15,26 @@ import train_step  # noqa: E402
 
 
 def memory_rows():
-    mib = {("reversible", 2): 100.0, ("reversible", 4): 104.0, ("reversible", 12): 120.0,
-           ("plain", 2): 200.0, ("plain", 4): 400.0, ("plain", 12): 1200.0,
-           ("reversible", 1): 50.0}
-    return [{"variant": variant, "backend": "jax", "length": 4096, "depth": depth,
-             "backend_peak_mib": value, "status": "ok"}
-            for (variant, depth), value in mib.items()]
+    mib = {
+        ("reversible", 2): 100.0,
+        ("reversible", 4): 104.0,
+        ("reversible", 12): 120.0,
+        ("plain", 2): 200.0,
+        ("plain", 4): 400.0,
+        ("plain", 12): 1200.0,
+        ("reversible", 1): 50.0,
+    }
+    return [
+        {
+            "variant": variant,
+            "backend": "jax",
+            "length": 4096,
+            "depth": depth,
+            "backend_peak_mib": value,
+            "status": "ok",
+        }
+        for (variant, depth), value in mib.items()
+    ]
 
 
 def test_slope_runs_from_depth_two_to_the_deepest():
@@ -51,14 +65,33 @@ def test_make_figures_writes_the_memory_table(tmp_path):
 @pytest.mark.backend_independent
 def test_make_figures_shows_gpu_results_apart(tmp_path):
     results, docs = tmp_path / "results", tmp_path / "docs"
-    rows = [{"implementation": "keras_reformer", "backend": "jax", "length": 4096, "depth": 2,
-             "status": "ok", "tokens_per_second": 2000.0, "peak_rss_mib": 900.0,
-             "training_rss_mib": 300.0, "device_peak_mib": 250.0},
-            {"implementation": "hf_reformer", "backend": "torch", "length": 4096, "depth": 2,
-             "status": "ok", "tokens_per_second": 1000.0, "peak_rss_mib": 800.0,
-             "training_rss_mib": 300.0, "device_peak_mib": 500.0}]
-    result = common.make_result("train_step", "jax,torch", rows, command="python x.py",
-                                config={"peers": ["hf_reformer"]})
+    rows = [
+        {
+            "implementation": "keras_reformer",
+            "backend": "jax",
+            "length": 4096,
+            "depth": 2,
+            "status": "ok",
+            "tokens_per_second": 2000.0,
+            "peak_rss_mib": 900.0,
+            "training_rss_mib": 300.0,
+            "device_peak_mib": 250.0,
+        },
+        {
+            "implementation": "hf_reformer",
+            "backend": "torch",
+            "length": 4096,
+            "depth": 2,
+            "status": "ok",
+            "tokens_per_second": 1000.0,
+            "peak_rss_mib": 800.0,
+            "training_rss_mib": 300.0,
+            "device_peak_mib": 500.0,
+        },
+    ]
+    result = common.make_result(
+        "train_step", "jax,torch", rows, command="python x.py", config={"peers": ["hf_reformer"]}
+    )
     result["machine"]["accelerator"] = "Some GPU"
     common.write_result(result, directory=results / "gpu")
     make_figures.main(["--results", str(results), "--docs", str(docs)])
@@ -67,7 +100,9 @@ def test_make_figures_shows_gpu_results_apart(tmp_path):
     assert "| keras_reformer | jax | 4096 | 2 | ok | 2000 |" in table
     assert "| jax | 4096 | 2 | hf_reformer | 2 |" in table  # the speed ratio ...
     assert "| 0.5 |" in table  # ... and the GPU memory ratio
-    assert "speed >= 2x HF met (2.00x)" in table and "0.5x HF" not in table  # memory target withdrawn
+    assert (
+        "speed >= 2x HF met (2.00x)" in table and "0.5x HF" not in table
+    )  # memory target withdrawn
     assert not (docs / "benchmarks" / "tables" / "train_step.md").exists()  # CPU tables only
 
 
@@ -94,19 +129,28 @@ def test_command_line_carries_the_xla_flags_that_shaped_the_numbers(monkeypatch)
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=-reduce")
     assert common.command_line() == (
         "XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-reduce "
-        "python benchmarks/train_step.py --lengths 4096")
+        "python benchmarks/train_step.py --lengths 4096"
+    )
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
-    assert common.command_line().startswith("XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type"
-                                            "=-reduce TF_ENABLE_ONEDNN_OPTS=0 python ")
+    assert common.command_line().startswith(
+        "XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-reduce TF_ENABLE_ONEDNN_OPTS=0 python "
+    )
 
 
 def test_jax_cpu_flags_summary_takes_medians_over_rounds_and_compares_with_default():
     import jax_cpu_flags
 
-    runs = [dict(length=4096, depth=2, variant=variant, status="ok", step_seconds_median=s)
-            for variant, s in [("default", 2.0), ("default", 2.4), ("default", 9.0),
-                               ("no_ynn_reduce", 1.6), ("no_ynn_reduce", 1.5),
-                               ("no_ynn_reduce", 1.7)]]
+    runs = [
+        dict(length=4096, depth=2, variant=variant, status="ok", step_seconds_median=s)
+        for variant, s in [
+            ("default", 2.0),
+            ("default", 2.4),
+            ("default", 9.0),
+            ("no_ynn_reduce", 1.6),
+            ("no_ynn_reduce", 1.5),
+            ("no_ynn_reduce", 1.7),
+        ]
+    ]
     runs.append(dict(length=4096, depth=2, variant="no_ynn_reduce", status="timeout"))
     rows = {row["variant"]: row for row in jax_cpu_flags.summarise(runs)}
     assert rows["default"]["step_seconds_median"] == 2.4 and rows["default"]["speedup"] == 1.0
@@ -117,13 +161,24 @@ def test_jax_cpu_flags_summary_takes_medians_over_rounds_and_compares_with_defau
 
 def test_best_of_rounds_keeps_each_configurations_fastest_round():
     def row(implementation, round_index, tokens, status="ok"):
-        return dict(implementation=implementation, backend="torch", length=4096, depth=2,
-                    round=round_index, status=status, tokens_per_second=tokens,
-                    peak_rss_mib=100.0 + round_index)
+        return dict(
+            implementation=implementation,
+            backend="torch",
+            length=4096,
+            depth=2,
+            round=round_index,
+            status=status,
+            tokens_per_second=tokens,
+            peak_rss_mib=100.0 + round_index,
+        )
 
-    rows = [row("hf_reformer", 0, 900.0), row("hf_reformer", 1, 1200.0),
-            row("keras_reformer", 0, 1500.0), row("keras_reformer", 1, 0.0, "timeout"),
-            dict(row("reformer_pytorch", 0, None, "skipped"))]
+    rows = [
+        row("hf_reformer", 0, 900.0),
+        row("hf_reformer", 1, 1200.0),
+        row("keras_reformer", 0, 1500.0),
+        row("keras_reformer", 1, 0.0, "timeout"),
+        dict(row("reformer_pytorch", 0, None, "skipped")),
+    ]
     best = {r["implementation"]: r for r in train_step.best_of_rounds(rows)}
     assert best["hf_reformer"]["tokens_per_second"] == 1200.0
     assert best["hf_reformer"]["peak_rss_mib"] == 101.0  # the chosen round's own memory
@@ -149,28 +204,52 @@ def test_lsh_attention_builds_the_duplicate_corrected_variant():
 
 # === benchmarks/ablations.py: the paper's ablations ===
 
+
 def _ablation_result(benchmark, variant, rows, directory, steps=100, date=None):
     import ablations
 
     args = ablations.parse_args(["--quick", "--steps", str(steps)])
-    config_of = {"ablation_duplication": ablations.duplication_config,
-                 "ablation_lm": ablations.lm_config, "ablation_cost": ablations.cost_config}
-    result = common.make_result(benchmark, "jax", rows, command="python benchmarks/ablations.py",
-                                config=config_of[benchmark](args, variant, "jax"))
+    config_of = {
+        "ablation_duplication": ablations.duplication_config,
+        "ablation_lm": ablations.lm_config,
+        "ablation_cost": ablations.cost_config,
+    }
+    result = common.make_result(
+        benchmark,
+        "jax",
+        rows,
+        command="python benchmarks/ablations.py",
+        config=config_of[benchmark](args, variant, "jax"),
+    )
     if date:
         result["date"] = date
     return common.write_result(result, directory, stem=f"{benchmark}_{variant}")
 
 
 def _duplication_rows(trained, accuracy):
-    return [{"trained_with": trained, "evaluated_with": evaluated, "accuracy": accuracy + i / 100,
-             "training_seconds": 10.0, "status": "ok"}
-            for i, evaluated in enumerate(("full", "lsh1", "lsh2", "lsh4", "lsh8"))]
+    return [
+        {
+            "trained_with": trained,
+            "evaluated_with": evaluated,
+            "accuracy": accuracy + i / 100,
+            "training_seconds": 10.0,
+            "status": "ok",
+        }
+        for i, evaluated in enumerate(("full", "lsh1", "lsh2", "lsh4", "lsh8"))
+    ]
 
 
 def _curve_rows(variant, final_bits):
-    rows = [{"variant": variant, "step": step, "bits_per_byte": final_bits + 1.0 / step,
-             "training_seconds": step / 10, "status": "ok"} for step in (5, 10)]
+    rows = [
+        {
+            "variant": variant,
+            "step": step,
+            "bits_per_byte": final_bits + 1.0 / step,
+            "training_seconds": step / 10,
+            "status": "ok",
+        }
+        for step in (5, 10)
+    ]
     rows[-1].update(final=True, steps_per_second=10.0)
     return rows
 
@@ -185,8 +264,12 @@ def test_ablation_arguments_fill_sizes_from_defaults_or_quick():
     assert quick.length == 256 and quick.steps == ablations.QUICK["steps"]  # flags win
     assert quick.experiments == ["lm", "cost"]
     assert ablations.parse_args(["--cost-lengths", "512,1024"]).cost_lengths == [512, 1024]
-    for bad in (["--experiments", "lm,nope"], ["--steps", "7", "--eval-every", "5"],
-                ["--cost-variants", "lsh0"], ["--dup-length", "255"]):
+    for bad in (
+        ["--experiments", "lm,nope"],
+        ["--steps", "7", "--eval-every", "5"],
+        ["--cost-variants", "lsh0"],
+        ["--dup-length", "255"],
+    ):
         try:
             ablations.parse_args(bad)
         except SystemExit:
@@ -197,18 +280,33 @@ def test_ablation_arguments_fill_sizes_from_defaults_or_quick():
 def test_ablation_variants_map_to_model_arguments_and_share_the_full_run():
     import ablations
 
-    assert ablations.variant_options("lsh8") == {"attention_layers": "lsh", "num_hashes": 8,
-                                                 "shared_qk": True, "reversible": True}
+    assert ablations.variant_options("lsh8") == {
+        "attention_layers": "lsh",
+        "num_hashes": 8,
+        "shared_qk": True,
+        "reversible": True,
+    }
     assert ablations.variant_options("full_separate_qk")["shared_qk"] is False
     assert ablations.variant_options("full_nonreversible")["reversible"] is False
     assert ablations.lm_variants(["lm", "shared_qk", "reversible"]) == [
-        "full", "lsh1", "lsh2", "lsh4", "lsh8", "full_separate_qk", "full_nonreversible"]
+        "full",
+        "lsh1",
+        "lsh2",
+        "lsh4",
+        "lsh8",
+        "full_separate_qk",
+        "full_nonreversible",
+    ]
     assert ablations.lm_variants(["reversible"]) == ["full", "full_nonreversible"]
-    plan = ablations.plan(ablations.parse_args(["--quick", "--experiments", "shared_qk,cost"]),
-                          "jax")
+    plan = ablations.plan(
+        ablations.parse_args(["--quick", "--experiments", "shared_qk,cost"]), "jax"
+    )
     assert [(benchmark, variant) for _, benchmark, variant, _ in plan] == [
-        ("ablation_lm", "full"), ("ablation_lm", "full_separate_qk"),
-        ("ablation_cost", "full"), ("ablation_cost", "lsh4")]
+        ("ablation_lm", "full"),
+        ("ablation_lm", "full_separate_qk"),
+        ("ablation_cost", "full"),
+        ("ablation_cost", "lsh4"),
+    ]
 
 
 def test_ablation_reruns_skip_only_results_of_the_same_configuration(tmp_path):
@@ -219,30 +317,60 @@ def test_ablation_reruns_skip_only_results_of_the_same_configuration(tmp_path):
     _ablation_result("ablation_lm", "lsh2", failed, tmp_path, steps=10)
     results = ablations.quiet_load_results(tmp_path)
     same = ablations.parse_args(["--quick", "--steps", "10"])
-    assert ablations.existing_result(results, "ablation_lm",
-                                     ablations.lm_config(same, "lsh4", "jax")) is not None
-    assert ablations.existing_result(results, "ablation_lm",  # failed: rerun
-                                     ablations.lm_config(same, "lsh2", "jax")) is None
+    assert (
+        ablations.existing_result(results, "ablation_lm", ablations.lm_config(same, "lsh4", "jax"))
+        is not None
+    )
+    assert (
+        ablations.existing_result(
+            results,
+            "ablation_lm",  # failed: rerun
+            ablations.lm_config(same, "lsh2", "jax"),
+        )
+        is None
+    )
     longer = ablations.parse_args(["--quick", "--steps", "20"])
-    assert ablations.existing_result(results, "ablation_lm",
-                                     ablations.lm_config(longer, "lsh4", "jax")) is None
-    assert ablations.existing_result(results, "ablation_lm",
-                                     ablations.lm_config(same, "lsh4", "torch")) is None
+    assert (
+        ablations.existing_result(
+            results, "ablation_lm", ablations.lm_config(longer, "lsh4", "jax")
+        )
+        is None
+    )
+    assert (
+        ablations.existing_result(
+            results, "ablation_lm", ablations.lm_config(same, "lsh4", "torch")
+        )
+        is None
+    )
     assert ablations.quiet_load_results(tmp_path / "missing") == []
 
 
 @pytest.mark.backend_independent
 def test_make_figures_writes_the_ablation_grid_curves_and_cost(tmp_path):
     results, docs = tmp_path / "results", tmp_path / "docs"
-    _ablation_result("ablation_duplication", "lsh4", _duplication_rows("lsh4", 0.5), results,
-                     date="2026-01-01T00:00:00+00:00")
+    _ablation_result(
+        "ablation_duplication",
+        "lsh4",
+        _duplication_rows("lsh4", 0.5),
+        results,
+        date="2026-01-01T00:00:00+00:00",
+    )
     _ablation_result("ablation_duplication", "lsh4", _duplication_rows("lsh4", 0.9), results)
     _ablation_result("ablation_duplication", "full", _duplication_rows("full", 0.8), results)
     for variant, bits in (("full", 2.0), ("lsh2", 2.5), ("full_separate_qk", 2.1)):
         _ablation_result("ablation_lm", variant, _curve_rows(variant, bits), results, steps=10)
-    cost = [{"variant": "lsh4", "length": length, "status": "ok", "step_seconds_median": s,
-             "tokens_per_second": length / s, "backend_peak_mib": m, "backend": "jax"}
-            for length, s, m in ((512, 0.1, 20.0), (1024, 0.2, 40.0))]
+    cost = [
+        {
+            "variant": "lsh4",
+            "length": length,
+            "status": "ok",
+            "step_seconds_median": s,
+            "tokens_per_second": length / s,
+            "backend_peak_mib": m,
+            "backend": "jax",
+        }
+        for length, s, m in ((512, 0.1, 20.0), (1024, 0.2, 40.0))
+    ]
     _ablation_result("ablation_cost", "lsh4", cost, results)
     make_figures.main(["--results", str(results), "--docs", str(docs)])
     tables = docs / "benchmarks" / "tables"
@@ -260,8 +388,12 @@ def test_make_figures_writes_the_ablation_grid_curves_and_cost(tmp_path):
     assert "ablation_reversible_curves.png" in (tables / "ablation_reversible.md").read_text()
     assert "| LSH-4 | 1024 | ok | 0.2 | 5120 | 40 |" in (tables / "ablation_cost.md").read_text()
     figures = docs / "figures" / "benchmarks"
-    for name in ("ablation_lm_curves", "ablation_shared_qk_curves", "ablation_cost_time",
-                 "ablation_cost_memory"):
+    for name in (
+        "ablation_lm_curves",
+        "ablation_shared_qk_curves",
+        "ablation_cost_time",
+        "ablation_cost_memory",
+    ):
         assert (figures / f"{name}.png").exists(), name
     assert not (tables / "ablation_lm_.md").exists()
 
@@ -272,12 +404,18 @@ def test_transformer_comparison_page_includes_generated_or_placeholder_tables():
     docs = BENCHMARKS.parent / "docs"
     page = (docs / "benchmarks" / "transformer-comparison.md").read_text()
     included = re.findall(r'^--8<-- "([\w.-]+)"$', page, re.M)
-    assert included == ["ablation_duplication.md", "ablation_lm.md", "ablation_shared_qk.md",
-                        "ablation_reversible.md", "ablation_cost.md"]
+    assert included == [
+        "ablation_duplication.md",
+        "ablation_lm.md",
+        "ablation_shared_qk.md",
+        "ablation_reversible.md",
+        "ablation_cost.md",
+    ]
     for name in included:
         text = (docs / "benchmarks" / "tables" / name).read_text()
         assert text.startswith("<!-- generated by ") or (
-            text.startswith("<!-- placeholder") and "Not yet measured" in text), name
+            text.startswith("<!-- placeholder") and "Not yet measured" in text
+        ), name
     assert "## Reading" in page
     assert "benchmarks/transformer-comparison.md" in (BENCHMARKS.parent / "mkdocs.yml").read_text()
 
@@ -295,8 +433,13 @@ def test_dispatch_attributes_each_op_to_our_innermost_frame_and_its_issuer():
 
     ours = _Event("keras_reformer/ops/sorting.py(20): sort_by_bucket")
     keras_frame = _Event("keras/src/ops/numpy.py(9): argsort", ours)
-    events = [_Event("aten::sort", keras_frame), _Event("aten::to", keras_frame),
-              _Event("aten::add", ours), _Event("aten::mm"), _Event("Python call", ours)]
+    events = [
+        _Event("aten::sort", keras_frame),
+        _Event("aten::to", keras_frame),
+        _Event("aten::add", ours),
+        _Event("aten::mm"),
+        _Event("Python call", ours),
+    ]
     sites, issuers = dispatch.attribute(events, "keras_reformer/")
     assert sites == {"ops/sorting.py(20): sort_by_bucket": 3, "(outside)": 1}
     assert issuers == {"keras": 2, "keras_reformer": 1, "autograd engine": 1}
@@ -306,18 +449,39 @@ def test_dispatch_attributes_each_op_to_our_innermost_frame_and_its_issuer():
 def test_dispatch_summary_and_docs_table_compare_ours_with_hf(tmp_path):
     import dispatch
 
-    rows = [{"implementation": impl, "depth": depth, "status": "ok", "aten_ops": ops,
-             "host_ms": ms, "threads": 1, "sites": {}, "issuers": {}}
-            for impl, depth, ops, ms in [("keras_reformer", 2, 6000, 90.0),
-                                         ("hf_reformer", 2, 3000, 45.0),
-                                         ("keras_reformer", 6, 15000, 300.0)]]
-    assert dispatch.summary_rows(rows) == [{
-        "depth": 2, "ours_aten_ops": 6000, "hf_aten_ops": 3000, "aten_ops_ratio": 2.0,
-        "ours_host_ms": 90.0, "hf_host_ms": 45.0, "host_ms_ratio": 2.0}]
+    rows = [
+        {
+            "implementation": impl,
+            "depth": depth,
+            "status": "ok",
+            "aten_ops": ops,
+            "host_ms": ms,
+            "threads": 1,
+            "sites": {},
+            "issuers": {},
+        }
+        for impl, depth, ops, ms in [
+            ("keras_reformer", 2, 6000, 90.0),
+            ("hf_reformer", 2, 3000, 45.0),
+            ("keras_reformer", 6, 15000, 300.0),
+        ]
+    ]
+    assert dispatch.summary_rows(rows) == [
+        {
+            "depth": 2,
+            "ours_aten_ops": 6000,
+            "hf_aten_ops": 3000,
+            "aten_ops_ratio": 2.0,
+            "ours_host_ms": 90.0,
+            "hf_host_ms": 45.0,
+            "host_ms_ratio": 2.0,
+        }
+    ]
     results, docs = tmp_path / "results", tmp_path / "docs"
-    common.write_result(common.make_result("dispatch", "torch", rows,
-                                           command="python benchmarks/dispatch.py"),
-                        directory=results)
+    common.write_result(
+        common.make_result("dispatch", "torch", rows, command="python benchmarks/dispatch.py"),
+        directory=results,
+    )
     make_figures.main(["--results", str(results), "--docs", str(docs)])
     table = (docs / "benchmarks" / "tables" / "dispatch.md").read_text()
     assert "| 2 | 6000 | 3000 | 2 | 90 | 45 | 2 |" in table
@@ -326,19 +490,44 @@ def test_dispatch_summary_and_docs_table_compare_ours_with_hf(tmp_path):
 
 # === The Benchmarks page: its first screen and the folded older runs ===
 
+
 def _train_step_result(directory, date, ours, hf, backends=("jax", "torch"), gpu=False):
     """A train_step result at L 4096, depth 2: ours at `ours` tokens/s on each backend,
     HF at `hf`; training RSS 300 MiB for ours, 400 for HF (GPU peak 100 and 200)."""
-    rows = [{"implementation": "keras_reformer", "backend": backend, "length": 4096,
-             "depth": 2, "status": "ok", "tokens_per_second": ours, "peak_rss_mib": 900.0,
-             "training_rss_mib": 300.0, "device_peak_mib": 100.0 if gpu else None}
-            for backend in backends]
-    rows.append({"implementation": "hf_reformer", "backend": "torch", "length": 4096,
-                 "depth": 2, "status": "ok", "tokens_per_second": hf, "peak_rss_mib": 800.0,
-                 "training_rss_mib": 400.0, "device_peak_mib": 200.0 if gpu else None})
-    result = common.make_result("train_step", ",".join(backends), rows,
-                                command="python benchmarks/train_step.py",
-                                config={"peers": ["hf_reformer"]})
+    rows = [
+        {
+            "implementation": "keras_reformer",
+            "backend": backend,
+            "length": 4096,
+            "depth": 2,
+            "status": "ok",
+            "tokens_per_second": ours,
+            "peak_rss_mib": 900.0,
+            "training_rss_mib": 300.0,
+            "device_peak_mib": 100.0 if gpu else None,
+        }
+        for backend in backends
+    ]
+    rows.append(
+        {
+            "implementation": "hf_reformer",
+            "backend": "torch",
+            "length": 4096,
+            "depth": 2,
+            "status": "ok",
+            "tokens_per_second": hf,
+            "peak_rss_mib": 800.0,
+            "training_rss_mib": 400.0,
+            "device_peak_mib": 200.0 if gpu else None,
+        }
+    )
+    result = common.make_result(
+        "train_step",
+        ",".join(backends),
+        rows,
+        command="python benchmarks/train_step.py",
+        config={"peers": ["hf_reformer"]},
+    )
     result["date"] = date
     if gpu:
         result["machine"]["accelerator"] = "Some GPU"
@@ -351,21 +540,35 @@ def test_summary_quotes_the_newest_ratios_per_backend_with_their_files(tmp_path)
 
     results, docs = tmp_path / "results", tmp_path / "docs"
     old = _train_step_result(results, "2026-01-01T00:00:00+00:00", 3000.0, 1000.0)
-    new = _train_step_result(results, "2026-01-02T00:00:00+00:00", 2000.0, 1000.0,
-                             backends=("jax",))
-    gpu = _train_step_result(results / "gpu", "2026-01-03T00:00:00+00:00", 500.0, 1000.0,
-                             backends=("torch",), gpu=True)
-    lsh_rows = [{"implementation": kind, "backend": "jax", "length": length, "status": "ok",
-                 "step_seconds_median": seconds, "backend_peak_mib": mib}
-                for kind, length, seconds, mib in (("lsh", 1024, 0.5, 50.0),
-                                                   ("full", 1024, 0.25, 25.0),
-                                                   ("lsh", 4096, 2.0, 200.0),
-                                                   ("full", 4096, 8.0, 800.0),
-                                                   ("lsh", 16384, 8.0, 800.0))]
-    lsh_rows.append({"implementation": "full", "backend": "jax", "length": 16384,
-                     "status": "skipped"})
+    new = _train_step_result(
+        results, "2026-01-02T00:00:00+00:00", 2000.0, 1000.0, backends=("jax",)
+    )
+    gpu = _train_step_result(
+        results / "gpu", "2026-01-03T00:00:00+00:00", 500.0, 1000.0, backends=("torch",), gpu=True
+    )
+    lsh_rows = [
+        {
+            "implementation": kind,
+            "backend": "jax",
+            "length": length,
+            "status": "ok",
+            "step_seconds_median": seconds,
+            "backend_peak_mib": mib,
+        }
+        for kind, length, seconds, mib in (
+            ("lsh", 1024, 0.5, 50.0),
+            ("full", 1024, 0.25, 25.0),
+            ("lsh", 4096, 2.0, 200.0),
+            ("full", 4096, 8.0, 800.0),
+            ("lsh", 16384, 8.0, 800.0),
+        )
+    ]
+    lsh_rows.append(
+        {"implementation": "full", "backend": "jax", "length": 16384, "status": "skipped"}
+    )
     attention = common.write_result(
-        common.make_result("lsh_attention", "jax", lsh_rows, command="python x.py"), results)
+        common.make_result("lsh_attention", "jax", lsh_rows, command="python x.py"), results
+    )
     make_figures.main(["--results", str(results), "--docs", str(docs)])
     text = (docs / "benchmarks" / "tables" / summary.SUMMARY_FILE).read_text()
     assert text.startswith("<!-- generated by python benchmarks/make_figures.py from ")
@@ -374,9 +577,14 @@ def test_summary_quotes_the_newest_ratios_per_backend_with_their_files(tmp_path)
     hf_part, full_part = text.split("**Against full attention (one attention layer)**")
 
     def table_rows(part):
-        return {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")]
-                                              for line in part.splitlines()
-                                              if line.startswith("| "))}
+        return {
+            cells[0]: cells
+            for cells in (
+                [c.strip() for c in line.strip("|").split("|")]
+                for line in part.splitlines()
+                if line.startswith("| ")
+            )
+        }
 
     row = table_rows(hf_part)
     # JAX: the newest file's ratio (2000 / 1000), not the older 3
@@ -389,8 +597,7 @@ def test_summary_quotes_the_newest_ratios_per_backend_with_their_files(tmp_path)
     assert "Some GPU (GPU)" in row["PyTorch (GPU)"][4]
     # full attention: full time / LSH time and LSH / full memory, per length; the skip named
     full = table_rows(full_part)["JAX"]
-    assert full[1:4] == ["1024 / 4096<br>(full attention skipped at 16384)", "0.5 / 4",
-                         "2 / 0.25"]
+    assert full[1:4] == ["1024 / 4096<br>(full attention skipped at 16384)", "0.5 / 4", "2 / 0.25"]
     assert attention.name in full[4]
 
 
@@ -398,10 +605,15 @@ def test_summary_shows_a_range_over_depths_at_each_length():
     import summary
 
     ratios = [{"length": 4096, "speed_ratio": r} for r in (1.852, 2.081)] + [
-        {"length": 16384, "speed_ratio": 2.2}]
+        {"length": 16384, "speed_ratio": 2.2}
+    ]
     assert summary.per_length(ratios, "speed_ratio") == "L 4096: 1.85–2.08<br>L 16384: 2.2"
-    assert summary.short_machine({"machine": {"cpu": "Intel(R) Xeon(R) Processor @ 2.80GHz",
-                                              "cores": 2}}) == "Intel Xeon @ 2.80GHz, 2 cores"
+    assert (
+        summary.short_machine(
+            {"machine": {"cpu": "Intel(R) Xeon(R) Processor @ 2.80GHz", "cores": 2}}
+        )
+        == "Intel Xeon @ 2.80GHz, 2 cores"
+    )
 
 
 @pytest.mark.backend_independent

@@ -29,7 +29,9 @@ def public_names():
     found = []
     for sub in SUBPACKAGES:
         module = importlib.import_module(f"keras_reformer.{sub}")
-        names = getattr(module, "__all__", None) or [n for n in vars(module) if not n.startswith("_")]
+        names = getattr(module, "__all__", None) or [
+            n for n in vars(module) if not n.startswith("_")
+        ]
         for name in names:
             obj = getattr(module, name)
             if inspect.isclass(obj) or inspect.isfunction(obj):
@@ -59,7 +61,8 @@ def _parameters(obj):
     `*args` / `**kwargs`, which Keras classes forward to their base)."""
     variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     return [
-        p.name for p in inspect.signature(obj).parameters.values()
+        p.name
+        for p in inspect.signature(obj).parameters.values()
         if p.name not in ("self", "cls") and p.kind not in variadic
     ]
 
@@ -84,7 +87,8 @@ def test_public_name_has_complete_docstring(sub, name, obj):
         args = _section(doc, "Args")
         assert args is not None, f"keras_reformer.{sub}.{name}: docstring has no `Args:` section"
         undocumented = [
-            p for p in parameters
+            p
+            for p in parameters
             if not re.search(rf"^\s+{re.escape(p)}\s*(\(.*\))?\s*:", args, re.M)
         ]
         assert not undocumented, (
@@ -165,7 +169,9 @@ def test_benchmark_tables_are_generated_or_marked_not_measured():
 def test_mkdocs_build_strict(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     problems = [line for line in result.stderr.splitlines() if "WARNING" in line or "ERROR" in line]

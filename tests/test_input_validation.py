@@ -10,31 +10,58 @@ import json
 import keras
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from keras_reformer.argument_checks import MAX_SEED
-from keras_reformer.layers import (ChunkedFeedForward, LocalSelfAttention, LSHSelfAttention,
-                                   PreLayerNorm, ReversibleBlock, ReversibleSequence)
-from keras_reformer.models import ReformerCausalLM, ReformerClassifier, ReformerModel
+from keras_reformer.layers import ChunkedFeedForward
+from keras_reformer.layers import LocalSelfAttention
+from keras_reformer.layers import LSHSelfAttention
+from keras_reformer.layers import PreLayerNorm
+from keras_reformer.layers import ReversibleBlock
+from keras_reformer.layers import ReversibleSequence
+from keras_reformer.models import ReformerCausalLM
+from keras_reformer.models import ReformerClassifier
+from keras_reformer.models import ReformerModel
 from tests.test_case import to_numpy
 
-SWEEP = settings(max_examples=16, deadline=None, derandomize=True, database=None,
-                 suppress_health_check=list(HealthCheck))
+SWEEP = settings(
+    max_examples=16,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 # Values that no argument of these constructors should take silently.
 BAD_VALUES = [0, -1, -5, 1.5, float("nan"), float("inf"), "3", "False", 2**31, 2**40, [3], True]
 
 MODEL_ARGUMENTS = dict(
-    vocabulary_size=[2, 16, np.int64(16)], num_layers=[1, 2], hidden_dim=[4, np.int32(8)],
-    num_heads=[1, 2], key_dim=[None, 2, 4], intermediate_dim=[None, 8], chunk_length=[2, 4, 8],
-    num_hashes=[1, 2], num_buckets=[None, 2, np.int64(4), [2, 2]],
-    causal=[False, True, np.bool_(True)], dropout=[0.0, 0.1, np.float32(0.2)],
-    max_sequence_length=[8, 16, 32], attention_layers=["lsh", "local", "full"],
-    position_embedding=["axial", "learned", "sinusoidal"], lookback=[0, 1], lookahead=[0, 1],
-    feed_forward_chunk_length=[2, 8], layer_norm_epsilon=[1e-6, 1e-3],
-    tie_weights=[True, False], seed=[None, 0, 5, MAX_SEED], correct_duplicates=[False, True],
-    shared_qk=[True, False], reversible=[True, False],
+    vocabulary_size=[2, 16, np.int64(16)],
+    num_layers=[1, 2],
+    hidden_dim=[4, np.int32(8)],
+    num_heads=[1, 2],
+    key_dim=[None, 2, 4],
+    intermediate_dim=[None, 8],
+    chunk_length=[2, 4, 8],
+    num_hashes=[1, 2],
+    num_buckets=[None, 2, np.int64(4), [2, 2]],
+    causal=[False, True, np.bool_(True)],
+    dropout=[0.0, 0.1, np.float32(0.2)],
+    max_sequence_length=[8, 16, 32],
+    attention_layers=["lsh", "local", "full"],
+    position_embedding=["axial", "learned", "sinusoidal"],
+    lookback=[0, 1],
+    lookahead=[0, 1],
+    feed_forward_chunk_length=[2, 8],
+    layer_norm_epsilon=[1e-6, 1e-3],
+    tie_weights=[True, False],
+    seed=[None, 0, 5, MAX_SEED],
+    correct_duplicates=[False, True],
+    shared_qk=[True, False],
+    reversible=[True, False],
 )
 
 
@@ -73,19 +100,22 @@ def _token_data(batch, length, vocabulary_size, seed):
     ids = rng.integers(0, vocabulary_size, size=(batch, length)).astype("int32")
     mask = np.ones((batch, length), "int32")
     if batch > 1:
-        mask[1, length // 2:] = 0
+        mask[1, length // 2 :] = 0
     if batch > 2:
         mask[2] = 0
     return {"token_ids": ids, "padding_mask": mask}
 
 
 @SWEEP
-@given(arguments(MODEL_ARGUMENTS), st.integers(0, 3), st.sampled_from([0, 1, 7, 17, 40]),
-       st.booleans())
+@given(
+    arguments(MODEL_ARGUMENTS), st.integers(0, 3), st.sampled_from([0, 1, 7, 17, 40]), st.booleans()
+)
 def test_model_arguments_and_inputs_work_or_name_what_is_wrong(drawn, batch, length, training):
     kwargs, broken = drawn
-    if isinstance(kwargs["attention_layers"], str) and broken not in ("attention_layers",
-                                                                      "num_layers"):
+    if isinstance(kwargs["attention_layers"], str) and broken not in (
+        "attention_layers",
+        "num_layers",
+    ):
         kwargs["attention_layers"] = [kwargs["attention_layers"]] * kwargs["num_layers"]
     if broken is None and kwargs["shared_qk"] is False and "lsh" in kwargs["attention_layers"]:
         broken = "shared_qk"  # LSH needs shared queries and keys
@@ -112,17 +142,31 @@ def test_model_arguments_and_inputs_work_or_name_what_is_wrong(drawn, batch, len
 
 
 ATTENTION_ARGUMENTS = dict(
-    num_heads=[1, 2], key_dim=[2, np.int64(4)], value_dim=[None, 3], chunk_length=[2, 4],
-    causal=[False, True], lookback=[0, 1], lookahead=[0, 1], dropout=[0.0, 0.1],
-    use_bias=[False, True], seed=[None, 3, MAX_SEED],
+    num_heads=[1, 2],
+    key_dim=[2, np.int64(4)],
+    value_dim=[None, 3],
+    chunk_length=[2, 4],
+    causal=[False, True],
+    lookback=[0, 1],
+    lookahead=[0, 1],
+    dropout=[0.0, 0.1],
+    use_bias=[False, True],
+    seed=[None, 3, MAX_SEED],
 )
-LSH_ARGUMENTS = dict(ATTENTION_ARGUMENTS, num_hashes=[1, 2], num_buckets=[None, 2, [2, 2]],
-                     correct_duplicates=[False, True])
-FEED_FORWARD_ARGUMENTS = dict(intermediate_dim=[1, 8], chunk_length=[None, 3],
-                              dropout=[0.0, 0.1], seed=[None, 2])
-LAYERS = {"lsh": (LSHSelfAttention, LSH_ARGUMENTS),
-          "local": (LocalSelfAttention, ATTENTION_ARGUMENTS),
-          "feed_forward": (ChunkedFeedForward, FEED_FORWARD_ARGUMENTS)}
+LSH_ARGUMENTS = dict(
+    ATTENTION_ARGUMENTS,
+    num_hashes=[1, 2],
+    num_buckets=[None, 2, [2, 2]],
+    correct_duplicates=[False, True],
+)
+FEED_FORWARD_ARGUMENTS = dict(
+    intermediate_dim=[1, 8], chunk_length=[None, 3], dropout=[0.0, 0.1], seed=[None, 2]
+)
+LAYERS = {
+    "lsh": (LSHSelfAttention, LSH_ARGUMENTS),
+    "local": (LocalSelfAttention, ATTENTION_ARGUMENTS),
+    "feed_forward": (ChunkedFeedForward, FEED_FORWARD_ARGUMENTS),
+}
 
 
 @st.composite
@@ -161,16 +205,36 @@ def test_layer_arguments_and_inputs_work_or_name_what_is_wrong(drawn, batch, len
     assert y.shape == x.shape and np.isfinite(y).all()
 
 
-SMALL = dict(vocabulary_size=16, num_layers=1, hidden_dim=8, num_heads=2, chunk_length=4,
-             num_hashes=2, max_sequence_length=32)
+SMALL = dict(
+    vocabulary_size=16,
+    num_layers=1,
+    hidden_dim=8,
+    num_heads=2,
+    chunk_length=4,
+    num_hashes=2,
+    max_sequence_length=32,
+)
 
 
-@pytest.mark.parametrize("name, value", [
-    ("causal", "False"), ("causal", 1), ("key_dim", 0), ("intermediate_dim", 0),
-    ("layer_norm_epsilon", -1), ("layer_norm_epsilon", 0.0), ("seed", -5), ("seed", 1.5),
-    ("seed", 2**31 - 1), ("seed", 2**40), ("dropout", -0.1), ("num_heads", 16),
-    ("tie_weights", "yes"), ("num_buckets", 3),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("causal", "False"),
+        ("causal", 1),
+        ("key_dim", 0),
+        ("intermediate_dim", 0),
+        ("layer_norm_epsilon", -1),
+        ("layer_norm_epsilon", 0.0),
+        ("seed", -5),
+        ("seed", 1.5),
+        ("seed", 2**31 - 1),
+        ("seed", 2**40),
+        ("dropout", -0.1),
+        ("num_heads", 16),
+        ("tie_weights", "yes"),
+        ("num_buckets", 3),
+    ],
+)
 def test_model_arguments_are_named_with_the_value_received(name, value):
     with pytest.raises(ValueError, match=f"`{name}`") as error:
         ReformerModel(**{**SMALL, name: value})
@@ -188,14 +252,22 @@ def test_attention_refuses_string_booleans_and_out_of_range_seeds(layer_class):
     with pytest.raises(ValueError, match="epsilon=-1"):
         PreLayerNorm(layer_class(num_heads=1, key_dim=2), epsilon=-1)
     with pytest.raises(ValueError, match="seed=1.5"):
-        ReversibleSequence([ReversibleBlock(keras.layers.Dense(2), keras.layers.Dense(2))],
-                           seed=1.5)
+        ReversibleSequence(
+            [ReversibleBlock(keras.layers.Dense(2), keras.layers.Dense(2))], seed=1.5
+        )
 
 
 def test_numpy_scalars_are_accepted_as_python_values():
-    model = ReformerModel(**{**SMALL, "hidden_dim": np.int64(8), "num_heads": np.int32(2),
-                             "seed": np.int64(MAX_SEED), "dropout": np.float32(0.1),
-                             "causal": np.bool_(True)})
+    model = ReformerModel(
+        **{
+            **SMALL,
+            "hidden_dim": np.int64(8),
+            "num_heads": np.int32(2),
+            "seed": np.int64(MAX_SEED),
+            "dropout": np.float32(0.1),
+            "causal": np.bool_(True),
+        }
+    )
     config = model.get_config()
     json.dumps(config)
     assert type(config["hidden_dim"]) is int and config["seed"] == MAX_SEED
@@ -226,3 +298,23 @@ def test_generate_reads_a_1d_prompt_as_one_prompt():
     np.testing.assert_array_equal(lm.generate([3, 4, 5], max_length=np.int64(8)), one)
     with pytest.raises(ValueError, match="prompt"):
         lm.generate(np.array([3.5, 4.0]), max_length=8)
+
+
+@pytest.mark.parametrize("chunk_length", [2**31, 2**40])
+def test_integer_arguments_beyond_int32_are_refused(chunk_length):
+    # Positions and chunk arithmetic are int32: a chunk of 2^31 positions
+    # would pad every sequence to 2^31 tokens (found by the sweep above).
+    for build in (
+        lambda: ReformerModel(
+            vocabulary_size=2,
+            num_layers=1,
+            hidden_dim=4,
+            num_heads=1,
+            chunk_length=chunk_length,
+            max_sequence_length=8,
+        ),
+        lambda: LSHSelfAttention(num_heads=1, key_dim=4, chunk_length=chunk_length),
+        lambda: LocalSelfAttention(num_heads=1, key_dim=4, chunk_length=chunk_length),
+    ):
+        with pytest.raises(ValueError, match=f"chunk_length={chunk_length}"):
+            build()

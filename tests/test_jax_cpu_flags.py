@@ -47,10 +47,16 @@ print(json.dumps({"values": np.asarray(values).tolist(),
 
 
 def _run_jax(xla_flags):
-    env = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": xla_flags,
-           "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    completed = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                               text=True, timeout=300)
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "XLA_FLAGS": xla_flags,
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": str(ROOT),
+    }
+    completed = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
+    )
     assert completed.returncode == 0, completed.stderr[-2000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
@@ -66,10 +72,19 @@ def test_documented_flag_is_accepted_and_gives_the_same_gradients():
 
 def test_an_unknown_flag_fails_the_run():
     # The check above can fail: XLA rejects flags it does not know.
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": "--xla_cpu_no_such_flag_for_keras_reformer=1"}
-    completed = subprocess.run([sys.executable, "-c", "import jax; jax.numpy.ones(2) + 1"],
-                               env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_cpu_no_such_flag_for_keras_reformer=1",
+    }
+    completed = subprocess.run(
+        [sys.executable, "-c", "import jax; jax.numpy.ones(2) + 1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert completed.returncode != 0
 
 

@@ -62,13 +62,23 @@ def fig_lsh_hashing():
         for b in range(4):
             ax.scatter(*x[buckets == b].T, s=18, color=BUCKET_COLORS[b], label=f"bucket {b}")
             u = directions[b] / np.linalg.norm(directions[b])
-            ax.annotate("", xy=1.35 * u, xytext=(0, 0),
-                        arrowprops=dict(arrowstyle="->", color=BUCKET_COLORS[b], lw=2))
+            ax.annotate(
+                "",
+                xy=1.35 * u,
+                xytext=(0, 0),
+                arrowprops=dict(arrowstyle="->", color=BUCKET_COLORS[b], lw=2),
+            )
             sign = "+" if b < 2 else "-"
             ax.text(*(1.5 * u), f"{sign}R[:, {b % 2}]", ha="center", va="center", fontsize=8)
         ax.add_patch(patches.Circle((0, 0), 1, fill=False, ls=":", color="gray"))
-        ax.set(xlim=(-1.7, 1.7), ylim=(-1.7, 1.7), aspect="equal", xticks=[], yticks=[],
-               title=f"hash round {r + 1}: a fresh random R")
+        ax.set(
+            xlim=(-1.7, 1.7),
+            ylim=(-1.7, 1.7),
+            aspect="equal",
+            xticks=[],
+            yticks=[],
+            title=f"hash round {r + 1}: a fresh random R",
+        )
     axes[0].legend(loc="lower left", fontsize=7, frameon=False)
     fig.suptitle(r"Angular LSH: $h(x) = \arg\max([xR\,;\,-xR])$ (4 buckets, d = 2)")
     _save(fig, "lsh_hashing")
@@ -89,8 +99,13 @@ def fig_lsh_attention():
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.4))
     for ax, (mask, title) in zip(
         axes,
-        [(same, "(a) original order: query i may attend\nto key j iff h(q_i) = h(k_j)"),
-         (same[np.ix_(order, order)], "(b) sorted by (bucket, position):\nbuckets become blocks")],
+        [
+            (same, "(a) original order: query i may attend\nto key j iff h(q_i) = h(k_j)"),
+            (
+                same[np.ix_(order, order)],
+                "(b) sorted by (bucket, position):\nbuckets become blocks",
+            ),
+        ],
     ):
         ax.imshow(mask, cmap="Purples", vmin=0, vmax=1.4)
         ax.set(title=title, xlabel="key", ylabel="query")
@@ -113,15 +128,19 @@ def fig_chunking():
     for c in range(1, length // m):
         axes[0].axhline(c * m - 0.5, color="gray", lw=0.6)
         axes[0].axvline(c * m - 0.5, color="gray", lw=0.6)
-    axes[0].set(title=f"(a) chunks of m = 2l/n_buckets = {m}: each attends\n"
-                      "to itself and the previous chunk (dark: same bucket)",
-                xlabel="key (sorted)", ylabel="query (sorted)")
+    axes[0].set(
+        title=f"(a) chunks of m = 2l/n_buckets = {m}: each attends\n"
+        "to itself and the previous chunk (dark: same bucket)",
+        xlabel="key (sorted)",
+        ylabel="query (sorted)",
+    )
     lengths = 2.0 ** np.arange(8, 17)
     axes[1].loglog(lengths, lengths**2, "o-", label="full attention: $l^2$")
     for m_plot in (64, 128):
         axes[1].loglog(lengths, lengths * 2 * m_plot, "s-", label=f"chunked, m = {m_plot}: $2ml$")
-    axes[1].set(title="(b) attention logits per head (formula)", xlabel="sequence length l",
-                ylabel="logits")
+    axes[1].set(
+        title="(b) attention logits per head (formula)", xlabel="sequence length l", ylabel="logits"
+    )
     axes[1].legend(frameon=False)
     _save(fig, "chunking")
 
@@ -159,8 +178,9 @@ def fig_multi_round():
     for rounds in (1, 2, 4, 8):
         errs = []
         for trial in range(20):
-            approx, logits = _lsh_attention_matrix(x, np.random.default_rng(100 * rounds + trial),
-                                                   rounds, n_buckets=8)
+            approx, logits = _lsh_attention_matrix(
+                x, np.random.default_rng(100 * rounds + trial), rounds, n_buckets=8
+            )
             if full is None:
                 e = np.exp(logits - logits.max(1, keepdims=True))
                 full = e / e.sum(1, keepdims=True)
@@ -175,15 +195,27 @@ def fig_multi_round():
     axes[3].plot(list(errors), list(errors.values()), "o-")
     axes[3].set(xscale="log", ylim=(0, None))
     axes[3].xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    axes[3].set(xticks=list(errors), xticklabels=list(errors),
-                title="mean L1 error of attention rows\n(20 random draws)", xlabel="hash rounds")
+    axes[3].set(
+        xticks=list(errors),
+        xticklabels=list(errors),
+        title="mean L1 error of attention rows\n(20 random draws)",
+        xlabel="hash rounds",
+    )
     fig.suptitle("Multi-round hashing on toy data (40 tokens, 8 buckets, no chunking)")
     _save(fig, "multi_round")
 
 
 def _box(ax, xy, text, width=1.3, height=0.6, color="#d9d2f0"):
-    ax.add_patch(patches.FancyBboxPatch((xy[0] - width / 2, xy[1] - height / 2), width, height,
-                                        boxstyle="round,pad=0.05", fc=color, ec="black"))
+    ax.add_patch(
+        patches.FancyBboxPatch(
+            (xy[0] - width / 2, xy[1] - height / 2),
+            width,
+            height,
+            boxstyle="round,pad=0.05",
+            fc=color,
+            ec="black",
+        )
+    )
     ax.text(*xy, text, ha="center", va="center", fontsize=8.5)
 
 
@@ -213,26 +245,52 @@ def fig_reversible():
             # Y1 = X1 + F(X2); Y2 = X2 + G(Y1)
             _box(ax, (2.2, 2.0), "F: LayerNorm,\nattention", width=1.7, height=0.8)
             _box(ax, (5.0, 2.0), "G: LayerNorm,\nfeed-forward", width=1.7, height=0.8)
-            _plus(ax, (3.6, top)); _plus(ax, (6.4, bottom))
-            _arrow(ax, (0.7, top), (3.4, top)); _arrow(ax, (3.8, top), (7.3, top))
-            _arrow(ax, (0.7, bottom), (6.2, bottom)); _arrow(ax, (6.6, bottom), (7.3, bottom))
-            _arrow(ax, (1.2, bottom), (2.2, 1.55)); _arrow(ax, (2.2, 2.45), (3.55, top - 0.2))
-            _arrow(ax, (4.1, top), (5.0, 2.45)); _arrow(ax, (5.0, 1.55), (6.35, bottom + 0.2))
+            _plus(ax, (3.6, top))
+            _plus(ax, (6.4, bottom))
+            _arrow(ax, (0.7, top), (3.4, top))
+            _arrow(ax, (3.8, top), (7.3, top))
+            _arrow(ax, (0.7, bottom), (6.2, bottom))
+            _arrow(ax, (6.6, bottom), (7.3, bottom))
+            _arrow(ax, (1.2, bottom), (2.2, 1.55))
+            _arrow(ax, (2.2, 2.45), (3.55, top - 0.2))
+            _arrow(ax, (4.1, top), (5.0, 2.45))
+            _arrow(ax, (5.0, 1.55), (6.35, bottom + 0.2))
             ax.set_title("forward:  $Y_1 = X_1 + F(X_2)$,   $Y_2 = X_2 + G(Y_1)$")
         else:
             # X2 = Y2 - G(Y1); X1 = Y1 - F(X2)
             _box(ax, (2.6, 2.0), "G", width=1.0)
-            _plus(ax, (3.9, bottom)); _plus(ax, (5.9, top))
+            _plus(ax, (3.9, bottom))
+            _plus(ax, (5.9, top))
             _box(ax, (5.0, 2.0), "F", width=1.0)
-            ax.text(3.9, bottom, sign, ha="center", va="center", fontsize=12,
-                    bbox=dict(fc="white", ec="black", boxstyle="circle"))
-            ax.text(5.9, top, sign, ha="center", va="center", fontsize=12,
-                    bbox=dict(fc="white", ec="black", boxstyle="circle"))
-            _arrow(ax, (0.7, top), (5.7, top)); _arrow(ax, (6.1, top), (7.3, top))
-            _arrow(ax, (0.7, bottom), (3.7, bottom)); _arrow(ax, (4.1, bottom), (7.3, bottom))
-            _arrow(ax, (1.6, top), (2.6, 2.3)); _arrow(ax, (2.6, 1.7), (3.9, bottom + 0.2))
-            _arrow(ax, (4.5, bottom), (5.0, 1.7)); _arrow(ax, (5.0, 2.3), (5.9, top - 0.2))
-            ax.set_title("backward rebuilds the inputs:  $X_2 = Y_2 - G(Y_1)$,   $X_1 = Y_1 - F(X_2)$")
+            ax.text(
+                3.9,
+                bottom,
+                sign,
+                ha="center",
+                va="center",
+                fontsize=12,
+                bbox=dict(fc="white", ec="black", boxstyle="circle"),
+            )
+            ax.text(
+                5.9,
+                top,
+                sign,
+                ha="center",
+                va="center",
+                fontsize=12,
+                bbox=dict(fc="white", ec="black", boxstyle="circle"),
+            )
+            _arrow(ax, (0.7, top), (5.7, top))
+            _arrow(ax, (6.1, top), (7.3, top))
+            _arrow(ax, (0.7, bottom), (3.7, bottom))
+            _arrow(ax, (4.1, bottom), (7.3, bottom))
+            _arrow(ax, (1.6, top), (2.6, 2.3))
+            _arrow(ax, (2.6, 1.7), (3.9, bottom + 0.2))
+            _arrow(ax, (4.5, bottom), (5.0, 1.7))
+            _arrow(ax, (5.0, 2.3), (5.9, top - 0.2))
+            ax.set_title(
+                "backward rebuilds the inputs:  $X_2 = Y_2 - G(Y_1)$,   $X_1 = Y_1 - F(X_2)$"
+            )
     _save(fig, "reversible")
 
 
@@ -246,19 +304,35 @@ def fig_chunked_feed_forward():
         y = 3.4 - c * (height + 0.15)
         active = c == 1
         color = "#b9a7e8" if active else "#eeeeee"
-        ax.add_patch(patches.Rectangle((0.5, y - height / 2), 1.2, height, fc="#d9d2f0", ec="black"))
+        ax.add_patch(
+            patches.Rectangle((0.5, y - height / 2), 1.2, height, fc="#d9d2f0", ec="black")
+        )
         ax.text(1.1, y, f"chunk {c + 1}\n(l/c, d)", ha="center", va="center", fontsize=8)
-        ax.add_patch(patches.Rectangle((3.2, y - height / 2), 3.6, height, fc=color, ec="black",
-                                       ls="-" if active else ":"))
-        ax.text(5.0, y, "(l/c, d_ff) intermediate" + ("  <- live now" if active else ""),
-                ha="center", va="center", fontsize=8)
-        ax.add_patch(patches.Rectangle((8.3, y - height / 2), 1.2, height, fc="#d9d2f0", ec="black"))
+        ax.add_patch(
+            patches.Rectangle(
+                (3.2, y - height / 2), 3.6, height, fc=color, ec="black", ls="-" if active else ":"
+            )
+        )
+        ax.text(
+            5.0,
+            y,
+            "(l/c, d_ff) intermediate" + ("  <- live now" if active else ""),
+            ha="center",
+            va="center",
+            fontsize=8,
+        )
+        ax.add_patch(
+            patches.Rectangle((8.3, y - height / 2), 1.2, height, fc="#d9d2f0", ec="black")
+        )
         ax.text(8.9, y, "(l/c, d)", ha="center", va="center", fontsize=8)
-        _arrow(ax, (1.75, y), (3.15, y)); _arrow(ax, (6.85, y), (8.25, y))
+        _arrow(ax, (1.75, y), (3.15, y))
+        _arrow(ax, (6.85, y), (8.25, y))
     ax.text(2.45, 3.85, "W1, activation", ha="center", fontsize=9)
     ax.text(7.55, 3.85, "W2", ha="center", fontsize=9)
-    ax.set_title("Chunked feed-forward: c chunks processed one after another; "
-                 "peak intermediate memory l·d_ff / c instead of l·d_ff")
+    ax.set_title(
+        "Chunked feed-forward: c chunks processed one after another; "
+        "peak intermediate memory l·d_ff / c instead of l·d_ff"
+    )
     _save(fig, "chunked_feed_forward")
 
 
@@ -272,26 +346,42 @@ def fig_axial_position_embeddings():
         ax.add_patch(patches.Rectangle((0.5, 3.2 - i * 0.6), 0.5, 0.5, fc=BUCKET_COLORS[i], ec="k"))
     ax.text(0.75, 3.9, "$E^{(1)}$: $(n_1, 1, d_1)$", ha="center", fontsize=9)
     for j in range(n2):  # E2: (1, n2, d2)
-        ax.add_patch(patches.Rectangle((1.8 + j * 0.45, 3.3), 0.4, 0.4, fc=plt.cm.Greys(0.2 + 0.12 * j),
-                                       ec="k"))
+        ax.add_patch(
+            patches.Rectangle(
+                (1.8 + j * 0.45, 3.3), 0.4, 0.4, fc=plt.cm.Greys(0.2 + 0.12 * j), ec="k"
+            )
+        )
     ax.text(3.1, 3.9, "$E^{(2)}$: $(1, n_2, d_2)$", ha="center", fontsize=9)
     for i in range(n1):  # the grid of concatenations
         for j in range(n2):
             x0, y0 = 1.8 + j * 0.45, 2.6 - i * 0.6
             ax.add_patch(patches.Rectangle((x0, y0), 0.2, 0.4, fc=BUCKET_COLORS[i], ec="k", lw=0.5))
-            ax.add_patch(patches.Rectangle((x0 + 0.2, y0), 0.2, 0.4, fc=plt.cm.Greys(0.2 + 0.12 * j),
-                                           ec="k", lw=0.5))
-    ax.text(3.1, 0.35, r"broadcast and concatenate: $[E^{(1)}_{j_1} ; E^{(2)}_{j_2}]$",
-            ha="center", fontsize=9)
+            ax.add_patch(
+                patches.Rectangle(
+                    (x0 + 0.2, y0), 0.2, 0.4, fc=plt.cm.Greys(0.2 + 0.12 * j), ec="k", lw=0.5
+                )
+            )
+    ax.text(
+        3.1,
+        0.35,
+        r"broadcast and concatenate: $[E^{(1)}_{j_1} ; E^{(2)}_{j_2}]$",
+        ha="center",
+        fontsize=9,
+    )
     _arrow(ax, (4.7, 1.6), (5.6, 1.6))
     for p in range(n1 * n2):  # flattened row-major
         i, j = divmod(p, n2)
         x0 = 5.8 + p * 0.25
         ax.add_patch(patches.Rectangle((x0, 1.6), 0.25, 0.3, fc=BUCKET_COLORS[i], ec="k", lw=0.4))
-        ax.add_patch(patches.Rectangle((x0, 1.3), 0.25, 0.3, fc=plt.cm.Greys(0.2 + 0.12 * j), ec="k",
-                                       lw=0.4))
-    ax.text(8.8, 2.2, "position $p = j_1 n_2 + j_2$  (flattened, row-major)", ha="center", fontsize=9)
-    ax.text(8.8, 0.8, "parameters $n_1 d_1 + n_2 d_2$  instead of  $n_1 n_2 d$", ha="center", fontsize=9)
+        ax.add_patch(
+            patches.Rectangle((x0, 1.3), 0.25, 0.3, fc=plt.cm.Greys(0.2 + 0.12 * j), ec="k", lw=0.4)
+        )
+    ax.text(
+        8.8, 2.2, "position $p = j_1 n_2 + j_2$  (flattened, row-major)", ha="center", fontsize=9
+    )
+    ax.text(
+        8.8, 0.8, "parameters $n_1 d_1 + n_2 d_2$  instead of  $n_1 n_2 d$", ha="center", fontsize=9
+    )
     _save(fig, "axial_position_embeddings")
 
 
@@ -308,8 +398,12 @@ FIGURES = {
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=sorted(FIGURES), action="append",
-                        help="draw only this figure (repeatable)")
+    parser.add_argument(
+        "--only",
+        choices=sorted(FIGURES),
+        action="append",
+        help="draw only this figure (repeatable)",
+    )
     args = parser.parse_args()
     for name in args.only or FIGURES:
         FIGURES[name]()

@@ -31,11 +31,17 @@ def exp_nonpositive(x):
 @contextlib.contextmanager
 def variables_kept_on_error(model):
     optimizer = getattr(model, "optimizer", None)
-    variables = [*model.variables, *(optimizer.variables if optimizer is not None else ()),
-                 *model.metrics_variables]
+    variables = [
+        *model.variables,
+        *(optimizer.variables if optimizer is not None else ()),
+        *model.metrics_variables,
+    ]
     # References only: the arrays are immutable, and the step's donated ones are deleted.
-    values = [(variable, variable._value) for variable in variables
-              if getattr(variable, "_value", None) is not None]
+    values = [
+        (variable, variable._value)
+        for variable in variables
+        if getattr(variable, "_value", None) is not None
+    ]
     try:
         yield
     except BaseException:

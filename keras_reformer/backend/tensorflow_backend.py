@@ -10,7 +10,9 @@ def vjp(fn, weights, x, cotangent):
         tape.watch(x)
         output = fn(weights, x)
     weight_grads, x_grad = tape.gradient(
-        output, (weights, x), output_gradients=cotangent,
+        output,
+        (weights, x),
+        output_gradients=cotangent,
         unconnected_gradients=tf.UnconnectedGradients.ZERO,
     )
     return tf.stop_gradient(output), list(weight_grads), x_grad
@@ -22,8 +24,9 @@ def run_in_sequence(steps, carry):
         def body(i, carry):
             return i + 1, tf.switch_case(i, [lambda step=step: step(*carry) for step in steps])
 
-        _, carry = tf.while_loop(lambda i, _: i < len(steps), body, (tf.constant(0), carry),
-                                 parallel_iterations=1)
+        _, carry = tf.while_loop(
+            lambda i, _: i < len(steps), body, (tf.constant(0), carry), parallel_iterations=1
+        )
         return carry
     # The graph runtime: unrolled, each step starting once the previous one has
     # finished. (A while_loop over a switch_case kept ~10 activations per step
@@ -53,15 +56,19 @@ def scan(fn, init, xs):
     if length is None:  # known at run time only (a graph traced for several lengths)
         length = tf.shape(xs[0])[0]
     carry, first = fn(init, tuple(x[0] for x in xs))
-    ys = [tf.TensorArray(y.dtype, size=length, element_shape=y.shape).write(0, y)
-          for y in first]
+    ys = [tf.TensorArray(y.dtype, size=length, element_shape=y.shape).write(0, y) for y in first]
 
     def body(i, carry, ys):
         carry, y = fn(carry, tuple(x[i] for x in xs))
         return i + 1, carry, [array.write(i, value) for array, value in zip(ys, y)]
 
-    _, carry, ys = tf.while_loop(lambda i, *_: i < length, body, (tf.constant(1), carry, ys),
-                                 parallel_iterations=1, maximum_iterations=length - 1)
+    _, carry, ys = tf.while_loop(
+        lambda i, *_: i < length,
+        body,
+        (tf.constant(1), carry, ys),
+        parallel_iterations=1,
+        maximum_iterations=length - 1,
+    )
     return carry, tuple(array.stack() for array in ys)
 
 

@@ -6,6 +6,7 @@ import math
 
 import keras
 import torch
+from keras import ops
 
 from keras_reformer.ops.chunked_attention import check_round_chunks
 from keras_reformer.ops.masks import mask_values
@@ -94,7 +95,7 @@ def is_concrete(x):
 
 
 def _tensor(x):
-    return x if isinstance(x, torch.Tensor) else keras.ops.convert_to_tensor(x)
+    return x if isinstance(x, torch.Tensor) else ops.convert_to_tensor(x)
 
 
 def gather_along_sequence(x, indices):
@@ -135,9 +136,11 @@ def _lowbias32(x):
 def portable_normal(shape, seed):
     seed = torch.bitwise_and(_tensor(seed).long(), _LOW_32_BITS)
     first, second = seed.unbind()
-    key = _lowbias32(torch.bitwise_xor(
-        _lowbias32(torch.bitwise_and(torch.add(first, 0x9E3779B9), _LOW_32_BITS)), second
-    ))
+    key = _lowbias32(
+        torch.bitwise_xor(
+            _lowbias32(torch.bitwise_and(torch.add(first, 0x9E3779B9), _LOW_32_BITS)), second
+        )
+    )
     size = math.prod(shape)
     counter = torch.bitwise_xor(torch.arange(2 * size, dtype=torch.int64, device=seed.device), key)
     # The high 24 bits of each hash to a float32 in (0, 1): (bits + 0.5) / 2**24,
@@ -178,8 +181,9 @@ class _MaskedSoftmax(torch.autograd.Function):
     def backward(ctx, weights_grad, logsumexp_grad):
         weights, self_mask, masked = ctx.saved_tensors
         inner = torch.sum(torch.mul(weights_grad, weights), dim=-1, keepdim=True)
-        grad = torch.mul(weights, torch.add(torch.sub(weights_grad, inner),
-                                            logsumexp_grad.unsqueeze(-1)))
+        grad = torch.mul(
+            weights, torch.add(torch.sub(weights_grad, inner), logsumexp_grad.unsqueeze(-1))
+        )
         grad.masked_fill_(masked, 0.0)
         if self_mask is not None:
             grad.masked_fill_(self_mask, 0.0)
@@ -187,9 +191,21 @@ class _MaskedSoftmax(torch.autograd.Function):
 
 
 def chunked_attention(
-    queries, keys, values, query_positions, key_positions, key_mask=None, chunk_length=64,
-    lookback=1, lookahead=0, causal=False, mask_self=True, dropout_rate=0.0, seed=None,
-    query_round_chunks=None, key_round_chunks=None,
+    queries,
+    keys,
+    values,
+    query_positions,
+    key_positions,
+    key_mask=None,
+    chunk_length=64,
+    lookback=1,
+    lookahead=0,
+    causal=False,
+    mask_self=True,
+    dropout_rate=0.0,
+    seed=None,
+    query_round_chunks=None,
+    key_round_chunks=None,
 ):
     # The shared code's attention with each chunk's neighbours as one window
     # (one product, one masking, one softmax: about half the shared code's
@@ -215,11 +231,14 @@ def chunked_attention(
         # (contiguous: a product with it needs no copy, and its backward is
         # slices and one sum; an overlapping `unfold` view cost both).
         chunks = chunked(x)
-        pad = [chunks.new_full((chunks.shape[0], size) + tuple(chunks.shape[2:]), fill_value)
-               for size in (lookback, lookahead)]
+        pad = [
+            chunks.new_full((chunks.shape[0], size) + tuple(chunks.shape[2:]), fill_value)
+            for size in (lookback, lookahead)
+        ]
         padded = torch.cat([t for t in (pad[0], chunks, pad[1]) if t.shape[1]], dim=1)
-        return torch.cat([padded[:, i : i + num_chunks] for i in range(lookback + 1 + lookahead)],
-                         dim=2)
+        return torch.cat(
+            [padded[:, i : i + num_chunks] for i in range(lookback + 1 + lookahead)], dim=2
+        )
 
     def chunked(x):  # (batch, length, ...) -> (batch, num_chunks, chunk_length, ...)
         return x.reshape((x.shape[0], num_chunks, chunk_length) + tuple(x.shape[2:]))
@@ -248,20 +267,21 @@ def chunked_attention(
         masked = masked | (key_window > query_positions)
     weights, logsumexp = _MaskedSoftmax.apply(logits, is_self, masked, self_value, masked_value)
     if dropout_rate > 0.0:
-        weights = weights * keras.random.dropout(
-            torch.ones_like(weights), dropout_rate, seed=seed
-        )
+        weights = weights * keras.random.dropout(torch.ones_like(weights), dropout_rate, seed=seed)
     outputs = torch.matmul(weights, windows(values))
-    return (outputs.reshape((outputs.shape[0], length, outputs.shape[-1])),
-            logsumexp.reshape((logsumexp.shape[0], length)))
+    return (
+        outputs.reshape((outputs.shape[0], length, outputs.shape[-1])),
+        logsumexp.reshape((logsumexp.shape[0], length)),
+    )
 
 
 def shared_qk_keys(queries, epsilon=1e-6):
     queries = _tensor(queries)
     wide = queries.double() if queries.dtype == torch.float64 else queries.float()
     squared_norm = torch.sum(torch.square(wide), dim=-1, keepdim=True)
-    scale = torch.mul(torch.rsqrt(torch.clamp(squared_norm, min=epsilon)),
-                      queries.shape[-1] ** -0.5)
+    scale = torch.mul(
+        torch.rsqrt(torch.clamp(squared_norm, min=epsilon)), queries.shape[-1] ** -0.5
+    )
     return torch.mul(wide, scale).to(queries.dtype)
 
 

@@ -1,12 +1,14 @@
 """Public layers of keras_reformer."""
+
 from keras_reformer.layers.axial_position_embedding import AxialPositionEmbedding
+from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
+from keras_reformer.layers.full_self_attention import FullSelfAttention
+from keras_reformer.layers.local_self_attention import LocalSelfAttention
+from keras_reformer.layers.lsh_self_attention import LSHSelfAttention
 from keras_reformer.layers.position_embedding import PositionEmbedding
+from keras_reformer.layers.pre_layer_norm import PreLayerNorm
+from keras_reformer.layers.residual_block import ResidualBlock
+from keras_reformer.layers.reversible import ReversibleBlock
+from keras_reformer.layers.reversible import ReversibleSequence
 from keras_reformer.layers.sinusoidal_position_embedding import SinusoidalPositionEmbedding
 from keras_reformer.layers.token_embedding import TokenEmbedding
-from keras_reformer.layers.local_self_attention import LocalSelfAttention
-from keras_reformer.layers.full_self_attention import FullSelfAttention
-from keras_reformer.layers.lsh_self_attention import LSHSelfAttention
-from keras_reformer.layers.residual_block import ResidualBlock
-from keras_reformer.layers.reversible import ReversibleBlock, ReversibleSequence
-from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
-from keras_reformer.layers.pre_layer_norm import PreLayerNorm

@@ -98,8 +98,10 @@ class AttentionHeads:
             return
         shape = tuple(padding_mask.shape)
         batch, length = inputs.shape[0], inputs.shape[1]
-        if len(shape) != 2 or shape[1] != length or (
-            batch is not None and shape[0] is not None and shape[0] != batch
+        if (
+            len(shape) != 2
+            or shape[1] != length
+            or (batch is not None and shape[0] is not None and shape[0] != batch)
         ):
             raise ValueError(
                 f"`padding_mask` must have shape (batch, length) = ({batch}, {length}). "
@@ -167,7 +169,9 @@ class AttentionHeads:
             `num_buckets + 1` int32 counts per hash round and head.)
         """
         itemsize = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}[self.compute_dtype]
-        return self.num_heads * (self.key_dim + self.value_dim) * itemsize + self._extra_cache_bytes()
+        return (
+            self.num_heads * (self.key_dim + self.value_dim) * itemsize + self._extra_cache_bytes()
+        )
 
     def _extra_cache(self, queries, key_mask):
         """Cache entries beyond keys and values (none: see LSHSelfAttention)."""

@@ -118,15 +118,19 @@ class ChunkedFeedForward(SavesSeedStates, keras.layers.Layer):
 
     def _dense(self, units, activation, name):
         return keras.layers.Dense(
-            units, activation=activation, use_bias=self.use_bias,
+            units,
+            activation=activation,
+            use_bias=self.use_bias,
             kernel_initializer=clone_initializer(self.kernel_initializer),
             bias_initializer=clone_initializer(self.bias_initializer),
-            dtype=self.dtype_policy, name=name,
+            dtype=self.dtype_policy,
+            name=name,
         )
 
     def build(self, inputs_shape):
         self.intermediate_dense = self._dense(
-            self.intermediate_dim, self.activation, "intermediate_dense")
+            self.intermediate_dim, self.activation, "intermediate_dense"
+        )
         self.intermediate_dense.build(inputs_shape)
         self.output_dense = self._dense(inputs_shape[-1], None, "output_dense")
         self.output_dense.build(tuple(inputs_shape[:-1]) + (self.intermediate_dim,))
@@ -157,7 +161,9 @@ class ChunkedFeedForward(SavesSeedStates, keras.layers.Layer):
             return self._feed_forward(inputs, 0, seed)
         _, (outputs,) = scan_sequence_chunks(
             lambda carry, start, chunk: (carry, (self._feed_forward(chunk, start, seed),)),
-            (), (inputs,), size,
+            (),
+            (inputs,),
+            size,
         )
         return outputs
 
@@ -175,15 +181,17 @@ class ChunkedFeedForward(SavesSeedStates, keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "intermediate_dim": self.intermediate_dim,
-            "chunk_length": self.chunk_length,
-            "num_chunks": self.num_chunks,
-            "activation": keras.activations.serialize(self.activation),
-            "dropout": self.dropout,
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            "seed": self.seed,
-        })
+        config.update(
+            {
+                "intermediate_dim": self.intermediate_dim,
+                "chunk_length": self.chunk_length,
+                "num_chunks": self.num_chunks,
+                "activation": keras.activations.serialize(self.activation),
+                "dropout": self.dropout,
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "seed": self.seed,
+            }
+        )
         return config

@@ -19,7 +19,6 @@ from keras_reformer.ops.chunking import scan_sequence_chunks
 from keras_reformer.ops.masks import apply_attention_masks
 from keras_reformer.ops.shapes import axis_size
 
-
 DROPOUT_STREAM = 1  # `derive_seed` stream of the attention dropout, as in LocalSelfAttention
 
 
@@ -204,8 +203,9 @@ class FullSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
         capacity = keys.shape[2]
         keys, values = (ops.reshape(x, (-1, 1, capacity, x.shape[-1])) for x in (keys, values))
         positions = ops.reshape(ops.arange(capacity, dtype="int32"), (1, 1, capacity))
-        outputs, _ = window_attention(query, keys, values, positions, positions <= index, index,
-                                      mask_self=self.shared_qk)
+        outputs, _ = window_attention(
+            query, keys, values, positions, positions <= index, index, mask_self=self.shared_qk
+        )
         return outputs[:, 0], extra
 
     def get_config(self):

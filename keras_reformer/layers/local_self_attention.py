@@ -17,7 +17,6 @@ from keras_reformer.ops.chunked_attention import chunked_attention
 from keras_reformer.ops.chunking import pad_to_multiple
 from keras_reformer.ops.shapes import axis_size
 
-
 DROPOUT_STREAM = 1  # `derive_seed` stream of the attention dropout (the rotations use `seed`)
 
 
@@ -140,9 +139,19 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
             # One chunk covers the sequence: plain full attention.
             positions = ops.expand_dims(ops.arange(length, dtype="int32"), 0)
             outputs, _ = chunked_attention(
-                queries, keys, values, positions, positions, key_mask,
-                chunk_length=length, lookback=0, lookahead=0, causal=self.causal,
-                mask_self=self.shared_qk, dropout_rate=dropout, seed=self.dropout_seed_generator,
+                queries,
+                keys,
+                values,
+                positions,
+                positions,
+                key_mask,
+                chunk_length=length,
+                lookback=0,
+                lookahead=0,
+                causal=self.causal,
+                mask_self=self.shared_qk,
+                dropout_rate=dropout,
+                seed=self.dropout_seed_generator,
             )
         else:
             padded_length = length + (-length) % self.chunk_length
@@ -177,9 +186,18 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
         """
         positions = ops.expand_dims(ops.arange(axis_size(queries, 1), dtype="int32"), 0)
         outputs, _ = chunked_attention(
-            queries, keys, values, positions, positions, key_mask,
-            chunk_length=self.chunk_length, lookback=self.lookback, lookahead=self.lookahead,
-            causal=self.causal, mask_self=self.shared_qk, dropout_rate=dropout,
+            queries,
+            keys,
+            values,
+            positions,
+            positions,
+            key_mask,
+            chunk_length=self.chunk_length,
+            lookback=self.lookback,
+            lookahead=self.lookahead,
+            causal=self.causal,
+            mask_self=self.shared_qk,
+            dropout_rate=dropout,
             seed=self.dropout_seed_generator,
         )
         return outputs
@@ -197,8 +215,12 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
         )
         positions = ops.reshape(positions, (1, 1, size))
         outputs, _ = window_attention(
-            query, ops.expand_dims(window_keys, 1), ops.expand_dims(window_values, 1),
-            positions, ops.logical_and(positions >= first, positions <= index), index,
+            query,
+            ops.expand_dims(window_keys, 1),
+            ops.expand_dims(window_values, 1),
+            positions,
+            ops.logical_and(positions >= first, positions <= index),
+            index,
             mask_self=self.shared_qk,
         )
         return outputs[:, 0], extra

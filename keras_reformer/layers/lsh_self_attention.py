@@ -290,8 +290,10 @@ class LSHSelfAttention(LocalSelfAttention):
         shape = (-1, self.num_heads, self.num_hashes, capacity)
         buckets = ops.reshape(buckets, shape)
         order, starts, ranks = order_from_sort(
-            buckets, ops.reshape(sort_indices % capacity, shape),
-            ops.reshape(undo_indices % capacity, shape), math.prod(factors),
+            buckets,
+            ops.reshape(sort_indices % capacity, shape),
+            ops.reshape(undo_indices % capacity, shape),
+            math.prod(factors),
         )
         extra = (buckets, order, starts, starts)  # the base's table, and all tokens'
         return extra + ((ranks,) if self.correct_duplicates else ())
@@ -328,8 +330,10 @@ class LSHSelfAttention(LocalSelfAttention):
         )
         base_positions = ops.take_along_axis(order, base_index, axis=-1)
         base_ranks = base_token_ranks(
-            base_index, ops.take_along_axis(bucket_cache, base_positions, axis=-1),
-            base_starts, starts,
+            base_index,
+            ops.take_along_axis(bucket_cache, base_positions, axis=-1),
+            base_starts,
+            starts,
         )
         positions = ops.concatenate([base_positions, recent[0]], axis=-1)
         key_ranks = ops.concatenate([base_ranks, recent_ranks], axis=-1)
@@ -342,8 +346,10 @@ class LSHSelfAttention(LocalSelfAttention):
         rows = (-1, self.num_hashes, window)
         flat_positions = ops.reshape(positions, (-1, self.num_hashes * window))
         window_keys, window_values = (
-            ops.reshape(gather_along_sequence(ops.reshape(x, (-1, capacity, x.shape[-1])),
-                                              flat_positions), rows + (x.shape[-1],))
+            ops.reshape(
+                gather_along_sequence(ops.reshape(x, (-1, capacity, x.shape[-1])), flat_positions),
+                rows + (x.shape[-1],),
+            )
             for x in (keys, values)
         )
         offsets = None
@@ -354,19 +360,29 @@ class LSHSelfAttention(LocalSelfAttention):
                 positions, (-1, self.num_heads, 1, self.num_hashes * window)
             ) + ops.zeros_like(bucket_cache[..., :1])
             every_round = token_ranks(
-                every_positions, ops.take_along_axis(bucket_cache, every_positions, axis=-1),
-                base_starts, starts, ranks, recent,
+                every_positions,
+                ops.take_along_axis(bucket_cache, every_positions, axis=-1),
+                base_starts,
+                starts,
+                ranks,
+                recent,
             )  # (batch, heads, rounds, rounds * window)
             key_chunks = ops.transpose(
-                ops.reshape(every_round // self.chunk_length,
-                            (-1, self.num_hashes) + rows[1:]), (0, 2, 3, 1)
+                ops.reshape(every_round // self.chunk_length, (-1, self.num_hashes) + rows[1:]),
+                (0, 2, 3, 1),
             )
             query_chunks = ops.reshape(chunk, (-1, 1, 1, self.num_hashes))
             counts = duplicate_counts(query_chunks, key_chunks, self.lookback, self.lookahead)
             offsets = ops.log(ops.cast(ops.maximum(counts, 1), "float32"))
         outputs, logsumexp = window_attention(
-            query, window_keys, window_values, ops.reshape(positions, rows),
-            ops.reshape(visible, rows), index, mask_self=True, logit_offsets=offsets,
+            query,
+            window_keys,
+            window_values,
+            ops.reshape(positions, rows),
+            ops.reshape(visible, rows),
+            index,
+            mask_self=True,
+            logit_offsets=offsets,
         )
         outputs = combine_hash_rounds(ops.expand_dims(outputs, 2), ops.expand_dims(logsumexp, 2))
 
@@ -375,8 +391,9 @@ class LSHSelfAttention(LocalSelfAttention):
 
         def merged():
             # Those rows fold their recent tokens into the base.
-            new = merge_recent(bucket_cache, order, base_starts, starts, ranks, recent,
-                               recent_ranks)
+            new = merge_recent(
+                bucket_cache, order, base_starts, starts, ranks, recent, recent_ranks
+            )
             return tuple(ops.where(full, after, before) for after, before in zip(new, kept))
 
         order, base_starts, *ranks = ops.cond(ops.any(full), merged, lambda: kept)
@@ -412,9 +429,11 @@ class LSHSelfAttention(LocalSelfAttention):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "num_hashes": self.num_hashes,
-            "num_buckets": self.num_buckets,
-            "correct_duplicates": self.correct_duplicates,
-        })
+        config.update(
+            {
+                "num_hashes": self.num_hashes,
+                "num_buckets": self.num_buckets,
+                "correct_duplicates": self.correct_duplicates,
+            }
+        )
         return config

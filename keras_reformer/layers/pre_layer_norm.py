@@ -98,18 +98,21 @@ class PreLayerNorm(keras.layers.Layer):
 
     def call_with_cache(self, inputs, cache, cache_update_index):
         """`(outputs, cache)` for one new token: see `LSHSelfAttention.call_with_cache`."""
-        return call_sublayer_with_cache(self.layer, self.layer_norm(inputs), cache,
-                                        cache_update_index)
+        return call_sublayer_with_cache(
+            self.layer, self.layer_norm(inputs), cache, cache_update_index
+        )
 
     def compute_output_shape(self, inputs_shape):
         return self.layer.compute_output_shape(inputs_shape)
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "layer": keras.saving.serialize_keras_object(self.layer),
-            "epsilon": self.epsilon,
-        })
+        config.update(
+            {
+                "layer": keras.saving.serialize_keras_object(self.layer),
+                "epsilon": self.epsilon,
+            }
+        )
         return config
 
     @classmethod

@@ -24,6 +24,7 @@ Two promises follow, and this module keeps both:
 import random
 
 import keras
+from keras import ops
 
 from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import MAX_SEED
@@ -112,9 +113,7 @@ def call_seed(generator, training):
 
 def is_seed_state(variable):
     """Whether `variable` is the state of a `keras.random.SeedGenerator`."""
-    return variable.name == "seed_generator_state" or variable.path.endswith(
-        "seed_generator_state"
-    )
+    return variable.name == "seed_generator_state" or variable.path.endswith("seed_generator_state")
 
 
 def redraw_seed_states(variables, generator):
@@ -135,7 +134,7 @@ def redraw_seed_states(variables, generator):
         (len(seed_states), 2), 0, MAX_SEED + 1, dtype="int32", seed=generator
     )
     for i, v in enumerate(seed_states):
-        v.assign(keras.ops.cast(fresh[i], v.dtype))
+        v.assign(ops.cast(fresh[i], v.dtype))
 
 
 class SavesSeedStates:
@@ -152,9 +151,11 @@ class SavesSeedStates:
     """
 
     def _own_seed_generators(self):
-        return [value for value in vars(self).values()
-                if isinstance(value, keras.random.SeedGenerator)
-                and not isinstance(value, FixedSeed)]
+        return [
+            value
+            for value in vars(self).values()
+            if isinstance(value, keras.random.SeedGenerator) and not isinstance(value, FixedSeed)
+        ]
 
     def save_own_variables(self, store):
         super().save_own_variables(store)
@@ -175,7 +176,7 @@ class SavesSeedStates:
             key = f"{_SEED_STATE_KEY}{i}"
             if key in seed_keys:
                 generator.state.assign(
-                    keras.ops.cast(keras.ops.convert_to_tensor(store[key]), generator.state.dtype)
+                    ops.cast(ops.convert_to_tensor(store[key]), generator.state.dtype)
                 )
 
 

@@ -161,8 +161,9 @@ class _Sublayer:
             return backend.vjp(run(None, padding_mask), weights, x, cotangent)
 
         def chunk_vjp(weight_grads, start, x, cotangent, *mask):
-            output, grads, x_grad = backend.vjp(run(start, mask[0] if mask else None),
-                                                weights, x, cotangent)
+            output, grads, x_grad = backend.vjp(
+                run(start, mask[0] if mask else None), weights, x, cotangent
+            )
             return [a + b for a, b in zip(weight_grads, grads)], (output, x_grad)
 
         masks = () if padding_mask is None else (padding_mask,)
@@ -268,8 +269,10 @@ class ReversibleSequence(SavesSeedStates, keras.layers.Layer):
         trainable_index = {id(v): i for i, v in enumerate(trainable)}
         state_index = {id(v): i for i, v in enumerate(states)}
         sublayers = [
-            (_Sublayer(b.f, trainable_index, state_index),
-             _Sublayer(b.g, trainable_index, state_index))
+            (
+                _Sublayer(b.f, trainable_index, state_index),
+                _Sublayer(b.g, trainable_index, state_index),
+            )
             for b in self.blocks
         ]
         # Mixed precision: weights enter the custom gradient already cast to
@@ -302,10 +305,12 @@ class ReversibleSequence(SavesSeedStates, keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "blocks": [keras.saving.serialize_keras_object(b) for b in self.blocks],
-            "seed": self.seed,
-        })
+        config.update(
+            {
+                "blocks": [keras.saving.serialize_keras_object(b) for b in self.blocks],
+                "seed": self.seed,
+            }
+        )
         return config
 
     @classmethod
@@ -351,8 +356,9 @@ def _reversible_stack(sublayers, inputs, weight_values, state_values, padding_ma
         def grad_fn(*upstream_args, upstream=None):
             if upstream is None:
                 (upstream,) = upstream_args
-            grads = _backward(sublayers, rng_states, y, upstream, weights, states,
-                              padding_mask, training)
+            grads = _backward(
+                sublayers, rng_states, y, upstream, weights, states, padding_mask, training
+            )
             return (grads[0], *grads[1:], *[None] * len(states))
 
         return y, grad_fn
@@ -369,13 +375,15 @@ def _backward(sublayers, rng_states, y, upstream, weights, states, padding_mask,
 
         def run(y1, y2, dy1, dy2, weight_grads):
             with backend.replay_rng(g_rng):  # G(Y1), then X2 = Y2 - G(Y1)
-                g_out, g_grads, dy1_from_g = g.vjp(g.weights(weights), states, y1, dy2,
-                                                   padding_mask, training)
+                g_out, g_grads, dy1_from_g = g.vjp(
+                    g.weights(weights), states, y1, dy2, padding_mask, training
+                )
             x2 = y2 - g_out
             dy1 = dy1 + dy1_from_g  # total gradient of Y1
             with backend.replay_rng(f_rng):  # F(X2), then X1 = Y1 - F(X2)
-                f_out, f_grads, dx2_from_f = f.vjp(f.weights(weights), states, x2, dy1,
-                                                   padding_mask, training)
+                f_out, f_grads, dx2_from_f = f.vjp(
+                    f.weights(weights), states, x2, dy1, padding_mask, training
+                )
             x1 = y1 - f_out
             weight_grads = list(weight_grads)
             for sublayer, grads in ((g, g_grads), (f, f_grads)):
@@ -385,8 +393,11 @@ def _backward(sublayers, rng_states, y, upstream, weights, states, padding_mask,
 
         return run
 
-    carry = (*ops.split(y, 2, axis=-1), *ops.split(upstream, 2, axis=-1),
-             [ops.zeros_like(w) for w in weights])
+    carry = (
+        *ops.split(y, 2, axis=-1),
+        *ops.split(upstream, 2, axis=-1),
+        [ops.zeros_like(w) for w in weights],
+    )
     branches = [backward_block(i) for i in reversed(range(len(sublayers)))]
     _, _, dx1, dx2, weight_grads = backend.run_in_sequence(branches, carry)
     return [ops.concatenate([dx1, dx2], axis=-1)] + list(weight_grads)

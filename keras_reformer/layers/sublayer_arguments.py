@@ -86,10 +86,12 @@ class SublayerPair(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "f": keras.saving.serialize_keras_object(self.f),
-            "g": keras.saving.serialize_keras_object(self.g),
-        })
+        config.update(
+            {
+                "f": keras.saving.serialize_keras_object(self.f),
+                "g": keras.saving.serialize_keras_object(self.g),
+            }
+        )
         return config
 
     @classmethod

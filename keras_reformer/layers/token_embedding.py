@@ -1,6 +1,7 @@
 """TokenEmbedding: token ids to vectors, and vectors back to vocabulary logits."""
 
 import keras
+from keras import ops
 
 from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import check_bool
@@ -77,27 +78,28 @@ class TokenEmbedding(keras.layers.Layer):
     def build(self, inputs_shape=None):
         self.embeddings = self.add_weight(
             shape=(self.vocabulary_size, self.output_dim),
-            initializer=self.embeddings_initializer, name="embeddings",
+            initializer=self.embeddings_initializer,
+            name="embeddings",
         )
         if not self.tie_weights:
             self.reverse_kernel = self.add_weight(
                 shape=(self.output_dim, self.vocabulary_size),
-                initializer=self.embeddings_initializer, name="reverse_kernel",
+                initializer=self.embeddings_initializer,
+                name="reverse_kernel",
             )
         self.built = True
 
     def call(self, inputs, reverse=False):
         if not reverse:
             # Out-of-range ids would be NaN on JAX, wrap around or fail elsewhere.
-            ids = keras.ops.clip(keras.ops.cast(inputs, "int32"), 0, self.vocabulary_size - 1)
-            return keras.ops.take(self.embeddings, ids, axis=0)
-        parts = keras.ops.split(inputs, self.reverse_input_halves, axis=-1)
+            ids = ops.clip(ops.cast(inputs, "int32"), 0, self.vocabulary_size - 1)
+            return ops.take(self.embeddings, ids, axis=0)
+        parts = ops.split(inputs, self.reverse_input_halves, axis=-1)
         summed = parts[0]
         for part in parts[1:]:
             summed = summed + part
-        kernel = (keras.ops.transpose(self.embeddings) if self.tie_weights
-                  else self.reverse_kernel)
-        return keras.ops.matmul(summed, keras.ops.cast(kernel, summed.dtype))
+        kernel = ops.transpose(self.embeddings) if self.tie_weights else self.reverse_kernel
+        return ops.matmul(summed, ops.cast(kernel, summed.dtype))
 
     def compute_output_shape(self, inputs_shape):
         return tuple(inputs_shape) + (self.output_dim,)
@@ -111,11 +113,13 @@ class TokenEmbedding(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "vocabulary_size": self.vocabulary_size,
-            "output_dim": self.output_dim,
-            "tie_weights": self.tie_weights,
-            "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
-            "reverse_input_halves": self.reverse_input_halves,
-        })
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "output_dim": self.output_dim,
+                "tie_weights": self.tie_weights,
+                "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
+                "reverse_input_halves": self.reverse_input_halves,
+            }
+        )
         return config

@@ -1,6 +1,7 @@
 """Evaluating a trained model with other attention: more hash rounds, or full attention."""
 
 import keras
+from keras import ops
 
 from keras_reformer.layers.randomness import SavesSeedStates
 from keras_reformer.models.reformer_model import ReformerModel
@@ -8,7 +9,12 @@ from keras_reformer.models.reformer_model import ReformerModel
 # The ReformerModel arguments that change how attention is computed but not
 # which weights exist.
 ATTENTION_ARGUMENTS = (
-    "attention_layers", "num_hashes", "num_buckets", "chunk_length", "lookback", "lookahead",
+    "attention_layers",
+    "num_hashes",
+    "num_buckets",
+    "chunk_length",
+    "lookback",
+    "lookahead",
     "correct_duplicates",
 )
 
@@ -96,12 +102,10 @@ def _copy_weights(source, target):
             f"Received: {len(source_weights)} and {len(target_weights)} weights"
         )
     for s, t in zip(source_weights, target_weights):
-        t.assign(keras.ops.copy(s.value))  # a buffer of its own (JAX donates buffers)
+        t.assign(ops.copy(s.value))  # a buffer of its own (JAX donates buffers)
     source_layers = list(source._flatten_layers(include_self=False))
     target_layers = list(target._flatten_layers(include_self=False))
     for s, t in zip(source_layers, target_layers):
         if type(s) is type(t) and isinstance(s, SavesSeedStates):
-            for s_generator, t_generator in zip(
-                s._own_seed_generators(), t._own_seed_generators()
-            ):
-                t_generator.state.assign(keras.ops.copy(s_generator.state.value))
+            for s_generator, t_generator in zip(s._own_seed_generators(), t._own_seed_generators()):
+                t_generator.state.assign(ops.copy(s_generator.state.value))

@@ -34,7 +34,9 @@ class BackboneTask(TokenIdChecks, keras.Model):
         # Structure and shapes only: the backbone's own `__call__` checks the
         # id values of every eager call (a traced call has none to check).
         return check_token_inputs(
-            inputs, self.backbone.vocabulary_size, self.backbone.max_sequence_length,
+            inputs,
+            self.backbone.vocabulary_size,
+            self.backbone.max_sequence_length,
             check_values=False,
         )
 

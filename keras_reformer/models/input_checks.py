@@ -17,6 +17,7 @@ import warnings
 
 import keras
 import numpy as np
+from keras import ops
 
 from keras_reformer import backend
 from keras_reformer.backend import is_concrete
@@ -79,7 +80,8 @@ def check_token_inputs(inputs, vocabulary_size, max_sequence_length, check_value
     if length is None and not isinstance(token_ids, keras.KerasTensor):
         # A TensorFlow graph traced for several lengths: checked when it runs.
         backend.assert_at_most(
-            keras.ops.shape(token_ids)[1], max_sequence_length,
+            ops.shape(token_ids)[1],
+            max_sequence_length,
             f"The sequence length exceeds `max_sequence_length`={max_sequence_length}.",
         )
     if is_concrete(token_ids):
@@ -88,8 +90,11 @@ def check_token_inputs(inputs, vocabulary_size, max_sequence_length, check_value
     padding_mask = inputs.get("padding_mask")
     if padding_mask is None:
         # numpy stays numpy: Keras refuses a dict that mixes arrays and tensors.
-        padding_mask = (np.ones(ids_shape, dtype="int32") if isinstance(token_ids, np.ndarray)
-                        else keras.ops.ones_like(token_ids, dtype="int32"))
+        padding_mask = (
+            np.ones(ids_shape, dtype="int32")
+            if isinstance(token_ids, np.ndarray)
+            else ops.ones_like(token_ids, dtype="int32")
+        )
     elif not _shapes_compatible(tuple(padding_mask.shape), ids_shape):
         raise ValueError(
             "`padding_mask` must have the shape of `token_ids` "
@@ -109,7 +114,7 @@ def check_id_values(name, ids, limit, limit_name):
         limit: the number of valid ids.
         limit_name: the name of `limit`, quoted in the message.
     """
-    values = keras.ops.convert_to_numpy(ids)
+    values = ops.convert_to_numpy(ids)
     if not np.issubdtype(values.dtype, np.integer):
         raise ValueError(f"`{name}` must be integers. Received dtype: {values.dtype}")
     if values.size and (values.min() < 0 or values.max() >= limit):
@@ -131,17 +136,16 @@ def real_token_mask(token_ids, padding_mask, vocabulary_size):
     Returns:
         `(batch, length)` booleans.
     """
-    return keras.ops.logical_and(keras.ops.cast(padding_mask, "bool"),
-                                 valid_ids(token_ids, vocabulary_size))
+    return ops.logical_and(ops.cast(padding_mask, "bool"), valid_ids(token_ids, vocabulary_size))
 
 
 def valid_ids(ids, limit):
     """`ids` in `[0, limit)`, as booleans of the same shape."""
-    return keras.ops.logical_and(keras.ops.greater_equal(ids, 0), keras.ops.less(ids, limit))
+    return ops.logical_and(ops.greater_equal(ids, 0), ops.less(ids, limit))
 
 
 def _count_invalid(ids, limit):
-    return keras.ops.sum(keras.ops.cast(keras.ops.logical_not(valid_ids(ids, limit)), "float32"))
+    return ops.sum(ops.cast(ops.logical_not(valid_ids(ids, limit)), "float32"))
 
 
 class TokenIdChecks:
@@ -167,8 +171,12 @@ class TokenIdChecks:
         token_ids = x.get("token_ids") if isinstance(x, dict) else x
         if hasattr(token_ids, "shape") and hasattr(token_ids, "dtype") and is_concrete(token_ids):
             check_token_inputs(x, vocabulary_size, max_sequence_length)
-        if (self.targets_are_token_ids and hasattr(y, "shape") and hasattr(y, "dtype")
-                and is_concrete(y)):
+        if (
+            self.targets_are_token_ids
+            and hasattr(y, "shape")
+            and hasattr(y, "dtype")
+            and is_concrete(y)
+        ):
             check_id_values("y", y, vocabulary_size, "vocabulary_size")
 
     def compile(self, *args, **kwargs):
@@ -219,8 +227,11 @@ class TokenIdChecks:
         del bound["self"]
         with backend.variables_kept_on_error(self):
             history = super().fit(**bound)
-        counts = [count for key in ("invalid_token_ids", "val_invalid_token_ids")
-                  for count in history.history.get(key, [])]
+        counts = [
+            count
+            for key in ("invalid_token_ids", "val_invalid_token_ids")
+            for count in history.history.get(key, [])
+        ]
         self._warn_invalid_ids("fit", max(counts, default=0))
         return history
 
@@ -228,8 +239,9 @@ class TokenIdChecks:
         self._check_host_data(x, y)
         with backend.variables_kept_on_error(self):
             result = super().evaluate(self._checked_pipeline(x), y, *args, **kwargs)
-        self._warn_invalid_ids("evaluate", float(keras.ops.convert_to_numpy(
-            self._invalid_token_ids.result())))
+        self._warn_invalid_ids(
+            "evaluate", float(ops.convert_to_numpy(self._invalid_token_ids.result()))
+        )
         return result
 
     def predict(self, x, *args, **kwargs):
@@ -258,10 +270,10 @@ class TokenIdChecks:
             return y, sample_weight
         vocabulary_size, _ = self._token_id_limits()
         valid = valid_ids(y, vocabulary_size)
-        weight = keras.ops.cast(valid, "float32")
+        weight = ops.cast(valid, "float32")
         if sample_weight is not None:
-            weight = keras.ops.where(valid, keras.ops.cast(sample_weight, "float32"), 0.0)
-        return keras.ops.clip(y, 0, vocabulary_size - 1), weight
+            weight = ops.where(valid, ops.cast(sample_weight, "float32"), 0.0)
+        return ops.clip(y, 0, vocabulary_size - 1), weight
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         y, sample_weight = self._valid_targets(y, sample_weight)
@@ -289,8 +301,10 @@ class TokenIdChecks:
 
 
 def _is_tf_dataset(data):
-    return any(cls.__module__.startswith("tensorflow.") and cls.__name__ == "DatasetV2"
-               for cls in type(data).__mro__)
+    return any(
+        cls.__module__.startswith("tensorflow.") and cls.__name__ == "DatasetV2"
+        for cls in type(data).__mro__
+    )
 
 
 def _with_length_assertion(dataset, max_sequence_length):
@@ -302,8 +316,10 @@ def _with_length_assertion(dataset, max_sequence_length):
         if not isinstance(token_ids, tf.Tensor) or token_ids.shape.rank != 2:
             return element if len(element) > 1 else element[0]
         assertion = tf.debugging.assert_less_equal(
-            tf.shape(token_ids)[1], max_sequence_length,
-            message=f"The sequence length exceeds `max_sequence_length`={max_sequence_length}.")
+            tf.shape(token_ids)[1],
+            max_sequence_length,
+            message=f"The sequence length exceeds `max_sequence_length`={max_sequence_length}.",
+        )
         with tf.control_dependencies([assertion]):
             element = tf.nest.map_structure(tf.identity, element)
         return element if len(element) > 1 else element[0]

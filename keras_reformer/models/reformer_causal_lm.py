@@ -6,6 +6,7 @@ import sys
 
 import keras
 import numpy as np
+from keras import ops
 
 from keras_reformer import backend
 from keras_reformer.api_export import reformer_export
@@ -42,8 +43,10 @@ def language_model_data(token_ids, padding_mask=None):
     """
     token_ids = np.asarray(token_ids)
     padding_mask = np.ones_like(token_ids) if padding_mask is None else np.asarray(padding_mask)
-    x = {"token_ids": token_ids[:, :-1].astype("int32"),
-         "padding_mask": padding_mask[:, :-1].astype("int32")}
+    x = {
+        "token_ids": token_ids[:, :-1].astype("int32"),
+        "padding_mask": padding_mask[:, :-1].astype("int32"),
+    }
     return x, token_ids[:, 1:].astype("int32"), padding_mask[:, 1:].astype("float32")
 
 
@@ -125,8 +128,7 @@ class ReformerCausalLM(BackboneTask):
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         if weighted_metrics == "auto":
             weighted_metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-        super().compile(optimizer=optimizer, loss=loss, weighted_metrics=weighted_metrics,
-                        **kwargs)
+        super().compile(optimizer=optimizer, loss=loss, weighted_metrics=weighted_metrics, **kwargs)
         self.sampler = check_sampler(sampler)
 
     def get_compile_config(self):
@@ -202,25 +204,28 @@ class ReformerCausalLM(BackboneTask):
         """
         cache = check_bool("cache", cache)
         single = _is_one_prompt(prompt)
-        buffer, prompt_mask, start = self._prompt_buffer([prompt] if single else prompt,
-                                                         max_length)
+        buffer, prompt_mask, start = self._prompt_buffer([prompt] if single else prompt, max_length)
         sampler = self._get_sampler(sampler)
         stop_token_ids = None if stop_token_ids is None else tuple(int(t) for t in stop_token_ids)
         key = (sampler, stop_token_ids, cache, bool(self.run_eagerly))
         functions = self.__dict__.setdefault("_generate_functions", {})
         if key not in functions:
+
             def step(buffer, prompt_mask, start):
-                return self._generate_step(buffer, prompt_mask, start, sampler, stop_token_ids,
-                                           cache)
+                return self._generate_step(
+                    buffer, prompt_mask, start, sampler, stop_token_ids, cache
+                )
 
             variables = list(self.variables) + list(getattr(sampler, "variables", []))
-            functions[key] = step if self.run_eagerly else backend.compile_inference(
-                step, variables)
+            functions[key] = (
+                step if self.run_eagerly else backend.compile_inference(step, variables)
+            )
         output = functions[key](
-            keras.ops.convert_to_tensor(buffer), keras.ops.convert_to_tensor(prompt_mask),
-            keras.ops.convert_to_tensor(start, "int32"),
+            ops.convert_to_tensor(buffer),
+            ops.convert_to_tensor(prompt_mask),
+            ops.convert_to_tensor(start, "int32"),
         )
-        output = keras.ops.convert_to_numpy(output).astype("int32")
+        output = ops.convert_to_numpy(output).astype("int32")
         if stop_token_ids is not None:
             # Zeros after each row's stop token, also where the loop ended first.
             output = np.maximum(_pad_after_stop(output, prompt_mask, stop_token_ids), 0)
@@ -228,11 +233,10 @@ class ReformerCausalLM(BackboneTask):
 
     def _generate_step(self, buffer, prompt_mask, start, sampler, stop_token_ids, cache):
         """The sampler's loop over a `(batch, max_length)` buffer; traced once per shape."""
-        positions = keras.ops.expand_dims(keras.ops.arange(buffer.shape[1], dtype="int32"), 0)
+        positions = ops.expand_dims(ops.arange(buffer.shape[1], dtype="int32"), 0)
 
         def known_before(index):
-            return keras.ops.cast(
-                keras.ops.broadcast_to(positions < index, keras.ops.shape(buffer)), "int32")
+            return ops.cast(ops.broadcast_to(positions < index, ops.shape(buffer)), "int32")
 
         hidden_states = None
         if _reads_hidden_states(sampler):  # the prompt's hidden states (contrastive search)
@@ -244,16 +248,16 @@ class ReformerCausalLM(BackboneTask):
 
             def next_logits(token_ids, layer_cache, index):
                 position = index - 1
-                tokens = keras.ops.take(token_ids, keras.ops.expand_dims(position, 0), axis=1)
+                tokens = ops.take(token_ids, ops.expand_dims(position, 0), axis=1)
                 logits, hidden, layer_cache = self.call_with_cache(tokens, layer_cache, position)
                 return logits[:, 0], hidden[:, 0], layer_cache
         else:
             layer_cache = None
 
             def next_logits(token_ids, layer_cache, index):
-                visible = keras.ops.broadcast_to(positions < index, keras.ops.shape(token_ids))
-                hidden = self._hidden_states(token_ids, keras.ops.cast(visible, "int32"))
-                last = keras.ops.take(hidden, keras.ops.expand_dims(index - 1, 0), axis=1)
+                visible = ops.broadcast_to(positions < index, ops.shape(token_ids))
+                hidden = self._hidden_states(token_ids, ops.cast(visible, "int32"))
+                last = ops.take(hidden, ops.expand_dims(index - 1, 0), axis=1)
                 logits = self.backbone.token_embedding(last, reverse=True)
                 return logits[:, 0], last[:, 0], layer_cache
 
@@ -270,14 +274,16 @@ class ReformerCausalLM(BackboneTask):
 
     def _hidden_states(self, token_ids, padding_mask):
         """The backbone on a generation buffer (its -1 slots, not yet generated, as padding)."""
-        return self.backbone({"token_ids": keras.ops.maximum(token_ids, 0),
-                              "padding_mask": padding_mask})
+        return self.backbone({"token_ids": ops.maximum(token_ids, 0), "padding_mask": padding_mask})
 
     def _prompt_buffer(self, prompt, max_length):
         rows = [np.asarray(row).reshape(-1) for row in prompt]
         limit = self.backbone.max_sequence_length
-        if (isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral)
-                or not 0 < max_length <= limit):
+        if (
+            isinstance(max_length, bool)
+            or not isinstance(max_length, numbers.Integral)
+            or not 0 < max_length <= limit
+        ):
             raise ValueError(
                 f"`max_length` must be an integer in (0, max_sequence_length={limit}]. "
                 f"Received: max_length={max_length!r}"
@@ -324,8 +330,11 @@ def check_sampler(sampler):
     """`sampler` if it names a keras-nlp sampler, is a sampler's config, or is
     callable (a sampler object); else a ValueError naming it. Names are checked
     without importing keras-nlp."""
-    valid = (sampler in SAMPLER_NAMES if isinstance(sampler, str)
-             else isinstance(sampler, dict) and "class_name" in sampler or callable(sampler))
+    valid = (
+        sampler in SAMPLER_NAMES
+        if isinstance(sampler, str)
+        else isinstance(sampler, dict) and "class_name" in sampler or callable(sampler)
+    )
     if not valid:
         raise ValueError(
             f"`sampler` must be one of {SAMPLER_NAMES}, a keras-nlp sampler or its config. "
@@ -358,5 +367,8 @@ def _is_one_prompt(prompt):
     """Whether `prompt` is one prompt (1-D), not a batch of them."""
     if hasattr(prompt, "shape"):
         return len(prompt.shape) == 1
-    return (isinstance(prompt, (list, tuple)) and len(prompt) > 0
-            and all(np.ndim(token) == 0 for token in prompt))
+    return (
+        isinstance(prompt, (list, tuple))
+        and len(prompt) > 0
+        and all(np.ndim(token) == 0 for token in prompt)
+    )

@@ -1,6 +1,7 @@
 """ReformerClassifier: one label per sequence from a ReformerModel."""
 
 import keras
+from keras import ops
 
 from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import check_int
@@ -28,10 +29,10 @@ def masked_mean(hidden, real):
     Returns:
         `(batch, width)` float32 means.
     """
-    real = keras.ops.expand_dims(real, -1)
-    total = keras.ops.sum(keras.ops.where(real, keras.ops.cast(hidden, "float32"), 0.0), axis=1)
-    count = keras.ops.sum(keras.ops.cast(real, "float32"), axis=1)
-    return total / keras.ops.maximum(count, 1.0)
+    real = ops.expand_dims(real, -1)
+    total = ops.sum(ops.where(real, ops.cast(hidden, "float32"), 0.0), axis=1)
+    count = ops.sum(ops.cast(real, "float32"), axis=1)
+    return total / ops.maximum(count, 1.0)
 
 
 @reformer_export
@@ -87,12 +88,15 @@ class ReformerClassifier(BackboneTask):
             )
         inputs = dict(backbone.input)
         hidden = backbone(inputs)
-        real = real_token_mask(inputs["token_ids"], inputs["padding_mask"],
-                               backbone.vocabulary_size)
+        real = real_token_mask(
+            inputs["token_ids"], inputs["padding_mask"], backbone.vocabulary_size
+        )
         pooled = masked_mean(hidden, real)
         pooled = SeededDropout(
-            dropout, seed=derive_seed(backbone.seed, HEAD_DROPOUT_STREAM),
-            dtype=backbone.dtype_policy, name="head_dropout"
+            dropout,
+            seed=derive_seed(backbone.seed, HEAD_DROPOUT_STREAM),
+            dtype=backbone.dtype_policy,
+            name="head_dropout",
         )(pooled)
         scores = keras.layers.Dense(
             num_classes, activation=activation, dtype=backbone.dtype_policy, name="logits"
@@ -122,9 +126,11 @@ class ReformerClassifier(BackboneTask):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "num_classes": self.num_classes,
-            "dropout": self.dropout,
-            "activation": self.activation,
-        })
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "dropout": self.dropout,
+                "activation": self.activation,
+            }
+        )
         return config

@@ -1,6 +1,7 @@
 """ReformerModel: the Reformer backbone as a functional Keras model."""
 
 import keras
+from keras import ops
 
 from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import check_bool
@@ -19,7 +20,8 @@ from keras_reformer.layers.pre_layer_norm import PreLayerNorm
 from keras_reformer.layers.randomness import SeededDropout
 from keras_reformer.layers.randomness import derive_seed
 from keras_reformer.layers.residual_block import ResidualBlock
-from keras_reformer.layers.reversible import ReversibleBlock, ReversibleSequence
+from keras_reformer.layers.reversible import ReversibleBlock
+from keras_reformer.layers.reversible import ReversibleSequence
 from keras_reformer.layers.sinusoidal_position_embedding import SinusoidalPositionEmbedding
 from keras_reformer.layers.token_embedding import TokenEmbedding
 from keras_reformer.models.input_checks import TokenIdChecks
@@ -31,15 +33,16 @@ ATTENTION_KINDS = ("lsh", "local", "full")
 POSITION_EMBEDDING_KINDS = ("axial", "learned", "sinusoidal")
 
 
-def _embed(token_embedding, position_layer, vocabulary_size, token_ids, padding_mask,
-           start_index=0):
+def _embed(
+    token_embedding, position_layer, vocabulary_size, token_ids, padding_mask, start_index=0
+):
     """Token plus position embeddings, zero where a token is padding or an
     invalid id (see `input_checks`), and the int32 mask of real tokens."""
     real = real_token_mask(token_ids, padding_mask, vocabulary_size)
     x = token_embedding(token_ids)
     x = x + position_layer(x, start_index=start_index)
-    x = keras.ops.where(keras.ops.expand_dims(real, -1), x, 0)
-    return x, keras.ops.cast(real, "int32")
+    x = ops.where(ops.expand_dims(real, -1), x, 0)
+    return x, ops.cast(real, "int32")
 
 
 @reformer_export
@@ -182,10 +185,12 @@ class ReformerModel(TokenIdChecks, keras.Model):
                 f"`num_heads` must be at most `hidden_dim`={hidden_dim}. "
                 f"Received: num_heads={num_heads}"
             )
-        key_dim = (hidden_dim // num_heads if key_dim is None
-                   else check_int("key_dim", key_dim))
-        intermediate_dim = (4 * hidden_dim if intermediate_dim is None
-                            else check_int("intermediate_dim", intermediate_dim))
+        key_dim = hidden_dim // num_heads if key_dim is None else check_int("key_dim", key_dim)
+        intermediate_dim = (
+            4 * hidden_dim
+            if intermediate_dim is None
+            else check_int("intermediate_dim", intermediate_dim)
+        )
         chunk_length = check_int("chunk_length", chunk_length)
         num_hashes = check_int("num_hashes", num_hashes)
         causal = check_bool("causal", causal)
@@ -193,8 +198,9 @@ class ReformerModel(TokenIdChecks, keras.Model):
         max_sequence_length = check_int("max_sequence_length", max_sequence_length)
         lookback = check_int("lookback", lookback, 0)
         lookahead = check_int("lookahead", lookahead, 0)
-        feed_forward_chunk_length = check_int("feed_forward_chunk_length",
-                                              feed_forward_chunk_length)
+        feed_forward_chunk_length = check_int(
+            "feed_forward_chunk_length", feed_forward_chunk_length
+        )
         layer_norm_epsilon = check_positive_float("layer_norm_epsilon", layer_norm_epsilon)
         tie_weights = check_bool("tie_weights", tie_weights)
         seed = check_seed("seed", seed)
@@ -221,39 +227,63 @@ class ReformerModel(TokenIdChecks, keras.Model):
 
         # === Layers ===
         token_embedding = TokenEmbedding(
-            vocabulary_size, hidden_dim, tie_weights=tie_weights,
+            vocabulary_size,
+            hidden_dim,
+            tie_weights=tie_weights,
             reverse_input_halves=2 if reversible else 1,
-            dtype=dtype, name="token_embedding",
+            dtype=dtype,
+            name="token_embedding",
         )
-        position_layer = self._position_layer(
-            position_embedding, max_sequence_length, dtype
-        )
+        position_layer = self._position_layer(position_embedding, max_sequence_length, dtype)
         embedding_dropout = SeededDropout(
             dropout, seed=derive_seed(seed, 0), dtype=dtype, name="embedding_dropout"
         )
         blocks = []
         for index, kind in enumerate(attention_kinds):
             attention = self._attention_layer(
-                kind, index, num_heads=num_heads, key_dim=key_dim, chunk_length=chunk_length,
-                causal=causal, dropout=dropout, seed=derive_seed(seed, 1 + 2 * index),
-                dtype=dtype, lookback=lookback, lookahead=lookahead, num_hashes=num_hashes,
-                num_buckets=num_buckets, correct_duplicates=correct_duplicates,
+                kind,
+                index,
+                num_heads=num_heads,
+                key_dim=key_dim,
+                chunk_length=chunk_length,
+                causal=causal,
+                dropout=dropout,
+                seed=derive_seed(seed, 1 + 2 * index),
+                dtype=dtype,
+                lookback=lookback,
+                lookahead=lookahead,
+                num_hashes=num_hashes,
+                num_buckets=num_buckets,
+                correct_duplicates=correct_duplicates,
                 shared_qk=shared_qk,
             )
             feed_forward = ChunkedFeedForward(
-                intermediate_dim, chunk_length=feed_forward_chunk_length, dropout=dropout,
-                seed=derive_seed(seed, 2 + 2 * index), dtype=dtype,
+                intermediate_dim,
+                chunk_length=feed_forward_chunk_length,
+                dropout=dropout,
+                seed=derive_seed(seed, 2 + 2 * index),
+                dtype=dtype,
                 name=f"feed_forward_{index}",
             )
             block_class = ReversibleBlock if reversible else ResidualBlock
-            blocks.append(block_class(
-                PreLayerNorm(attention, epsilon=layer_norm_epsilon, dtype=dtype,
-                             name=f"attention_block_{index}"),
-                PreLayerNorm(feed_forward, epsilon=layer_norm_epsilon, dtype=dtype,
-                             name=f"feed_forward_block_{index}"),
-                dtype=dtype,
-                name=f"{'reversible' if reversible else 'residual'}_block_{index}",
-            ))
+            blocks.append(
+                block_class(
+                    PreLayerNorm(
+                        attention,
+                        epsilon=layer_norm_epsilon,
+                        dtype=dtype,
+                        name=f"attention_block_{index}",
+                    ),
+                    PreLayerNorm(
+                        feed_forward,
+                        epsilon=layer_norm_epsilon,
+                        dtype=dtype,
+                        name=f"feed_forward_block_{index}",
+                    ),
+                    dtype=dtype,
+                    name=f"{'reversible' if reversible else 'residual'}_block_{index}",
+                )
+            )
         reversible_stack = None
         if reversible:
             reversible_stack = ReversibleSequence(
@@ -268,11 +298,10 @@ class ReformerModel(TokenIdChecks, keras.Model):
         padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
         # Invalid ids count as padding (see `input_checks`); padded positions
         # enter the stack as zeros, so nothing there can reach a real position.
-        x, real = _embed(token_embedding, position_layer, vocabulary_size, token_ids,
-                         padding_mask)
+        x, real = _embed(token_embedding, position_layer, vocabulary_size, token_ids, padding_mask)
         x = embedding_dropout(x)
         if reversible:
-            x = keras.ops.concatenate([x, x], axis=-1)
+            x = ops.concatenate([x, x], axis=-1)
             x = reversible_stack(x, padding_mask=real)
         else:
             for block in blocks:
@@ -280,7 +309,9 @@ class ReformerModel(TokenIdChecks, keras.Model):
         outputs = output_norm(x)
         super().__init__(
             inputs={"token_ids": token_ids, "padding_mask": padding_mask},
-            outputs=outputs, dtype=dtype, **kwargs,
+            outputs=outputs,
+            dtype=dtype,
+            **kwargs,
         )
         if dtype is not None:
             # Keras' functional Model.__init__ ignores `dtype`.
@@ -332,16 +363,20 @@ class ReformerModel(TokenIdChecks, keras.Model):
         return kinds
 
     @staticmethod
-    def _attention_layer(kind, index, lookback, lookahead, num_hashes, num_buckets,
-                         correct_duplicates, **common):
+    def _attention_layer(
+        kind, index, lookback, lookahead, num_hashes, num_buckets, correct_duplicates, **common
+    ):
         name = f"{kind}_attention_{index}"
         if kind == "full":
             return FullSelfAttention(name=name, **common)
         common.update(lookback=lookback, lookahead=lookahead)
         if kind == "lsh":
             return LSHSelfAttention(
-                num_hashes=num_hashes, num_buckets=num_buckets,
-                correct_duplicates=correct_duplicates, name=name, **common
+                num_hashes=num_hashes,
+                num_buckets=num_buckets,
+                correct_duplicates=correct_duplicates,
+                name=name,
+                **common,
             )
         return LocalSelfAttention(name=name, **common)
 
@@ -353,8 +388,9 @@ class ReformerModel(TokenIdChecks, keras.Model):
     @staticmethod
     def _position_layer(kind, max_sequence_length, dtype):
         if kind == "axial":
-            return AxialPositionEmbedding(max_sequence_length, dtype=dtype,
-                                          name="position_embedding")
+            return AxialPositionEmbedding(
+                max_sequence_length, dtype=dtype, name="position_embedding"
+            )
         if kind == "learned":
             return PositionEmbedding(max_sequence_length, dtype=dtype, name="position_embedding")
         return SinusoidalPositionEmbedding(dtype=dtype, name="position_embedding")
@@ -395,13 +431,18 @@ class ReformerModel(TokenIdChecks, keras.Model):
         ```
         """
         self._check_causal_for_cache()
-        token_ids = keras.ops.convert_to_tensor(token_ids, "int32")
+        token_ids = ops.convert_to_tensor(token_ids, "int32")
         if padding_mask is None:
-            padding_mask = keras.ops.ones_like(token_ids)
-        x, real = _embed(self.token_embedding, self.position_embedding, self.vocabulary_size,
-                         token_ids, padding_mask)
+            padding_mask = ops.ones_like(token_ids)
+        x, real = _embed(
+            self.token_embedding,
+            self.position_embedding,
+            self.vocabulary_size,
+            token_ids,
+            padding_mask,
+        )
         if self.reversible:
-            x = keras.ops.concatenate([x, x], axis=-1)
+            x = ops.concatenate([x, x], axis=-1)
         caches = []
         for block in self.blocks:
             x, cache = block.build_cache(x, padding_mask=real)
@@ -424,11 +465,17 @@ class ReformerModel(TokenIdChecks, keras.Model):
             `(hidden_states, cache)`: `(batch, 1, output_dim)` and the updated cache.
         """
         self._check_causal_for_cache()
-        token_ids = keras.ops.convert_to_tensor(token_ids, "int32")
-        x, _ = _embed(self.token_embedding, self.position_embedding, self.vocabulary_size,
-                      token_ids, keras.ops.ones_like(token_ids), start_index=cache_update_index)
+        token_ids = ops.convert_to_tensor(token_ids, "int32")
+        x, _ = _embed(
+            self.token_embedding,
+            self.position_embedding,
+            self.vocabulary_size,
+            token_ids,
+            ops.ones_like(token_ids),
+            start_index=cache_update_index,
+        )
         if self.reversible:
-            x = keras.ops.concatenate([x, x], axis=-1)
+            x = ops.concatenate([x, x], axis=-1)
         caches = []
         for block, block_cache in zip(self.blocks, cache):
             x, block_cache = block.call_with_cache(x, block_cache, cache_update_index)

@@ -105,8 +105,9 @@ def token_ranks(positions, buckets, base_starts, starts, ranks, recent):
     Returns:
         `(..., n)` int32 ranks.
     """
-    base = base_token_ranks(ops.take_along_axis(ranks, positions, axis=-1), buckets,
-                            base_starts, starts)
+    base = base_token_ranks(
+        ops.take_along_axis(ranks, positions, axis=-1), buckets, base_starts, starts
+    )
     recent_token = recent_token_ranks(positions, buckets, base_starts, starts, recent)
     return ops.where(positions < base_starts[..., -1:], base, recent_token)
 
@@ -115,8 +116,12 @@ def recent_token_ranks(positions, buckets, base_starts, starts, recent):
     """Ranks of recent tokens among all tokens so far: every token in lower
     buckets, the base tokens in their own, and the recent ones before them
     there. Arguments as `token_ranks`."""
-    return (_lookup(starts, buckets) + _lookup(base_starts, buckets + 1)
-            - _lookup(base_starts, buckets) + _same_bucket_before(positions, buckets, recent))
+    return (
+        _lookup(starts, buckets)
+        + _lookup(base_starts, buckets + 1)
+        - _lookup(base_starts, buckets)
+        + _same_bucket_before(positions, buckets, recent)
+    )
 
 
 def merge_recent(buckets, order, base_starts, starts, ranks, recent, recent_ranks):
@@ -158,8 +163,9 @@ def merge_recent(buckets, order, base_starts, starts, ranks, recent, recent_rank
         # Base tokens move up by the recent tokens in lower buckets.
         recent_below = _lookup(starts - base_starts, ops.minimum(buckets, num_buckets))
         own = ops.take_along_axis(recent_ranks, ops.clip(index - base, 0, slots - 1), axis=-1)
-        new_ranks = ops.where(index < base, ranks + recent_below,
-                              ops.where(index < merged, own, index))
+        new_ranks = ops.where(
+            index < base, ranks + recent_below, ops.where(index < merged, own, index)
+        )
     return new_order, starts, new_ranks
 
 
@@ -181,8 +187,9 @@ def _lookup(table, buckets):
 def _histogram(values, bins):
     # Per row, how often each of 0 .. bins - 1 occurs: `(rows, n)` -> `(rows, bins)`.
     rows = values.shape[0]
-    segments = ops.reshape(values + bins * ops.expand_dims(ops.arange(rows, dtype=values.dtype), 1),
-                           (-1,))
+    segments = ops.reshape(
+        values + bins * ops.expand_dims(ops.arange(rows, dtype=values.dtype), 1), (-1,)
+    )
     counts = ops.segment_sum(ops.ones_like(segments), segments, num_segments=rows * bins)
     return ops.reshape(counts, (rows, bins))
 

@@ -32,8 +32,16 @@ def write_position(cache, update, index, axis):
     return ops.slice_update(cache, start, ops.cast(update, cache.dtype))
 
 
-def window_attention(queries, keys, values, key_positions, key_valid, query_position,
-                     mask_self=True, logit_offsets=None):
+def window_attention(
+    queries,
+    keys,
+    values,
+    key_positions,
+    key_valid,
+    query_position,
+    mask_self=True,
+    logit_offsets=None,
+):
     """Attention of one query per row to each of several windows of keys.
 
     Args:
@@ -71,8 +79,12 @@ def window_attention(queries, keys, values, key_positions, key_valid, query_posi
     if logit_offsets is not None:
         logits = logits - ops.cast(logit_offsets, logits.dtype)
     logits = apply_attention_masks(
-        logits, ops.reshape(query_position, (1, 1, 1)), key_positions, key_valid,
-        causal=False, mask_self=mask_self,
+        logits,
+        ops.reshape(query_position, (1, 1, 1)),
+        key_positions,
+        key_valid,
+        causal=False,
+        mask_self=mask_self,
     )
     shift = ops.max(logits, axis=-1, keepdims=True)
     weights = backend.exp_nonpositive(logits - shift)

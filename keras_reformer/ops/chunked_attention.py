@@ -137,10 +137,16 @@ def chunked_attention(
             diagonal = ops.arange(chunk_length, dtype="int32")
             is_self = ops.equal(ops.expand_dims(diagonal, 1), ops.expand_dims(diagonal, 0))
             block = ops.where(is_self, scalar_like(mask_values(block.dtype)[1], block), block)
-        logits.append(apply_attention_masks(
-            block, q_pos, ops.expand_dims(shift_chunks(k_pos, offset, fill_value=-1), -2),
-            valid, causal=causal, mask_self=mask_self and not self_on_diagonal,
-        ))
+        logits.append(
+            apply_attention_masks(
+                block,
+                q_pos,
+                ops.expand_dims(shift_chunks(k_pos, offset, fill_value=-1), -2),
+                valid,
+                causal=causal,
+                mask_self=mask_self and not self_on_diagonal,
+            )
+        )
     # Softmax over the union of the blocks. The shift by the maximum only keeps
     # exp in range; the result does not depend on it, hence no gradient.
     shift = ops.stop_gradient(
@@ -158,10 +164,16 @@ def chunked_attention(
         weights = [
             w * keep[..., i * chunk_length : (i + 1) * chunk_length] for i, w in enumerate(weights)
         ]
-    outputs = functools.reduce(ops.add, [
-        ops.einsum("bnck,bnkd->bncd", w, shift_chunks(v, offset))
-        for w, offset in zip(weights, offsets)
-    ]) / total
+    outputs = (
+        functools.reduce(
+            ops.add,
+            [
+                ops.einsum("bnck,bnkd->bncd", w, shift_chunks(v, offset))
+                for w, offset in zip(weights, offsets)
+            ],
+        )
+        / total
+    )
     logsumexp = ops.squeeze(shift + ops.log(total), -1)
     return merge_chunks(outputs), merge_chunks(logsumexp)
 
@@ -210,9 +222,7 @@ def duplicate_counts(query_chunks, key_chunks, lookback=1, lookahead=0):
     counts = None
     for round_index in range(query_chunks.shape[-1]):
         distance = key_chunks[..., round_index] - query_chunks[..., round_index]
-        seen = ops.cast(
-            ops.logical_and(distance >= -lookback, distance <= lookahead), "int32"
-        )
+        seen = ops.cast(ops.logical_and(distance >= -lookback, distance <= lookahead), "int32")
         counts = seen if counts is None else counts + seen
     return counts
 

@@ -118,7 +118,9 @@ def look_around(chunks, lookback=1, lookahead=0, fill_value=0):
     """
     if lookback == 0 and lookahead == 0:
         return chunks
-    windows = [shift_chunks(chunks, offset, fill_value) for offset in range(-lookback, lookahead + 1)]
+    windows = [
+        shift_chunks(chunks, offset, fill_value) for offset in range(-lookback, lookahead + 1)
+    ]
     return ops.concatenate(windows, axis=2)
 
 
@@ -179,8 +181,10 @@ def scan_sequence_chunks(fn, init, tensors, chunk_length):
         outputs = tuple(merge_chunks(ops.moveaxis(y, 0, 1)) for y in stacked)
     if full < length:
         carry, tail = fn(carry, full, *[t[:, full:] for t in tensors])
-        outputs = tuple(tail) if not outputs else tuple(
-            ops.concatenate([a, b], axis=1) for a, b in zip(outputs, tail)
+        outputs = (
+            tuple(tail)
+            if not outputs
+            else tuple(ops.concatenate([a, b], axis=1) for a, b in zip(outputs, tail))
         )
     return carry, outputs
 
@@ -191,8 +195,9 @@ def _scan_padded_chunks(fn, init, tensors, chunk_length, length):
 
     def chunk_major(x):  # (num_chunks, batch, size, ...)
         pad_value = False if keras.backend.standardize_dtype(x.dtype) == "bool" else 0
-        return ops.moveaxis(split_chunks(pad_to_multiple(x, size, constant_value=pad_value), size),
-                            1, 0)
+        return ops.moveaxis(
+            split_chunks(pad_to_multiple(x, size, constant_value=pad_value), size), 1, 0
+        )
 
     chunked = [chunk_major(t) for t in tensors]
     starts = ops.arange(axis_size(chunked[0], 0), dtype="int32") * size

@@ -91,8 +91,7 @@ def default_bucket_factors_for_length(length, chunk_length):
     return default_bucket_factors(default_num_buckets(length, chunk_length), chunk_length)
 
 
-def hash_buckets(vectors, rotations, bucket_factors=None,
-                 max_rotated_values=_MAX_ROTATED_VALUES):
+def hash_buckets(vectors, rotations, bucket_factors=None, max_rotated_values=_MAX_ROTATED_VALUES):
     """Angular LSH bucket ids of `vectors`, one per hash round and head.
 
     The result carries no gradient (hashing is not differentiable).
@@ -131,7 +130,7 @@ def hash_buckets(vectors, rotations, bucket_factors=None,
         rotated = ops.reshape(rotated, (-1, num_heads, axis_size(block, 2), num_hashes, half))
         buckets, start, radix = None, 0, 1
         for factor in bucket_factors:
-            bucket = _angular_bucket(rotated[..., start:start + factor // 2])
+            bucket = _angular_bucket(rotated[..., start : start + factor // 2])
             buckets = bucket if buckets is None else buckets + bucket * radix
             start, radix = start + factor // 2, radix * factor
         return ops.transpose(buckets, (0, 1, 3, 2))

@@ -13,6 +13,7 @@ from keras import ops
 from keras_reformer import backend
 from keras_reformer.ops.shapes import axis_size
 
+
 @backend.overridable
 def sort_by_bucket(buckets, num_buckets):
     """Sort and undo-sort indices for bucket ids of several hash rounds.

@@ -17,7 +17,9 @@ def test_exp_nonpositive_is_exp_down_to_negligible_values_and_zero_below():
 def test_exp_nonpositive_gradient_is_exp():
     x = np.array([0.0, -0.5, -3.0], "float32")
     _, _, grad = backend.vjp(
-        lambda weights, t: backend.exp_nonpositive(t), [], ops.convert_to_tensor(x),
+        lambda weights, t: backend.exp_nonpositive(t),
+        [],
+        ops.convert_to_tensor(x),
         ops.ones((3,)),
     )
     assert_allclose(grad, np.exp(x), rtol=1e-6)

@@ -32,21 +32,29 @@ SAMPLE_ARGS = {
         (np.concatenate([RNG.normal(size=(2, 5, 8)), np.zeros((2, 1, 8))], 1).astype(dtype),)
         for dtype in ("float32", "float16")
     ],
-    "sort_by_bucket": [(RNG.integers(0, 5, size=(2, 3, 11)).astype("int32"), 5),
-                       (RNG.integers(0, 2, size=(1, 1, 16)).astype("int32"), 3)],
+    "sort_by_bucket": [
+        (RNG.integers(0, 5, size=(2, 3, 11)).astype("int32"), 5),
+        (RNG.integers(0, 2, size=(1, 1, 16)).astype("int32"), 3),
+    ],
 }
 
 
-
-
-def _attention_case(causal=False, lookback=1, lookahead=0, mask_self=True, key_mask=False,
-                    rounds=0, same_positions=True):
+def _attention_case(
+    causal=False,
+    lookback=1,
+    lookahead=0,
+    mask_self=True,
+    key_mask=False,
+    rounds=0,
+    same_positions=True,
+):
     """Arguments of `chunked_attention` (batch 2, length 12, chunks of 4), as numpy."""
     rng = np.random.default_rng(lookback + 2 * lookahead + 4 * causal + 8 * rounds)
     q, k, v = (rng.normal(size=(2, 12, d)).astype("float32") for d in (4, 4, 3))
     positions = np.stack([rng.permutation(12) for _ in range(2)]).astype("int32")
-    kwargs = dict(chunk_length=4, lookback=lookback, lookahead=lookahead, causal=causal,
-                  mask_self=mask_self)
+    kwargs = dict(
+        chunk_length=4, lookback=lookback, lookahead=lookahead, causal=causal, mask_self=mask_self
+    )
     if key_mask:
         mask = rng.random((2, 12)) > 0.3
         mask[1] = False  # a row whose every key is padding: uniform weights
@@ -61,7 +69,8 @@ def _attention_case(causal=False, lookback=1, lookahead=0, mask_self=True, key_m
 ATTENTION_CASES = {
     "lsh": _attention_case(),
     "causal_padded_separate_positions": _attention_case(
-        causal=True, key_mask=True, same_positions=False),
+        causal=True, key_mask=True, same_positions=False
+    ),
     "look_ahead_no_self_mask": _attention_case(lookahead=1, mask_self=False, key_mask=True),
     "duplicates": _attention_case(causal=True, rounds=3),
     "own_chunk_only": _attention_case(lookback=0, key_mask=True),
@@ -81,8 +90,9 @@ def test_every_torch_replacement_has_a_shared_function_and_samples():
 def test_torch_replacement_equals_the_shared_code(name):
     shared, replacement = backend.OVERRIDABLE[name], getattr(torch_backend, name)
     for args in SAMPLE_ARGS[name]:
-        expected = shared(*(ops.convert_to_tensor(a) if isinstance(a, np.ndarray) else a
-                            for a in args))
+        expected = shared(
+            *(ops.convert_to_tensor(a) if isinstance(a, np.ndarray) else a for a in args)
+        )
         got = replacement(*(_torch(a) for a in args))
         if not isinstance(expected, tuple):
             expected, got = (expected,), (got,)
@@ -108,10 +118,13 @@ def test_torch_gather_along_sequence_gradient_scatters_the_cotangent():
 
 def _attention_loss(attend, args, kwargs, cotangents):
     """`sum(outputs * c1) + sum(logsumexp * c2)` of `attend(q, k, v, *args, **kwargs)`."""
+
     def loss(q, k, v):
         outputs, logsumexp = attend(q, k, v, *args, **kwargs)
-        return (ops.sum(ops.multiply(outputs, cotangents[0]))
-                + ops.sum(ops.multiply(logsumexp, cotangents[1])))
+        return ops.sum(ops.multiply(outputs, cotangents[0])) + ops.sum(
+            ops.multiply(logsumexp, cotangents[1])
+        )
+
     return loss
 
 
@@ -139,8 +152,10 @@ def test_torch_chunked_attention_equals_the_shared_code_with_gradients(case):
         np.testing.assert_allclose(g.numpy(), e, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.skipif(keras.backend.backend() != "torch",
-                    reason="keras.random on torch tensors: runs in the KERAS_BACKEND=torch run")
+@pytest.mark.skipif(
+    keras.backend.backend() != "torch",
+    reason="keras.random on torch tensors: runs in the KERAS_BACKEND=torch run",
+)
 def test_torch_chunked_attention_draws_the_shared_codes_dropout():
     # Both draw one keep-mask of the same shape from the same seed state.
     (q, k, v, *positions), kwargs = ATTENTION_CASES["causal_padded_separate_positions"]
@@ -148,8 +163,14 @@ def test_torch_chunked_attention_draws_the_shared_codes_dropout():
     results = []
     for attend in (shared, torch_backend.chunked_attention):
         seed = keras.random.SeedGenerator(5)
-        results.append(attend(*(_torch(x) for x in (q, k, v, *positions)), dropout_rate=0.4,
-                              seed=seed, **{n: _torch(x) for n, x in kwargs.items()}))
+        results.append(
+            attend(
+                *(_torch(x) for x in (q, k, v, *positions)),
+                dropout_rate=0.4,
+                seed=seed,
+                **{n: _torch(x) for n, x in kwargs.items()},
+            )
+        )
     for got, expected in zip(*results):
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
     assert not np.allclose(results[0][0].numpy(), shared(q, k, v, *positions, **kwargs)[0].numpy())

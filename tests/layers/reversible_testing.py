@@ -6,7 +6,8 @@ import numpy as np
 from keras import ops
 
 from keras_reformer.layers.reversible import ReversibleSequence
-from tests.gradients import layer_gradients, snapshot_state
+from tests.gradients import layer_gradients
+from tests.gradients import snapshot_state
 
 
 @keras.saving.register_keras_serializable(package="keras_reformer_tests")
@@ -60,7 +61,10 @@ class SelfAttention(keras.layers.Layer):
 
     def build(self, inputs_shape):
         self.attention = keras.layers.MultiHeadAttention(
-            self.num_heads, self.key_dim, dropout=self.dropout, dtype=self.dtype_policy,
+            self.num_heads,
+            self.key_dim,
+            dropout=self.dropout,
+            dtype=self.dtype_policy,
             name="attention",
         )
         self.attention.build(inputs_shape, inputs_shape)
@@ -77,8 +81,9 @@ class SelfAttention(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"num_heads": self.num_heads, "key_dim": self.key_dim,
-                       "dropout": self.dropout})
+        config.update(
+            {"num_heads": self.num_heads, "key_dim": self.key_dim, "dropout": self.dropout}
+        )
         return config
 
 
@@ -130,5 +135,6 @@ def assert_same_gradients(blocks, x, jit, call_kwargs, tolerance=1e-5):
         zero_gradient = path.endswith("key/bias")
         if not zero_gradient:
             assert np.abs(grad).max() > 1e-4, f"{path}: zero gradient, the test is vacuous"
-        assert_close_relative(actual[2][path], grad, tolerance, path,
-                              floor=1.0 if zero_gradient else 1e-3)
+        assert_close_relative(
+            actual[2][path], grad, tolerance, path, floor=1.0 if zero_gradient else 1e-3
+        )

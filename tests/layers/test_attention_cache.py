@@ -9,7 +9,6 @@ import pytest
 from keras import ops
 
 from keras_reformer.backend import compile_inference
-
 from keras_reformer.layers import FullSelfAttention
 from keras_reformer.layers import LocalSelfAttention
 from keras_reformer.layers import LSHSelfAttention
@@ -21,19 +20,42 @@ LENGTH, KNOWN = 36, 11
 LAYERS = {
     "local": lambda: LocalSelfAttention(num_heads=2, key_dim=8, chunk_length=8, causal=True),
     "local_separate_qk_lookback_2": lambda: LocalSelfAttention(
-        num_heads=2, key_dim=8, value_dim=6, chunk_length=8, causal=True, shared_qk=False,
-        lookback=2),
+        num_heads=2,
+        key_dim=8,
+        value_dim=6,
+        chunk_length=8,
+        causal=True,
+        shared_qk=False,
+        lookback=2,
+    ),
     "full": lambda: FullSelfAttention(num_heads=2, key_dim=8, chunk_length=8, causal=True),
-    "full_separate_qk": lambda: FullSelfAttention(num_heads=2, key_dim=8, chunk_length=8,
-                                                  causal=True, shared_qk=False),
-    "lsh": lambda: LSHSelfAttention(num_heads=2, key_dim=8, chunk_length=4, num_hashes=3,
-                                    num_buckets=8, causal=True, seed=1),
+    "full_separate_qk": lambda: FullSelfAttention(
+        num_heads=2, key_dim=8, chunk_length=8, causal=True, shared_qk=False
+    ),
+    "lsh": lambda: LSHSelfAttention(
+        num_heads=2, key_dim=8, chunk_length=4, num_hashes=3, num_buckets=8, causal=True, seed=1
+    ),
     "lsh_duplicates_lookahead": lambda: LSHSelfAttention(
-        num_heads=2, key_dim=8, chunk_length=4, num_hashes=3, num_buckets=8, causal=True,
-        seed=2, correct_duplicates=True, lookahead=1),
+        num_heads=2,
+        key_dim=8,
+        chunk_length=4,
+        num_hashes=3,
+        num_buckets=8,
+        causal=True,
+        seed=2,
+        correct_duplicates=True,
+        lookahead=1,
+    ),
     "lsh_factored_lookback_2": lambda: LSHSelfAttention(
-        num_heads=1, key_dim=8, chunk_length=4, num_hashes=2, num_buckets=[4, 4], causal=True,
-        seed=3, lookback=2),
+        num_heads=1,
+        key_dim=8,
+        chunk_length=4,
+        num_hashes=2,
+        num_buckets=[4, 4],
+        causal=True,
+        seed=3,
+        lookback=2,
+    ),
 }
 
 
@@ -60,14 +82,20 @@ def test_one_token_at_a_time_equals_the_call_on_its_prefix_and_bytes_add_up(name
         for table in (arrays.pop(4), arrays.pop(4)):
             assert table.shape == (2, layer.num_heads, layer.num_hashes, num_buckets + 1)
     assert layer.cache_bytes_per_token() * 2 * LENGTH == 4 * sum(a.size for a in arrays)
-    assert_allclose(to_numpy(outputs)[:, :KNOWN], to_numpy(reference(x, known))[:, :KNOWN],
-                    rtol=1e-5, atol=1e-5)
+    assert_allclose(
+        to_numpy(outputs)[:, :KNOWN], to_numpy(reference(x, known))[:, :KNOWN], rtol=1e-5, atol=1e-5
+    )
     for t in range(KNOWN, LENGTH):  # crosses several chunk boundaries
         index = ops.convert_to_tensor(t, "int32")
         output, cache = step(x[:, t : t + 1], cache, index)
         prefix = np.broadcast_to(np.arange(LENGTH) <= t, (2, LENGTH)).astype("int32")
-        assert_allclose(output[:, 0], to_numpy(reference(x, prefix))[:, t],
-                        rtol=1e-5, atol=1e-5, err_msg=f"position {t}")
+        assert_allclose(
+            output[:, 0],
+            to_numpy(reference(x, prefix))[:, t],
+            rtol=1e-5,
+            atol=1e-5,
+            err_msg=f"position {t}",
+        )
 
 
 @pytest.mark.parametrize("layer_class", [LocalSelfAttention, FullSelfAttention, LSHSelfAttention])

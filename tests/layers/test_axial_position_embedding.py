@@ -8,7 +8,9 @@ from keras_reformer.layers import AxialPositionEmbedding
 from keras_reformer.layers.axial_position_embedding import default_axial_shape
 from tests.gradients import layer_gradients
 from tests.layers.position_embedding_testing import random_inputs
-from tests.test_case import assert_allclose, run_layer_test, to_numpy
+from tests.test_case import assert_allclose
+from tests.test_case import run_layer_test
+from tests.test_case import to_numpy
 
 MAX_LEN, HIDDEN = 16, 8
 
@@ -51,7 +53,11 @@ def test_shapes_and_values_match_reference(length):
 def test_three_axes_and_uneven_grid_match_reference():
     layer = AxialPositionEmbedding(20, axial_shape=(2, 3, 4), axial_dims=(2, 2, 4))
     outputs = layer(random_inputs(1, 20, HIDDEN))
-    assert [tuple(w.shape) for w in layer.axis_embeddings] == [(2, 1, 1, 2), (1, 3, 1, 2), (1, 1, 4, 4)]
+    assert [tuple(w.shape) for w in layer.axis_embeddings] == [
+        (2, 1, 1, 2),
+        (1, 3, 1, 2),
+        (1, 1, 4, 4),
+    ]
     assert_allclose(outputs[0], numpy_reference(layer)[:20])
 
 
@@ -94,7 +100,15 @@ def test_parameter_count_is_far_below_a_full_table():
 
 @pytest.mark.parametrize(
     "max_len, expected",
-    [(1, (1, 1)), (2, (2, 1)), (16, (4, 4)), (100, (16, 8)), (1000, (32, 32)), (4096, (64, 64)), (4097, (128, 64))],
+    [
+        (1, (1, 1)),
+        (2, (2, 1)),
+        (16, (4, 4)),
+        (100, (16, 8)),
+        (1000, (32, 32)),
+        (4096, (64, 64)),
+        (4097, (128, 64)),
+    ],
 )
 def test_default_axial_shape(max_len, expected):
     assert default_axial_shape(max_len) == expected
@@ -126,7 +140,10 @@ def test_too_long_input_raises():
         ({"max_sequence_length": 16, "axial_shape": (3, 5)}, r"axial_shape=\(3, 5\)"),
         ({"max_sequence_length": 16, "axial_shape": (4, 0)}, r"axial_shape=\(4, 0\)"),
         ({"max_sequence_length": 16, "axial_shape": 16}, "axial_shape=16"),
-        ({"max_sequence_length": 16, "axial_shape": (4, 4), "axial_dims": (8,)}, r"axial_dims=\(8,\)"),
+        (
+            {"max_sequence_length": 16, "axial_shape": (4, 4), "axial_dims": (8,)},
+            r"axial_dims=\(8,\)",
+        ),
         ({"max_sequence_length": 16, "axial_dims": (4, -4)}, r"axial_dims=\(4, -4\)"),
     ],
 )

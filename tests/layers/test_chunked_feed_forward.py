@@ -5,8 +5,11 @@ import numpy as np
 import pytest
 
 from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
-from tests.gradients import layer_gradients, snapshot_state
-from tests.test_case import assert_allclose, jit_compile_modes, run_layer_test
+from tests.gradients import layer_gradients
+from tests.gradients import snapshot_state
+from tests.test_case import assert_allclose
+from tests.test_case import jit_compile_modes
+from tests.test_case import run_layer_test
 
 
 def reference(layer, x):
@@ -60,8 +63,9 @@ def test_a_chunk_recomputed_alone_replays_its_dropout_mask(jit):
     # Masks differ between chunks and between calls, and dropout is active.
     again = layer(x, training=True)
     assert not np.allclose(keras.ops.convert_to_numpy(full), keras.ops.convert_to_numpy(again))
-    assert not np.allclose(keras.ops.convert_to_numpy(full),
-                           keras.ops.convert_to_numpy(layer(x, training=False)))
+    assert not np.allclose(
+        keras.ops.convert_to_numpy(full), keras.ops.convert_to_numpy(layer(x, training=False))
+    )
 
 
 def test_layer_contract(tmp_path):

@@ -51,15 +51,23 @@ def test_separate_qk_equals_standard_attention(causal):
 def test_equals_local_attention_with_one_chunk(causal):
     x = _inputs()
     mask = _padding_mask()
-    kwargs = dict(num_heads=2, key_dim=4, value_dim=3, causal=causal, use_bias=True,
-                  bias_initializer="random_normal")
+    kwargs = dict(
+        num_heads=2,
+        key_dim=4,
+        value_dim=3,
+        causal=causal,
+        use_bias=True,
+        bias_initializer="random_normal",
+    )
     local = LocalSelfAttention(**kwargs, chunk_length=16)  # one chunk covers the 13 positions
     full = FullSelfAttention(**kwargs, chunk_length=5)
     local.build(x.shape), full.build(x.shape)
     full.set_weights(local.get_weights())
     assert_allclose(
-        forward(full, x, padding_mask=mask), forward(local, x, padding_mask=mask),
-        rtol=1e-5, atol=1e-6,
+        forward(full, x, padding_mask=mask),
+        forward(local, x, padding_mask=mask),
+        rtol=1e-5,
+        atol=1e-6,
     )
 
 
@@ -93,8 +101,9 @@ def test_dropout_gradient_replays_the_forward_masks(monkeypatch):
     # The backward recomputes each chunk (keras.remat); its dropout masks must
     # be the forward's: gradients equal those of the same layer without remat.
     x = _inputs(batch=1)
-    layer = FullSelfAttention(num_heads=2, key_dim=4, chunk_length=4, dropout=0.3, seed=3,
-                              causal=True)
+    layer = FullSelfAttention(
+        num_heads=2, key_dim=4, chunk_length=4, dropout=0.3, seed=3, causal=True
+    )
     forward(layer, x)
     weights = [to_numpy(v) for v in layer.trainable_variables]
 
@@ -144,8 +153,16 @@ def test_layer_harness(tmp_path, shared_qk):
     mask[0, 6:] = 0
     run_layer_test(
         FullSelfAttention,
-        dict(num_heads=2, key_dim=4, chunk_length=4, shared_qk=shared_qk, causal=True,
-             dropout=0.1, use_bias=True, seed=3),
+        dict(
+            num_heads=2,
+            key_dim=4,
+            chunk_length=4,
+            shared_qk=shared_qk,
+            causal=True,
+            dropout=0.1,
+            use_bias=True,
+            seed=3,
+        ),
         _inputs(length=8, d_model=6),
         (2, 8, 6),
         call_kwargs={"padding_mask": mask},

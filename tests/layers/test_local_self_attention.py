@@ -20,7 +20,9 @@ def _inputs(batch=2, length=16, d_model=12, seed=0):
 
 def _band(length, chunk_length, lookback, lookahead):
     chunk = np.arange(length) // chunk_length
-    return (chunk[None, :] >= chunk[:, None] - lookback) & (chunk[None, :] <= chunk[:, None] + lookahead)
+    return (chunk[None, :] >= chunk[:, None] - lookback) & (
+        chunk[None, :] <= chunk[:, None] + lookahead
+    )
 
 
 @pytest.mark.parametrize("causal, lookahead", [(False, 1), (True, 0)])
@@ -154,8 +156,16 @@ def test_layer_harness(tmp_path):
     mask[0, 17:] = 0
     run_layer_test(
         LocalSelfAttention,
-        dict(num_heads=2, key_dim=4, chunk_length=8, causal=True, dropout=0.1, use_bias=True,
-             seed=3, shared_qk=False),
+        dict(
+            num_heads=2,
+            key_dim=4,
+            chunk_length=8,
+            causal=True,
+            dropout=0.1,
+            use_bias=True,
+            seed=3,
+            shared_qk=False,
+        ),
         _inputs(length=20, d_model=6),
         (2, 20, 6),
         call_kwargs={"padding_mask": mask},

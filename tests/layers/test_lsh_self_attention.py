@@ -24,8 +24,16 @@ def test_lsh_path_equals_full_attention_when_every_key_is_visible(causal):
     # One round, two chunks, each chunk sees both: every query meets every key
     # exactly once whatever the buckets, so LSH attention is full attention.
     layer = LSHSelfAttention(
-        num_heads=2, key_dim=6, value_dim=5, chunk_length=8, num_hashes=1, num_buckets=4,
-        causal=causal, lookback=1, lookahead=1, seed=3,
+        num_heads=2,
+        key_dim=6,
+        value_dim=5,
+        chunk_length=8,
+        num_hashes=1,
+        num_buckets=4,
+        causal=causal,
+        lookback=1,
+        lookahead=1,
+        seed=3,
     )
     check_against_full_attention(layer, _inputs(length=16), causal)
 
@@ -34,8 +42,15 @@ def test_factorised_buckets_equal_full_attention_when_every_key_is_visible():
     # The same setting with 2 x 4 factorised buckets: checks the plumbing
     # (rotation shape, bucket range) forward and backward.
     layer = LSHSelfAttention(
-        num_heads=2, key_dim=6, chunk_length=8, num_hashes=1, num_buckets=[2, 4],
-        causal=True, lookback=1, lookahead=1, seed=3,
+        num_heads=2,
+        key_dim=6,
+        chunk_length=8,
+        num_hashes=1,
+        num_buckets=[2, 4],
+        causal=True,
+        lookback=1,
+        lookahead=1,
+        seed=3,
     )
     check_against_full_attention(layer, _inputs(length=16), True)
 
@@ -49,8 +64,9 @@ def test_factorised_buckets_find_neighbours_as_well_as_whole_ones():
     eye = np.eye(dim, dtype="float32")
     errors = {}
     for num_buckets in (16, [4, 4]):
-        layer = LSHSelfAttention(num_heads=1, key_dim=dim, chunk_length=8, num_hashes=4,
-                                 num_buckets=num_buckets)
+        layer = LSHSelfAttention(
+            num_heads=1, key_dim=dim, chunk_length=8, num_hashes=4, num_buckets=num_buckets
+        )
         layer.build((1, length, dim))
         layer.set_weights([16.0 * eye[:, None], eye[:, None], eye[None]])
         errors[str(num_buckets)] = []
@@ -60,7 +76,9 @@ def test_factorised_buckets_find_neighbours_as_well_as_whole_ones():
             x = (centers[labels] + 0.3 * noise).astype("float32")
             reference = to_numpy(full_shared_qk_attention(x, *layer_kernels(layer)))
             layer.rotation_seed_generator.state.assign(np.array([trial, 0]))
-            errors[str(num_buckets)].append(np.mean(np.abs(to_numpy(forward(layer, x)) - reference)))
+            errors[str(num_buckets)].append(
+                np.mean(np.abs(to_numpy(forward(layer, x)) - reference))
+            )
     whole, factorised = np.mean(errors["16"]), np.mean(errors["[4, 4]"])
     assert factorised < 1.5 * whole, errors
 
@@ -110,8 +128,12 @@ def _padding_invariance(length, causal, chunk_length=64, d_model=8, key_dim=4, h
     mask[1, : length // 4] = 0  # left padding
     changed = np.where(mask[..., None] == 1, x, 7.0 * rng.normal(size=x.shape)).astype("float32")
     layer = LSHSelfAttention(
-        num_heads=heads, key_dim=key_dim, chunk_length=chunk_length, num_hashes=2,
-        causal=causal, seed=2,
+        num_heads=heads,
+        key_dim=key_dim,
+        chunk_length=chunk_length,
+        num_hashes=2,
+        causal=causal,
+        seed=2,
     )
     layer.build(x.shape)
     for training in (False, True):
@@ -134,8 +156,9 @@ def test_any_length_and_padding_content_is_ignored(length, causal):
 def test_trailing_padding_does_not_change_what_real_tokens_see():
     # Generation runs the model on a fixed-length buffer whose tail is padding;
     # the real tokens must come out as if the sequence ended with them.
-    layer = LSHSelfAttention(num_heads=2, key_dim=4, chunk_length=8, num_hashes=4,
-                             num_buckets=8, causal=True, seed=3)
+    layer = LSHSelfAttention(
+        num_heads=2, key_dim=4, chunk_length=8, num_hashes=4, num_buckets=8, causal=True, seed=3
+    )
     x = _inputs(batch=1, length=70, d_model=8)
     mask = np.zeros((1, 70), "int32")
     mask[:, :21] = 1
@@ -189,9 +212,9 @@ def _keys_seen_in_any_round(layer, x):
     rotations = layer._draw_rotations(
         (layer.num_heads, layer.key_dim, layer.num_hashes, sum(factors) // 2), training=False
     )
-    buckets = to_numpy(hash_buckets(
-        keras.ops.convert_to_tensor(query_key.astype("float32")), rotations, factors
-    ))[0, 0]
+    buckets = to_numpy(
+        hash_buckets(keras.ops.convert_to_tensor(query_key.astype("float32")), rotations, factors)
+    )[0, 0]
     chunk = layer.chunk_length
     seen = np.zeros((length, length), bool)
     for round_buckets in buckets:
@@ -209,8 +232,9 @@ def test_corrected_duplicates_make_one_softmax_over_the_keys_seen(causal):
     # exactly attention over the union of the keys seen in any round, each
     # counted once; without it, keys seen in several rounds weigh more.
     x = _inputs(batch=1, length=48, d_model=8, seed=2)
-    kwargs = dict(num_heads=1, key_dim=6, chunk_length=4, num_hashes=3, num_buckets=4,
-                  causal=causal, seed=5)
+    kwargs = dict(
+        num_heads=1, key_dim=6, chunk_length=4, num_hashes=3, num_buckets=4, causal=causal, seed=5
+    )
     layer = LSHSelfAttention(correct_duplicates=True, **kwargs)
     layer.build(x.shape)
     seen = _keys_seen_in_any_round(layer, x)
@@ -220,8 +244,9 @@ def test_corrected_duplicates_make_one_softmax_over_the_keys_seen(causal):
     plain = LSHSelfAttention(**kwargs)
     plain.build(x.shape)
     plain.set_weights(layer.get_weights())
-    reference = to_numpy(full_shared_qk_attention(x, *layer_kernels(layer), causal=causal,
-                                                  allowed=seen))
+    reference = to_numpy(
+        full_shared_qk_attention(x, *layer_kernels(layer), causal=causal, allowed=seen)
+    )
     assert np.abs(to_numpy(forward(plain, x)) - reference).max() > 1e-3
 
 
@@ -291,8 +316,9 @@ def test_a_token_that_sees_only_itself_gets_its_own_value(policy, tolerance):
     # combining the rounds must give its value once (not num_hashes times, as a
     # rounded logsumexp of the self-mask value did in half precision).
     x = _inputs(batch=2, length=40, d_model=8)
-    layer = LSHSelfAttention(num_heads=2, key_dim=4, chunk_length=8, num_hashes=4, causal=True,
-                             seed=0, dtype=policy)
+    layer = LSHSelfAttention(
+        num_heads=2, key_dim=4, chunk_length=8, num_hashes=4, causal=True, seed=0, dtype=policy
+    )
     y = to_numpy(keras.ops.cast(forward(layer, x), "float32"))
     _, value_kernel, output_kernel = layer_kernels(layer)
     own_value = np.einsum("bm,mhd,hde->be", x[:, 0], value_kernel, output_kernel)
@@ -334,8 +360,18 @@ def test_layer_harness(tmp_path):
     mask[1, 14:] = 0
     run_layer_test(
         LSHSelfAttention,
-        dict(num_heads=2, key_dim=4, chunk_length=8, num_hashes=2, num_buckets=[2, 4],
-             causal=True, dropout=0.1, use_bias=True, seed=1, correct_duplicates=True),
+        dict(
+            num_heads=2,
+            key_dim=4,
+            chunk_length=8,
+            num_hashes=2,
+            num_buckets=[2, 4],
+            causal=True,
+            dropout=0.1,
+            use_bias=True,
+            seed=1,
+            correct_duplicates=True,
+        ),
         _inputs(length=20, d_model=6),
         (2, 20, 6),
         call_kwargs={"padding_mask": mask},

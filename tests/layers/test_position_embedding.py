@@ -7,7 +7,9 @@ import pytest
 from keras_reformer.layers import PositionEmbedding
 from tests.gradients import layer_gradients
 from tests.layers.position_embedding_testing import random_inputs
-from tests.test_case import assert_allclose, run_layer_test, to_numpy
+from tests.test_case import assert_allclose
+from tests.test_case import run_layer_test
+from tests.test_case import to_numpy
 
 MAX_LEN, HIDDEN = 16, 8
 
@@ -36,8 +38,9 @@ def test_start_index(as_tensor):
     layer = PositionEmbedding(MAX_LEN)
     layer.build((1, MAX_LEN, HIDDEN))
     start = keras.ops.convert_to_tensor(5, "int32") if as_tensor else 5
-    assert_allclose(layer(random_inputs(1, 4, HIDDEN), start_index=start)[0],
-                    to_numpy(layer.embeddings)[5:9])
+    assert_allclose(
+        layer(random_inputs(1, 4, HIDDEN), start_index=start)[0], to_numpy(layer.embeddings)[5:9]
+    )
 
 
 def test_weight_gradient_matches_reference():

@@ -7,7 +7,9 @@ import pytest
 from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
 from keras_reformer.layers.pre_layer_norm import PreLayerNorm
 from tests.layers.reversible_testing import TokenMixer
-from tests.test_case import assert_allclose, run_layer_test, to_numpy
+from tests.test_case import assert_allclose
+from tests.test_case import run_layer_test
+from tests.test_case import to_numpy
 
 
 def test_normalises_then_applies_the_layer():

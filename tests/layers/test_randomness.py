@@ -16,8 +16,9 @@ from tests.test_case import to_numpy
 
 def test_derived_seeds_are_deterministic_distinct_and_in_range():
     seeds = [derive_seed(seed, stream) for seed in (0, 1, 2, MAX_SEED) for stream in range(50)]
-    assert seeds == [derive_seed(seed, stream)
-                     for seed in (0, 1, 2, MAX_SEED) for stream in range(50)]
+    assert seeds == [
+        derive_seed(seed, stream) for seed in (0, 1, 2, MAX_SEED) for stream in range(50)
+    ]
     assert len(set(seeds)) == len(seeds)
     assert all(0 <= s <= MAX_SEED for s in seeds)
     assert derive_seed(None, 3) is None
@@ -59,7 +60,9 @@ def test_seed_states_are_written_after_the_weights_and_read_back():
     store = {}
     layer.save_own_variables(store)
     assert sorted(k for k in store if k.startswith("seed")) == [
-        "seed_generator_state_0", "seed_generator_state_1"]
+        "seed_generator_state_0",
+        "seed_generator_state_1",
+    ]
     other = built_attention()
     other.load_own_variables(store)
     for expected, actual in zip(layer._own_seed_generators(), other._own_seed_generators()):

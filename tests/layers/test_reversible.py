@@ -6,17 +6,19 @@ import pytest
 
 from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
 from keras_reformer.layers.pre_layer_norm import PreLayerNorm
-from keras_reformer.layers.reversible import ReversibleBlock, ReversibleSequence
+from keras_reformer.layers.reversible import ReversibleBlock
+from keras_reformer.layers.reversible import ReversibleSequence
 from tests.gradients import layer_gradients
-from tests.layers.reversible_testing import PlainStack, SelfAttention, TokenMixer
-from tests.layers.reversible_testing import assert_close_relative, assert_same_gradients
-from tests.test_case import (
-    assert_allclose,
-    jit_compile_modes,
-    run_layer_test,
-    run_model_saving_test,
-    to_numpy,
-)
+from tests.layers.reversible_testing import PlainStack
+from tests.layers.reversible_testing import SelfAttention
+from tests.layers.reversible_testing import TokenMixer
+from tests.layers.reversible_testing import assert_close_relative
+from tests.layers.reversible_testing import assert_same_gradients
+from tests.test_case import assert_allclose
+from tests.test_case import jit_compile_modes
+from tests.test_case import run_layer_test
+from tests.test_case import run_model_saving_test
+from tests.test_case import to_numpy
 
 HALF = 4
 
@@ -26,8 +28,11 @@ def mixer_blocks(depth, seeded=True, dtype=None):
         return i if seeded else None
 
     return [
-        ReversibleBlock(TokenMixer(HALF, seed=seed(2 * i + 1), dtype=dtype),
-                        TokenMixer(HALF, seed=seed(2 * i + 2), dtype=dtype), dtype=dtype)
+        ReversibleBlock(
+            TokenMixer(HALF, seed=seed(2 * i + 1), dtype=dtype),
+            TokenMixer(HALF, seed=seed(2 * i + 2), dtype=dtype),
+            dtype=dtype,
+        )
         for i in range(depth)
     ]
 
@@ -38,16 +43,19 @@ def reformer_blocks(depth, chunk_length=3):
     return [
         ReversibleBlock(
             PreLayerNorm(TokenMixer(HALF, seed=10 + i)),
-            PreLayerNorm(ChunkedFeedForward(8, chunk_length=chunk_length, dropout=0.3,
-                                            seed=20 + i)),
+            PreLayerNorm(
+                ChunkedFeedForward(8, chunk_length=chunk_length, dropout=0.3, seed=20 + i)
+            ),
         )
         for i in range(depth)
     ]
 
 
 def attention_blocks(depth):
-    return [ReversibleBlock(SelfAttention(dropout=0.2), TokenMixer(HALF, seed=None))
-            for _ in range(depth)]
+    return [
+        ReversibleBlock(SelfAttention(dropout=0.2), TokenMixer(HALF, seed=None))
+        for _ in range(depth)
+    ]
 
 
 @pytest.mark.parametrize("jit", jit_compile_modes())
@@ -81,8 +89,9 @@ def test_gradients_equal_plain_stack_with_chunked_feed_forward(jit, monkeypatch)
 def test_gradients_equal_plain_stack_attention_with_padding_mask(jit):
     x = np.random.default_rng(0).normal(size=(2, 6, 2 * HALF)).astype("float32")
     padding_mask = np.array([[1] * 6, [1] * 4 + [0] * 2], "int32")
-    assert_same_gradients(attention_blocks(2), x, jit,
-                          {"training": True, "padding_mask": padding_mask})
+    assert_same_gradients(
+        attention_blocks(2), x, jit, {"training": True, "padding_mask": padding_mask}
+    )
 
 
 def test_block_computes_the_reversible_residual():
@@ -126,9 +135,13 @@ def test_mixed_precision_gradients_are_finite(policy):
     stack = ReversibleSequence(blocks, dtype=policy)
     x = np.random.default_rng(0).normal(size=(2, 6, 2 * HALF)).astype("float32")
     stack.build(x.shape)
-    output, x_grad, weight_grads = layer_gradients(stack, x, np.ones(x.shape, "float32"),
-                                                   training=True)
-    assert keras.backend.standardize_dtype(stack.compute_dtype) == keras.DTypePolicy(policy).compute_dtype
+    output, x_grad, weight_grads = layer_gradients(
+        stack, x, np.ones(x.shape, "float32"), training=True
+    )
+    assert (
+        keras.backend.standardize_dtype(stack.compute_dtype)
+        == keras.DTypePolicy(policy).compute_dtype
+    )
     for value in [output, x_grad, *weight_grads.values()]:
         assert np.all(np.isfinite(value))
     assert all(np.abs(g).max() > 0 for g in weight_grads.values())

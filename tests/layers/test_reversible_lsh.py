@@ -17,8 +17,11 @@ WIDTH = 8
 def lsh_blocks(depth):
     return [
         ReversibleBlock(
-            PreLayerNorm(LSHSelfAttention(num_heads=2, key_dim=8, chunk_length=8, num_hashes=2,
-                                          dropout=0.1, seed=1 + i)),
+            PreLayerNorm(
+                LSHSelfAttention(
+                    num_heads=2, key_dim=8, chunk_length=8, num_hashes=2, dropout=0.1, seed=1 + i
+                )
+            ),
             PreLayerNorm(ChunkedFeedForward(16, chunk_length=8, dropout=0.1, seed=11 + i)),
         )
         for i in range(depth)

@@ -4,9 +4,11 @@ import numpy as np
 
 from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
 from keras_reformer.layers.pre_layer_norm import PreLayerNorm
-from keras_reformer.layers.reversible import ReversibleBlock, ReversibleSequence
+from keras_reformer.layers.reversible import ReversibleBlock
+from keras_reformer.layers.reversible import ReversibleSequence
 from tests.backend.memory_utils import training_step_bytes
-from tests.layers.reversible_testing import PlainStack, TokenMixer
+from tests.layers.reversible_testing import PlainStack
+from tests.layers.reversible_testing import TokenMixer
 
 HALF = 64
 LENGTH = 512
@@ -14,8 +16,10 @@ LENGTH = 512
 
 def blocks(depth):
     return [
-        ReversibleBlock(PreLayerNorm(TokenMixer(HALF, dropout=0.1, seed=i)),
-                        PreLayerNorm(ChunkedFeedForward(2 * HALF, chunk_length=128, seed=i)))
+        ReversibleBlock(
+            PreLayerNorm(TokenMixer(HALF, dropout=0.1, seed=i)),
+            PreLayerNorm(ChunkedFeedForward(2 * HALF, chunk_length=128, seed=i)),
+        )
         for i in range(depth)
     ]
 

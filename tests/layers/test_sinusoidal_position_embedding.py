@@ -6,7 +6,9 @@ import pytest
 
 from keras_reformer.layers import SinusoidalPositionEmbedding
 from tests.layers.position_embedding_testing import random_inputs
-from tests.test_case import assert_allclose, run_layer_test, to_numpy
+from tests.test_case import assert_allclose
+from tests.test_case import run_layer_test
+from tests.test_case import to_numpy
 
 HIDDEN = 8
 
@@ -44,8 +46,9 @@ def test_custom_wavelength_start_index_and_prefix():
     assert_allclose(full[0], numpy_reference(range(20), HIDDEN, 50.0), atol=1e-5)
     assert_allclose(layer(random_inputs(1, 4, HIDDEN)), full[:, :4])
     for start in (12, keras.ops.convert_to_tensor(12, "int32")):
-        assert_allclose(layer(random_inputs(1, 3, HIDDEN), start_index=start), full[:, 12:15],
-                        atol=1e-5)
+        assert_allclose(
+            layer(random_inputs(1, 3, HIDDEN), start_index=start), full[:, 12:15], atol=1e-5
+        )
 
 
 def test_float16_large_positions_stay_accurate():

@@ -3,13 +3,16 @@ import numpy as np
 import pytest
 
 from keras_reformer.layers import TokenEmbedding
-from tests.test_case import assert_allclose, run_layer_test, to_numpy
+from tests.test_case import assert_allclose
+from tests.test_case import run_layer_test
+from tests.test_case import to_numpy
 
 
 def test_layer_contract(tmp_path):
     ids = np.array([[1, 2, 3, 0], [4, 5, 6, 7]], dtype="int32")
-    run_layer_test(TokenEmbedding, {"vocabulary_size": 8, "output_dim": 6}, ids, (2, 4, 6),
-                   tmp_path=tmp_path)
+    run_layer_test(
+        TokenEmbedding, {"vocabulary_size": 8, "output_dim": 6}, ids, (2, 4, 6), tmp_path=tmp_path
+    )
 
 
 def test_embedding_looks_up_rows():
@@ -25,7 +28,7 @@ def test_reverse_projects_summed_halves(tie_weights):
     layer = TokenEmbedding(10, 4, tie_weights=tie_weights, reverse_input_halves=2)
     layer(np.array([[1]]))
     hidden = np.random.default_rng(0).normal(size=(2, 3, 8)).astype("float32")
-    kernel = (to_numpy(layer.embeddings).T if tie_weights else to_numpy(layer.reverse_kernel))
+    kernel = to_numpy(layer.embeddings).T if tie_weights else to_numpy(layer.reverse_kernel)
     expected = (hidden[..., :4] + hidden[..., 4:]) @ kernel
     assert_allclose(layer(hidden, reverse=True), expected, rtol=1e-5, atol=1e-5)
     symbolic = layer(keras.KerasTensor((2, 3, 8)), reverse=True)

@@ -16,7 +16,12 @@ _JAX_CACHE = {}
 
 
 def full_shared_qk_attention(
-    x, query_key_kernel, value_kernel, output_kernel, causal=False, padding_mask=None,
+    x,
+    query_key_kernel,
+    value_kernel,
+    output_kernel,
+    causal=False,
+    padding_mask=None,
     allowed=None,
 ):
     """Full shared-QK attention with the self-mask, written with plain keras.ops.
@@ -190,7 +195,13 @@ def check_against_separate_qk_attention(layer, x, causal, padding_mask, allowed=
     def reference(x, cotangent, *w):
         k = dict(zip(names, w))
         y = separate_qk_attention(
-            x, k["query"], k["key"], k["value"], k["attention_output"], causal, padding_mask,
+            x,
+            k["query"],
+            k["key"],
+            k["value"],
+            k["attention_output"],
+            causal,
+            padding_mask,
             allowed=allowed,
         )
         return ops.sum(y * cotangent)

@@ -1,13 +1,13 @@
 import numpy as np
 from keras import ops
 
+from keras_reformer.ops import window_attention
 from keras_reformer.ops.bucket_order import add_token
 from keras_reformer.ops.bucket_order import merge_recent
 from keras_reformer.ops.bucket_order import order_from_sort
 from keras_reformer.ops.bucket_order import recent_token_ranks
 from keras_reformer.ops.bucket_order import recent_tokens
 from keras_reformer.ops.bucket_order import token_ranks
-from keras_reformer.ops import window_attention
 from keras_reformer.ops.cached_attention import write_position
 from keras_reformer.ops.masks import mask_values
 from tests.test_case import assert_allclose
@@ -25,8 +25,11 @@ def test_bucket_order_ranks_every_token_and_merges_into_a_sorted_base():
     state = np.where(np.arange(capacity) < known, buckets, num_buckets).astype("int32")
     sort = np.argsort(state, axis=-1, kind="stable").astype("int32")
     order, base_starts, ranks = order_from_sort(
-        ops.convert_to_tensor(state), ops.convert_to_tensor(sort),
-        ops.convert_to_tensor(np.argsort(sort, axis=-1).astype("int32")), num_buckets)
+        ops.convert_to_tensor(state),
+        ops.convert_to_tensor(sort),
+        ops.convert_to_tensor(np.argsort(sort, axis=-1).astype("int32")),
+        num_buckets,
+    )
     starts, merges = base_starts, 0
     for t in range(known, capacity):
         state[:, t] = buckets[:, t]
@@ -36,24 +39,40 @@ def test_bucket_order_ranks_every_token_and_merges_into_a_sorted_base():
         recent = recent_tokens(ops.convert_to_tensor(state), base_starts, t, slots)
         # Every position at once (one shape for all steps); those after t hold no token.
         positions = np.broadcast_to(np.arange(capacity, dtype="int32"), (rows, capacity))
-        every = token_ranks(ops.convert_to_tensor(positions), ops.convert_to_tensor(state),
-                            base_starts, starts, ranks, recent)
+        every = token_ranks(
+            ops.convert_to_tensor(positions),
+            ops.convert_to_tensor(state),
+            base_starts,
+            starts,
+            ranks,
+            recent,
+        )
         np.testing.assert_array_equal(to_numpy(every)[:, : t + 1], expected, err_msg=f"step {t}")
         base = int(to_numpy(base_starts)[0, -1])
         if t + 1 - base == slots:
             recent_ranks = recent_token_ranks(*recent[:2], base_starts, starts, recent)
-            order, base_starts, ranks = merge_recent(ops.convert_to_tensor(state), order,
-                                                     base_starts, starts, ranks, recent,
-                                                     recent_ranks)
+            order, base_starts, ranks = merge_recent(
+                ops.convert_to_tensor(state),
+                order,
+                base_starts,
+                starts,
+                ranks,
+                recent,
+                recent_ranks,
+            )
             merges += 1
             np.testing.assert_array_equal(
-                to_numpy(order)[:, : t + 1], np.argsort(buckets[:, : t + 1], axis=-1, kind="stable"))
+                to_numpy(order)[:, : t + 1], np.argsort(buckets[:, : t + 1], axis=-1, kind="stable")
+            )
             np.testing.assert_array_equal(
                 to_numpy(order)[:, t + 1 :],
-                np.broadcast_to(np.arange(t + 1, capacity), (rows, capacity - t - 1)))
+                np.broadcast_to(np.arange(t + 1, capacity), (rows, capacity - t - 1)),
+            )
             np.testing.assert_array_equal(to_numpy(ranks)[:, : t + 1], expected)
-            per_bucket = [[np.sum(buckets[r, : t + 1] < b) for b in range(num_buckets + 1)]
-                          for r in range(rows)]
+            per_bucket = [
+                [np.sum(buckets[r, : t + 1] < b) for b in range(num_buckets + 1)]
+                for r in range(rows)
+            ]
             np.testing.assert_array_equal(to_numpy(base_starts), per_bucket)
     assert merges == 4
 
@@ -67,8 +86,9 @@ def test_window_attention_is_a_masked_softmax():
     valid = rng.random((2, 3, 5)) < 0.7
     valid[..., 0] = True
     offsets = rng.random((2, 3, 5)).astype("float32")
-    outputs, logsumexp = window_attention(query, keys, values, positions, valid, 2,
-                                          mask_self=True, logit_offsets=offsets)
+    outputs, logsumexp = window_attention(
+        query, keys, values, positions, valid, 2, mask_self=True, logit_offsets=offsets
+    )
     logits = np.einsum("nd,nrwd->nrw", query, keys) - offsets
     logits = np.where(positions == 2, mask_values("float32")[1], logits)
     logits = np.where(valid, logits, mask_values("float32")[0])
@@ -82,8 +102,11 @@ def test_window_attention_is_a_masked_softmax():
 def test_write_position_writes_one_slot():
     cache = np.zeros((2, 3, 5, 4), "float32")
     update = np.ones((2, 3, 1, 4), "float32")
-    written = to_numpy(write_position(ops.convert_to_tensor(cache), update,
-                                      ops.convert_to_tensor(3, "int32"), axis=2))
+    written = to_numpy(
+        write_position(
+            ops.convert_to_tensor(cache), update, ops.convert_to_tensor(3, "int32"), axis=2
+        )
+    )
     expected = cache.copy()
     expected[:, :, 3] = 1
     np.testing.assert_array_equal(written, expected)

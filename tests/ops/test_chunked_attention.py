@@ -1,7 +1,7 @@
 import warnings
 
-import numpy as np
 import keras
+import numpy as np
 import pytest
 from keras import ops
 
@@ -23,7 +23,9 @@ def _numpy_attention(q, k, v, allowed, positions):
     return np.einsum("bqk,bkd->bqd", np.exp(logits - lse[..., None]), v), lse
 
 
-@pytest.mark.parametrize("causal, lookback, lookahead", [(False, 1, 0), (True, 1, 0), (False, 1, 1), (True, 2, 1)])
+@pytest.mark.parametrize(
+    "causal, lookback, lookahead", [(False, 1, 0), (True, 1, 0), (False, 1, 1), (True, 2, 1)]
+)
 def test_chunked_attention_matches_banded_reference(causal, lookback, lookahead):
     rng = np.random.default_rng(0)
     batch, length, chunk, dim = 2, 16, 4, 5
@@ -42,7 +44,10 @@ def test_chunked_attention_matches_banded_reference(causal, lookback, lookahead)
     want_out, want_lse = _numpy_attention(q, k, v, allowed, positions)
     out, lse = chunked_attention(
         *(ops.convert_to_tensor(a) for a in (q, k, v, positions, positions, key_mask)),
-        chunk_length=chunk, lookback=lookback, lookahead=lookahead, causal=causal,
+        chunk_length=chunk,
+        lookback=lookback,
+        lookahead=lookahead,
+        causal=causal,
     )
     assert_allclose(out, want_out, rtol=1e-5, atol=1e-5)
     assert_allclose(lse, want_lse, rtol=1e-5, atol=1e-4)
@@ -110,22 +115,28 @@ def test_dropout_is_one_draw_over_each_chunks_window():
     positions = np.arange(length, dtype="int32")[None]
     out, _ = chunked_attention(
         *(ops.convert_to_tensor(a) for a in (q, q, v, positions, positions)),
-        chunk_length=chunk, lookback=1, lookahead=1, mask_self=False, dropout_rate=rate, seed=seed,
+        chunk_length=chunk,
+        lookback=1,
+        lookahead=1,
+        mask_self=False,
+        dropout_rate=rate,
+        seed=seed,
     )
     num_chunks = length // chunk
-    keep = to_numpy(keras.random.dropout(
-        ops.ones((batch, num_chunks, chunk, 3 * chunk)), rate, seed=seed))
+    keep = to_numpy(
+        keras.random.dropout(ops.ones((batch, num_chunks, chunk, 3 * chunk)), rate, seed=seed)
+    )
     padded_q = np.concatenate([np.zeros((chunk, dim)), q[0], np.zeros((chunk, dim))])
     padded_v = np.concatenate([np.zeros((chunk, 2)), v[0], np.zeros((chunk, 2))])
     for n in range(num_chunks):
         window = slice(n * chunk, (n + 3) * chunk)  # chunks n-1, n, n+1 of the padded sequence
-        logits = q[0, n * chunk:(n + 1) * chunk] @ padded_q[window].T
+        logits = q[0, n * chunk : (n + 1) * chunk] @ padded_q[window].T
         exists = np.repeat([n > 0, True, n < num_chunks - 1], chunk)
         logits = np.where(exists, logits, -1e9)
         probabilities = np.exp(logits - logits.max(-1, keepdims=True))
         probabilities /= probabilities.sum(-1, keepdims=True)
         want = (probabilities * keep[0, n]) @ padded_v[window]
-        assert_allclose(to_numpy(out)[0, n * chunk:(n + 1) * chunk], want, rtol=1e-5, atol=1e-5)
+        assert_allclose(to_numpy(out)[0, n * chunk : (n + 1) * chunk], want, rtol=1e-5, atol=1e-5)
     assert np.any(keep == 0) and np.any(keep > 1)
 
 
@@ -150,8 +161,15 @@ def test_round_chunks_come_in_pairs():
     q = np.zeros((1, 8, 4), "float32")
     positions = np.arange(8)[None]
     with pytest.raises(ValueError, match="key_round_chunks"):
-        chunked_attention(q, q, q, positions, positions, chunk_length=4,
-                          query_round_chunks=np.zeros((1, 8, 2), "int32"))
+        chunked_attention(
+            q,
+            q,
+            q,
+            positions,
+            positions,
+            chunk_length=4,
+            query_round_chunks=np.zeros((1, 8, 2), "int32"),
+        )
 
 
 class _SharedQKKeys(keras.layers.Layer):
@@ -177,8 +195,9 @@ def test_shared_qk_keys_in_low_precision_match_float32_at_any_magnitude(dtype, r
     want_grads = (cotangent - dot * q / norm**2) / (norm * np.sqrt(8))
     assert np.isfinite(keys).all() and np.isfinite(grads).all()
     np.testing.assert_allclose(keys, want, rtol=rtol, atol=rtol * np.abs(want).max())
-    np.testing.assert_allclose(grads, want_grads, rtol=rtol,
-                               atol=2 * rtol * np.abs(want_grads).max())
+    np.testing.assert_allclose(
+        grads, want_grads, rtol=rtol, atol=2 * rtol * np.abs(want_grads).max()
+    )
 
 
 def test_one_hash_round_is_passed_through_without_a_softmax():

@@ -73,7 +73,8 @@ def test_scan_sequence_chunks_sees_every_chunk_once_in_order(length):
         return (count + 1, total + ops.sum(chunk)), (shifted, masked)
 
     (count, total), (shifted, masked) = scan_sequence_chunks(
-        fn, (ops.zeros((), "int32"), ops.zeros(())), (x, mask), chunk_length=4)
+        fn, (ops.zeros((), "int32"), ops.zeros(())), (x, mask), chunk_length=4
+    )
     starts = (np.arange(length) // 4 * 4).astype("float32")
     np.testing.assert_allclose(to_numpy(shifted), x + starts[None, :, None], rtol=1e-6)
     np.testing.assert_allclose(to_numpy(masked), np.where(mask[..., None], x, 0.0))

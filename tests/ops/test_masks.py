@@ -14,8 +14,10 @@ def test_mask_values_are_finite_and_ordered(dtype):
     tensor = to_numpy(ops.cast(ops.convert_to_tensor([mask_value, self_value]), dtype))
     assert np.all(np.isfinite(tensor))
     # Subtracting a moderate logit (softmax's max shift) stays finite.
-    shifted = ops.subtract(ops.cast(ops.convert_to_tensor([mask_value]), dtype),
-                           ops.cast(ops.convert_to_tensor([100.0]), dtype))
+    shifted = ops.subtract(
+        ops.cast(ops.convert_to_tensor([mask_value]), dtype),
+        ops.cast(ops.convert_to_tensor([100.0]), dtype),
+    )
     assert np.all(np.isfinite(to_numpy(shifted)))
     if dtype == "float32":
         assert self_value == pytest.approx(-1e5)
@@ -25,13 +27,15 @@ def test_masks_self_causal_and_padding():
     positions = np.array([[3, 0, 2, 1]])  # a permuted order, as after sorting
     logits = np.zeros((1, 4, 4), "float32")
     key_mask = np.array([[True, True, False, True]])
-    out = to_numpy(apply_attention_masks(
-        ops.convert_to_tensor(logits),
-        ops.convert_to_tensor(positions[:, :, None]),
-        ops.convert_to_tensor(positions[:, None, :]),
-        ops.convert_to_tensor(key_mask[:, None, :]),
-        causal=True,
-    ))[0]
+    out = to_numpy(
+        apply_attention_masks(
+            ops.convert_to_tensor(logits),
+            ops.convert_to_tensor(positions[:, :, None]),
+            ops.convert_to_tensor(positions[:, None, :]),
+            ops.convert_to_tensor(key_mask[:, None, :]),
+            causal=True,
+        )
+    )[0]
     mask_value, self_value = mask_values("float32")
     for i, qp in enumerate(positions[0]):
         for j, kp in enumerate(positions[0]):
@@ -48,7 +52,9 @@ def test_token_that_sees_nothing_else_attends_to_itself():
     positions = np.arange(3)
     logits = ops.convert_to_tensor(np.random.default_rng(0).normal(size=(3, 3)).astype("float32"))
     masked = apply_attention_masks(
-        logits, ops.convert_to_tensor(positions[:, None]), ops.convert_to_tensor(positions[None]),
+        logits,
+        ops.convert_to_tensor(positions[:, None]),
+        ops.convert_to_tensor(positions[None]),
         causal=True,
     )
     probabilities = to_numpy(ops.softmax(masked, axis=-1))

@@ -20,7 +20,9 @@ def test_sort_orders_by_round_bucket_then_position_and_undo_inverts():
         sorted_buckets = buckets[b, rounds, positions]
         keys = list(zip(rounds, sorted_buckets, positions))
         assert keys == sorted(keys)  # round, then bucket, then position (stable)
-        np.testing.assert_array_equal(sort_indices[b][undo_indices[b]], np.arange(num_hashes * length))
+        np.testing.assert_array_equal(
+            sort_indices[b][undo_indices[b]], np.arange(num_hashes * length)
+        )
         # Each round's block holds exactly that round's tokens.
         np.testing.assert_array_equal(rounds, np.repeat(np.arange(num_hashes), length))
 
@@ -32,7 +34,9 @@ def test_gather_along_sequence_and_unsort():
     sort_indices, undo_indices = sort_by_bucket(ops.convert_to_tensor(buckets), 2)
     gathered = gather_along_sequence(ops.convert_to_tensor(x), sort_indices % 6)
     positions = to_numpy(sort_indices) % 6
-    np.testing.assert_array_equal(to_numpy(gathered), np.take_along_axis(x, positions[..., None], 1))
+    np.testing.assert_array_equal(
+        to_numpy(gathered), np.take_along_axis(x, positions[..., None], 1)
+    )
     restored = to_numpy(gather_along_sequence(gathered, undo_indices))
     np.testing.assert_array_equal(restored, np.concatenate([x, x], axis=1))
 
