@@ -59,12 +59,19 @@ def _functional_model(layer, input_data, call_kwargs):
     array-valued `call_kwargs`."""
     tensor_kwargs, plain_kwargs = _split_call_kwargs(call_kwargs)
     batch = input_data.shape[0]
-    inputs = {"inputs": keras.Input(batch_shape=(batch,) + tuple(input_data.shape[1:]),
-                                    dtype=keras.backend.standardize_dtype(input_data.dtype),
-                                    name="inputs")}
+    inputs = {
+        "inputs": keras.Input(
+            batch_shape=(batch,) + tuple(input_data.shape[1:]),
+            dtype=keras.backend.standardize_dtype(input_data.dtype),
+            name="inputs",
+        )
+    }
     for key, value in tensor_kwargs.items():
-        inputs[key] = keras.Input(batch_shape=tuple(value.shape),
-                                  dtype=keras.backend.standardize_dtype(value.dtype), name=key)
+        inputs[key] = keras.Input(
+            batch_shape=tuple(value.shape),
+            dtype=keras.backend.standardize_dtype(value.dtype),
+            name=key,
+        )
     kwargs = {k: inputs[k] for k in tensor_kwargs}
     outputs = layer(inputs["inputs"], **kwargs, **plain_kwargs)
     data = {"inputs": input_data, **tensor_kwargs}
@@ -85,8 +92,9 @@ def _check_config_round_trip(layer):
 def _check_symbolic_call(layer_cls, init_kwargs, input_data, call_kwargs, expected_shape):
     layer = layer_cls(**init_kwargs)
     tensor_kwargs, plain_kwargs = _split_call_kwargs(call_kwargs)
-    symbolic_input = keras.Input(batch_shape=tuple(input_data.shape),
-                                 dtype=keras.backend.standardize_dtype(input_data.dtype))
+    symbolic_input = keras.Input(
+        batch_shape=tuple(input_data.shape), dtype=keras.backend.standardize_dtype(input_data.dtype)
+    )
     symbolic_kwargs = {
         k: keras.Input(batch_shape=tuple(v.shape), dtype=keras.backend.standardize_dtype(v.dtype))
         for k, v in tensor_kwargs.items()
@@ -188,6 +196,11 @@ def run_model_saving_test(model, input_data, tmp_path):
     model(input_data)
     model.save(path)
     restored = keras.saving.load_model(path)
-    assert_allclose(restored(input_data), model(input_data), rtol=1e-6, atol=1e-6,
-                    err_msg="outputs differ after .keras save / load")
+    assert_allclose(
+        restored(input_data),
+        model(input_data),
+        rtol=1e-6,
+        atol=1e-6,
+        err_msg="outputs differ after .keras save / load",
+    )
     return restored

@@ -130,13 +130,15 @@ if __name__ == "__main__":
         "parallel_trained": parallel["weights"]}))
 """
 SETUP = {
-    "jax": ({"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"},
-            ""),
-    "tensorflow": ({}, """
+    "jax": ({"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}, ""),
+    "tensorflow": (
+        {},
+        """
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-"""),
+""",
+    ),
 }
 
 
@@ -146,8 +148,13 @@ def run_data_parallel(backend, folder):
     script = Path(folder) / "data_parallel.py"  # a file: torch's spawned workers import it
     script.write_text(TORCH_SCRIPT if backend == "torch" else setup + COMMON + SCRIPTS[backend])
     arguments = [str(_free_port()), str(Path(folder) / "parallel.json")]
-    completed = subprocess.run([sys.executable, str(script), *arguments], env=env,
-                               capture_output=True, text=True, timeout=600)
+    completed = subprocess.run(
+        [sys.executable, str(script), *arguments],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
@@ -163,8 +170,9 @@ def test_data_parallel_step_on_two_devices_equals_one_device(tmp_path):
     assert result["devices"] == 2
     np.testing.assert_allclose(result["parallel_loss"], result["loss"], rtol=1e-5)
     moved = 0.0
-    for start, single, parallel in zip(result["initial"], result["trained"],
-                                       result["parallel_trained"]):
+    for start, single, parallel in zip(
+        result["initial"], result["trained"], result["parallel_trained"]
+    ):
         np.testing.assert_allclose(parallel, single, rtol=1e-4, atol=1e-6)
         moved = max(moved, np.abs(np.asarray(single) - np.asarray(start)).max())
     assert moved > 1e-4  # the step changed the weights

@@ -11,9 +11,24 @@ import pytest
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 BENCHMARKS = EXAMPLES.parent / "benchmarks"
-DUPLICATION_SMOKE = ["--length", "32", "--hidden-dim", "16", "--chunk-length", "8", "--steps", "4",
-                     "--batch-size", "4", "--eval-size", "8", "--eval-hashes", "1,2",
-                     "--verbose", "0"]
+DUPLICATION_SMOKE = [
+    "--length",
+    "32",
+    "--hidden-dim",
+    "16",
+    "--chunk-length",
+    "8",
+    "--steps",
+    "4",
+    "--batch-size",
+    "4",
+    "--eval-size",
+    "8",
+    "--eval-hashes",
+    "1,2",
+    "--verbose",
+    "0",
+]
 
 
 def load_example(name):
@@ -75,20 +90,31 @@ def test_duplication_result_is_what_run_returned(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(duplication, "run", run)
     monkeypatch.setattr(example_results, "load_example", {"duplication": duplication}.get)
-    path = example_results.main(["duplication", "--results-dir", str(tmp_path),
-                                 *DUPLICATION_SMOKE])
+    path = example_results.main(["duplication", "--results-dir", str(tmp_path), *DUPLICATION_SMOKE])
     assert seen[0].length == 32 and seen[0].steps == 4  # the example parsed its own options
     assert capsys.readouterr().out == f"the example's own output\nwrote {path}\n"
     result = load_result(tmp_path, "duplication")
     assert result["rows"] == [
-        {"backend": result["backend"], "hash_rounds": 1, "accuracy": 0.8125,
-         "training_seconds": 12.3, "status": "ok"},
-        {"backend": result["backend"], "hash_rounds": 2, "accuracy": 0.96875,
-         "training_seconds": 12.3, "status": "ok"}]
+        {
+            "backend": result["backend"],
+            "hash_rounds": 1,
+            "accuracy": 0.8125,
+            "training_seconds": 12.3,
+            "status": "ok",
+        },
+        {
+            "backend": result["backend"],
+            "hash_rounds": 2,
+            "accuracy": 0.96875,
+            "training_seconds": 12.3,
+            "status": "ok",
+        },
+    ]
     assert result["config"]["length"] == 32 and result["config"]["steps"] == 4
     assert result["command"] == (
         f"KERAS_BACKEND={result['backend']} python benchmarks/example_results.py duplication "
-        f"--results-dir {tmp_path} " + " ".join(DUPLICATION_SMOKE))
+        f"--results-dir {tmp_path} " + " ".join(DUPLICATION_SMOKE)
+    )
 
 
 def test_duplication_task_data_is_0w0w():
@@ -104,10 +130,32 @@ def test_duplication_task_data_is_0w0w():
 
 def test_char_lm_smoke_recorded_by_the_benchmark(tmp_path, capsys):
     _, example_results = benchmark_modules()
-    args = ["--max-bytes", "20000", "--length", "32", "--hidden-dim", "16", "--num-heads", "2",
-            "--chunk-length", "8", "--epochs", "1", "--steps-per-epoch", "2",
-            "--validation-steps", "1", "--batch-size", "2", "--sample-length", "8",
-            "--output-dir", str(tmp_path), "--verbose", "0"]
+    args = [
+        "--max-bytes",
+        "20000",
+        "--length",
+        "32",
+        "--hidden-dim",
+        "16",
+        "--num-heads",
+        "2",
+        "--chunk-length",
+        "8",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--validation-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--sample-length",
+        "8",
+        "--output-dir",
+        str(tmp_path),
+        "--verbose",
+        "0",
+    ]
     example_results.main(["char_lm", "--results-dir", str(tmp_path / "results"), *args])
     assert (tmp_path / "char_lm.keras").exists()
     assert any((tmp_path / "logs").rglob("*"))
@@ -128,8 +176,9 @@ def test_char_lm_main_returns_the_bits_per_character(tmp_path, monkeypatch):
     """`main` is `run` on the parsed arguments (run itself is exercised above)."""
     char_lm = load_example("char_lm")
     seen = []
-    monkeypatch.setattr(char_lm, "run", lambda args: seen.append(args) or {
-        "bits_per_character": 2.5})
+    monkeypatch.setattr(
+        char_lm, "run", lambda args: seen.append(args) or {"bits_per_character": 2.5}
+    )
     assert char_lm.main(["--output-dir", str(tmp_path)]) == 2.5
     assert seen[0].output_dir == str(tmp_path) and not hasattr(seen[0], "results_dir")
 

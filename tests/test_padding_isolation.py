@@ -9,11 +9,17 @@ import keras
 import numpy as np
 import pytest
 
-from keras_reformer.layers import (ChunkedFeedForward, LocalSelfAttention, LSHSelfAttention,
-                                   PreLayerNorm, ReversibleBlock, ReversibleSequence)
-from keras_reformer.models import ReformerClassifier, ReformerModel
+from keras_reformer.layers import ChunkedFeedForward
+from keras_reformer.layers import LocalSelfAttention
+from keras_reformer.layers import LSHSelfAttention
+from keras_reformer.layers import PreLayerNorm
+from keras_reformer.layers import ReversibleBlock
+from keras_reformer.layers import ReversibleSequence
+from keras_reformer.models import ReformerClassifier
+from keras_reformer.models import ReformerModel
 from tests.gradients import layer_gradients
-from tests.test_case import assert_allclose, to_numpy
+from tests.test_case import assert_allclose
+from tests.test_case import to_numpy
 
 LENGTH, WIDTH = 20, 8
 
@@ -49,9 +55,12 @@ def layers():
     def reversible():
         return ReversibleSequence([ReversibleBlock(PreLayerNorm(lsh()), feed_forward())], seed=2)
 
-    return {"lsh": (lsh, WIDTH), "local": (local, WIDTH),
-            "pre_layer_norm_feed_forward": (feed_forward, WIDTH),
-            "reversible_stack": (reversible, 2 * WIDTH)}
+    return {
+        "lsh": (lsh, WIDTH),
+        "local": (local, WIDTH),
+        "pre_layer_norm_feed_forward": (feed_forward, WIDTH),
+        "reversible_stack": (reversible, 2 * WIDTH),
+    }
 
 
 @pytest.mark.parametrize("name", sorted(layers()))
@@ -66,7 +75,8 @@ def test_layers_keep_nan_and_inf_at_padded_positions_out_of_real_ones(name):
     real = mask.astype(bool)
     out, x_grad, weight_grads = layer_gradients(layer, clean, cotangent, padding_mask=mask)
     bad_out, bad_x_grad, bad_weight_grads = layer_gradients(
-        layer, poisoned(clean, mask), cotangent, padding_mask=mask)
+        layer, poisoned(clean, mask), cotangent, padding_mask=mask
+    )
     assert np.isfinite(bad_out[real]).all()
     assert_allclose(bad_out[real], out[real], rtol=1e-5, atol=1e-5)
     assert np.isfinite(bad_x_grad).all()
@@ -78,9 +88,17 @@ def test_layers_keep_nan_and_inf_at_padded_positions_out_of_real_ones(name):
 
 
 def small_classifier():
-    backbone = ReformerModel(vocabulary_size=16, num_layers=2, hidden_dim=8, num_heads=2,
-                             chunk_length=4, num_hashes=2, max_sequence_length=32, seed=3,
-                             attention_layers=["lsh", "local"])
+    backbone = ReformerModel(
+        vocabulary_size=16,
+        num_layers=2,
+        hidden_dim=8,
+        num_heads=2,
+        chunk_length=4,
+        num_hashes=2,
+        max_sequence_length=32,
+        seed=3,
+        attention_layers=["lsh", "local"],
+    )
     return ReformerClassifier(backbone, num_classes=2)
 
 

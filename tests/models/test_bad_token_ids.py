@@ -7,13 +7,25 @@ import keras
 import numpy as np
 import pytest
 
-from keras_reformer.models import ReformerCausalLM, ReformerClassifier, ReformerModel
+from keras_reformer.models import ReformerCausalLM
+from keras_reformer.models import ReformerClassifier
+from keras_reformer.models import ReformerModel
 from keras_reformer.models import language_model_data
-from tests.test_case import BACKEND, assert_allclose, to_numpy
+from tests.test_case import BACKEND
+from tests.test_case import assert_allclose
+from tests.test_case import to_numpy
 
 VOCABULARY = 16
-SMALL = dict(vocabulary_size=VOCABULARY, num_layers=1, hidden_dim=16, num_heads=2,
-             chunk_length=8, num_hashes=2, max_sequence_length=64, seed=3)
+SMALL = dict(
+    vocabulary_size=VOCABULARY,
+    num_layers=1,
+    hidden_dim=16,
+    num_heads=2,
+    chunk_length=8,
+    num_hashes=2,
+    max_sequence_length=64,
+    seed=3,
+)
 
 
 def lm():
@@ -48,7 +60,8 @@ def test_every_host_entry_point_names_token_ids_and_a_bad_value(bad_id):
         "test_on_batch": lambda: model.test_on_batch(x, y),
         "predict_on_batch": lambda: model.predict_on_batch(x),
         "validation_data": lambda: model.fit(
-            *lm_data(0)[:2], validation_data=(x, y), verbose=0, epochs=1),
+            *lm_data(0)[:2], validation_data=(x, y), verbose=0, epochs=1
+        ),
     }
     for name, run in entry_points.items():
         with pytest.raises(ValueError, match=f"token_ids={bad_id}") as error:
@@ -113,9 +126,12 @@ def test_compiled_steps_treat_invalid_ids_as_padding_count_and_warn():
     assert np.isfinite(history.history["loss"]).all()
     assert weights_finite(model)
     # Each invalid id is looked up as the nearest valid id at a padded position.
-    clean = {"token_ids": np.clip(x["token_ids"], 0, VOCABULARY - 1),
-             "padding_mask": np.where(x["token_ids"] == np.clip(x["token_ids"], 0, VOCABULARY - 1),
-                                      x["padding_mask"], 0)}
+    clean = {
+        "token_ids": np.clip(x["token_ids"], 0, VOCABULARY - 1),
+        "padding_mask": np.where(
+            x["token_ids"] == np.clip(x["token_ids"], 0, VOCABULARY - 1), x["padding_mask"], 0
+        ),
+    }
     predicted = model.predict(_dataset(x, y, w).map(lambda x, y, w: x), verbose=0)
     assert_allclose(predicted, model.predict(clean, verbose=0), rtol=1e-5, atol=1e-5)
 

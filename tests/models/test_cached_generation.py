@@ -8,16 +8,30 @@ import pytest
 from keras import ops
 
 from keras_reformer.backend import compile_inference
-from keras_reformer.models import ReformerCausalLM, ReformerModel, language_model_data
-from tests.test_case import BACKEND, assert_allclose, to_numpy
+from keras_reformer.models import ReformerCausalLM
+from keras_reformer.models import ReformerModel
+from keras_reformer.models import language_model_data
+from tests.test_case import BACKEND
+from tests.test_case import assert_allclose
+from tests.test_case import to_numpy
 
 VOCABULARY = 24
 
 
 def small_lm(**overrides):
-    config = dict(vocabulary_size=VOCABULARY, num_layers=1, hidden_dim=32, num_heads=2,
-                  chunk_length=4, feed_forward_chunk_length=16, num_hashes=2, causal=True,
-                  max_sequence_length=32, seed=5, attention_layers="lsh")
+    config = dict(
+        vocabulary_size=VOCABULARY,
+        num_layers=1,
+        hidden_dim=32,
+        num_heads=2,
+        chunk_length=4,
+        feed_forward_chunk_length=16,
+        num_hashes=2,
+        causal=True,
+        max_sequence_length=32,
+        seed=5,
+        attention_layers="lsh",
+    )
     return ReformerCausalLM(ReformerModel(**{**config, **overrides}))
 
 
@@ -41,8 +55,9 @@ def test_one_layer_cached_generation_equals_recomputing(sampler):
 def test_local_and_full_layers_cached_equal_recomputing():
     # Without LSH the two semantics coincide at any depth.
     lm = small_lm(num_layers=3, attention_layers=["local", "full", "local"], reversible=False)
-    np.testing.assert_array_equal(lm.generate(PROMPTS, max_length=30),
-                                  lm.generate(PROMPTS, max_length=30, cache=False))
+    np.testing.assert_array_equal(
+        lm.generate(PROMPTS, max_length=30), lm.generate(PROMPTS, max_length=30, cache=False)
+    )
 
 
 def _strictly_causal_logits(lm, tokens, start):
@@ -59,10 +74,16 @@ def _strictly_causal_logits(lm, tokens, start):
         return compile_inference(function, layer.variables)
 
     blocks = [compiled(lambda h, m, b=b: b(h, padding_mask=m), b) for b in backbone.blocks]
-    embed = compiled(lambda ids: backbone.token_embedding(ids)
-                     + backbone.position_embedding(backbone.token_embedding(ids)), backbone)
-    head = compiled(lambda h: backbone.token_embedding(backbone.output_norm(h), reverse=True),
-                    backbone)
+    embed = compiled(
+        lambda ids: (
+            backbone.token_embedding(ids)
+            + backbone.position_embedding(backbone.token_embedding(ids))
+        ),
+        backbone,
+    )
+    head = compiled(
+        lambda h: backbone.token_embedding(backbone.output_norm(h), reverse=True), backbone
+    )
     x = to_numpy(embed(tokens)).astype("float32")
     states = [np.concatenate([x, x], -1) if backbone.reversible else x]
     known = np.broadcast_to(positions < start, (batch, length)).astype("int32")
@@ -72,13 +93,17 @@ def _strictly_causal_logits(lm, tokens, start):
         prefix = np.broadcast_to(positions <= t, (batch, length)).astype("int32")
         for layer, block in enumerate(blocks):
             states[layer + 1][:, t] = to_numpy(block(states[layer], prefix))[:, t]
-    return to_numpy(head(states[-1]))[:, start - 1:]
+    return to_numpy(head(states[-1]))[:, start - 1 :]
 
 
 def test_cached_logits_equal_the_strictly_causal_reference():
     # (The non-reversible blocks' cache: see the local / full test.)
-    lm = small_lm(num_layers=3, attention_layers=["lsh", "local", "lsh"], num_hashes=3,
-                  correct_duplicates=True)
+    lm = small_lm(
+        num_layers=3,
+        attention_layers=["lsh", "local", "lsh"],
+        num_hashes=3,
+        correct_duplicates=True,
+    )
     tokens = np.random.default_rng(0).integers(0, VOCABULARY, size=(2, 32)).astype("int32")
     start = 9
     build_cache = compile_inference(lm.backbone.build_cache, lm.variables)
@@ -88,11 +113,11 @@ def test_cached_logits_equal_the_strictly_causal_reference():
     head = compile_inference(lambda h: lm.backbone.token_embedding(h, reverse=True), lm.variables)
     logits = [to_numpy(head(hidden))[:, start - 1]]
     for t in range(start, 32):
-        step_logits, _, cache = step(tokens[:, t : t + 1], cache,
-                                     ops.convert_to_tensor(t, "int32"))
+        step_logits, _, cache = step(tokens[:, t : t + 1], cache, ops.convert_to_tensor(t, "int32"))
         logits.append(to_numpy(step_logits)[:, 0])
-    assert_allclose(np.stack(logits, 1), _strictly_causal_logits(lm, tokens, start),
-                    rtol=1e-4, atol=1e-4)
+    assert_allclose(
+        np.stack(logits, 1), _strictly_causal_logits(lm, tokens, start), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_a_random_sampler_runs_with_the_cache_and_keeps_the_prompts():
@@ -149,8 +174,14 @@ def test_cache_needs_a_boolean_and_a_causal_backbone():
     lm = small_lm()
     with pytest.raises(ValueError, match="cache"):
         lm.generate(PROMPTS, max_length=12, cache="yes")
-    backbone = ReformerModel(vocabulary_size=8, num_layers=1, hidden_dim=8, num_heads=1,
-                             chunk_length=4, max_sequence_length=16)
+    backbone = ReformerModel(
+        vocabulary_size=8,
+        num_layers=1,
+        hidden_dim=8,
+        num_heads=1,
+        chunk_length=4,
+        max_sequence_length=16,
+    )
     with pytest.raises(ValueError, match="causal=False"):
         backbone.build_cache(np.zeros((1, 16), "int32"))
 
@@ -193,5 +224,5 @@ def test_a_trained_duplication_model_copies_through_the_cache():
     w[:, -1] = 0  # (the appended target)
     lm.fit(x, y, sample_weight=w, batch_size=32, epochs=4, verbose=0)
     test = sequences(16)
-    copied = lm.generate(test[:, : half + 1], max_length=2 * half)[:, half + 1:]
-    assert (copied == test[:, half + 1:]).mean() > 0.7
+    copied = lm.generate(test[:, : half + 1], max_length=2 * half)[:, half + 1 :]
+    assert (copied == test[:, half + 1 :]).mean() > 0.7

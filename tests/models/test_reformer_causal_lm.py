@@ -2,17 +2,31 @@ import keras
 import numpy as np
 import pytest
 
-from keras_reformer.models import ReformerCausalLM, ReformerModel, language_model_data
-from tests.test_case import BACKEND, assert_allclose, run_model_saving_test, to_numpy
+from keras_reformer.models import ReformerCausalLM
+from keras_reformer.models import ReformerModel
+from keras_reformer.models import language_model_data
+from tests.test_case import BACKEND
+from tests.test_case import assert_allclose
+from tests.test_case import run_model_saving_test
+from tests.test_case import to_numpy
 
 VOCABULARY = 24
 
 
 def small_lm(**overrides):
-    config = dict(vocabulary_size=VOCABULARY, num_layers=2, hidden_dim=32, num_heads=2,
-                  chunk_length=8, feed_forward_chunk_length=16, num_hashes=2, causal=True,
-                  max_sequence_length=48, seed=5,
-                  attention_layers=["lsh", "local"])
+    config = dict(
+        vocabulary_size=VOCABULARY,
+        num_layers=2,
+        hidden_dim=32,
+        num_heads=2,
+        chunk_length=8,
+        feed_forward_chunk_length=16,
+        num_hashes=2,
+        causal=True,
+        max_sequence_length=48,
+        seed=5,
+        attention_layers=["lsh", "local"],
+    )
     return ReformerCausalLM(ReformerModel(**{**config, **overrides}))
 
 
@@ -100,8 +114,14 @@ def test_backbone_must_be_a_reformer_model():
 
 
 def test_needs_a_causal_backbone():
-    backbone = ReformerModel(vocabulary_size=8, num_layers=1, hidden_dim=8, num_heads=1,
-                             chunk_length=4, max_sequence_length=16)
+    backbone = ReformerModel(
+        vocabulary_size=8,
+        num_layers=1,
+        hidden_dim=8,
+        num_heads=1,
+        chunk_length=4,
+        max_sequence_length=16,
+    )
     with pytest.raises(ValueError, match="causal"):
         ReformerCausalLM(backbone)
 

@@ -2,11 +2,22 @@ import keras
 import numpy as np
 import pytest
 
-from keras_reformer.models import ReformerClassifier, ReformerModel
-from tests.test_case import assert_allclose, run_model_saving_test, to_numpy
+from keras_reformer.models import ReformerClassifier
+from keras_reformer.models import ReformerModel
+from tests.test_case import assert_allclose
+from tests.test_case import run_model_saving_test
+from tests.test_case import to_numpy
 
-SMALL = dict(vocabulary_size=16, num_layers=1, hidden_dim=16, num_heads=2, chunk_length=8,
-             num_hashes=2, max_sequence_length=64, seed=3)
+SMALL = dict(
+    vocabulary_size=16,
+    num_layers=1,
+    hidden_dim=16,
+    num_heads=2,
+    chunk_length=8,
+    num_hashes=2,
+    max_sequence_length=64,
+    seed=3,
+)
 
 
 def classifier(**overrides):
@@ -15,8 +26,10 @@ def classifier(**overrides):
 
 def token_data(batch=4, length=40, seed=0):
     rng = np.random.default_rng(seed)
-    return {"token_ids": rng.integers(0, 16, size=(batch, length)).astype("int32"),
-            "padding_mask": np.ones((batch, length), dtype="int32")}
+    return {
+        "token_ids": rng.integers(0, 16, size=(batch, length)).astype("int32"),
+        "padding_mask": np.ones((batch, length), dtype="int32"),
+    }
 
 
 def test_scores_are_the_head_on_the_mean_of_the_real_positions():
@@ -65,12 +78,15 @@ def test_config_round_trip_and_saving(tmp_path):
     run_model_saving_test(model, token_data(), tmp_path)
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"num_classes": 1}, "num_classes"),
-    ({"num_classes": 2.0}, "num_classes"),
-    ({"num_classes": 2, "dropout": 1.0}, "dropout"),
-    ({"num_classes": 2, "activation": "relu"}, "activation"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"num_classes": 1}, "num_classes"),
+        ({"num_classes": 2.0}, "num_classes"),
+        ({"num_classes": 2, "dropout": 1.0}, "dropout"),
+        ({"num_classes": 2, "activation": "relu"}, "activation"),
+    ],
+)
 def test_bad_arguments_raise(kwargs, name):
     with pytest.raises(ValueError, match=name):
         ReformerClassifier(ReformerModel(**SMALL), **kwargs)

@@ -5,11 +5,22 @@ import pytest
 from keras_reformer.models import ReformerModel
 from keras_reformer.models.input_checks import check_token_inputs
 from keras_reformer.ops import default_num_buckets
-from tests.test_case import BACKEND, assert_allclose, run_model_saving_test, to_numpy
+from tests.test_case import BACKEND
+from tests.test_case import assert_allclose
+from tests.test_case import run_model_saving_test
+from tests.test_case import to_numpy
 
-SMALL = dict(vocabulary_size=32, num_layers=2, hidden_dim=16, num_heads=2, chunk_length=8,
-             feed_forward_chunk_length=16,
-             num_hashes=2, max_sequence_length=64, seed=3)
+SMALL = dict(
+    vocabulary_size=32,
+    num_layers=2,
+    hidden_dim=16,
+    num_heads=2,
+    chunk_length=8,
+    feed_forward_chunk_length=16,
+    num_hashes=2,
+    max_sequence_length=64,
+    seed=3,
+)
 
 
 def small_model(**overrides):
@@ -18,8 +29,10 @@ def small_model(**overrides):
 
 def token_data(batch=2, length=40, seed=0):
     rng = np.random.default_rng(seed)
-    return {"token_ids": rng.integers(0, 32, size=(batch, length)).astype("int32"),
-            "padding_mask": np.ones((batch, length), dtype="int32")}
+    return {
+        "token_ids": rng.integers(0, 32, size=(batch, length)).astype("int32"),
+        "padding_mask": np.ones((batch, length), dtype="int32"),
+    }
 
 
 def test_output_shape_and_any_length():
@@ -54,10 +67,12 @@ def test_config_round_trip_and_saving(position_embedding, tmp_path):
 
 
 def test_correct_duplicates_reaches_every_lsh_layer_and_survives_saving(tmp_path):
-    model = small_model(correct_duplicates=True, attention_layers=["lsh", "local", "lsh"],
-                        num_layers=3)
-    lsh_layers = [layer for layer in model._flatten_layers()
-                  if layer.__class__.__name__ == "LSHSelfAttention"]
+    model = small_model(
+        correct_duplicates=True, attention_layers=["lsh", "local", "lsh"], num_layers=3
+    )
+    lsh_layers = [
+        layer for layer in model._flatten_layers() if layer.__class__.__name__ == "LSHSelfAttention"
+    ]
     assert len(lsh_layers) == 2 and all(layer.correct_duplicates for layer in lsh_layers)
     assert ReformerModel.from_config(model.get_config()).get_config()["correct_duplicates"]
     plain = small_model(attention_layers=["lsh", "local", "lsh"], num_layers=3)
@@ -88,8 +103,11 @@ def test_mixed_precision_gives_finite_outputs_and_gradients(policy):
 
 def test_fit_with_jit_compile_trains():
     model = small_model(dropout=0.1)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse",
-                  jit_compile=BACKEND in ("jax", "tensorflow"))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss="mse",
+        jit_compile=BACKEND in ("jax", "tensorflow"),
+    )
     data = token_data()
     target = np.random.default_rng(1).normal(size=(2, 40, 32)).astype("float32")
     history = model.fit(data, target, epochs=3, verbose=0)
@@ -118,11 +136,20 @@ def test_token_value_checks_can_be_left_to_a_later_call():
         check_token_inputs(np.zeros((1, 9), "int32"), 32, 8, check_values=False)
 
 
-@pytest.mark.parametrize("argument, value", [
-    ("vocabulary_size", 0), ("num_layers", -1), ("hidden_dim", 0), ("num_heads", 0),
-    ("chunk_length", 0), ("max_sequence_length", 0), ("attention_layers", "dense"),
-    ("attention_layers", ["lsh"]), ("position_embedding", "rope"),
-])
+@pytest.mark.parametrize(
+    "argument, value",
+    [
+        ("vocabulary_size", 0),
+        ("num_layers", -1),
+        ("hidden_dim", 0),
+        ("num_heads", 0),
+        ("chunk_length", 0),
+        ("max_sequence_length", 0),
+        ("attention_layers", "dense"),
+        ("attention_layers", ["lsh"]),
+        ("position_embedding", "rope"),
+    ],
+)
 def test_bad_arguments_name_the_argument(argument, value):
     with pytest.raises(ValueError, match=argument):
         small_model(**{argument: value})
@@ -138,10 +165,12 @@ def test_default_num_buckets_is_the_papers_choice():
 def test_long_models_factorise_their_buckets(max_length, expected):
     # 2 * 16384 / 64 = 512 buckets would rotate each token into 256 values, more
     # than the 128 keys it attends to: two factors, 16 + 32 values, instead.
-    model = small_model(chunk_length=64, max_sequence_length=max_length, num_layers=2,
-                        attention_layers=["lsh", "lsh"])
+    model = small_model(
+        chunk_length=64,
+        max_sequence_length=max_length,
+        num_layers=2,
+        attention_layers=["lsh", "lsh"],
+    )
     assert model.get_config()["num_buckets"] == expected
     attention = model.get_layer("reversible_stack").blocks[0].f.layer
     assert attention.num_buckets == expected
-
-

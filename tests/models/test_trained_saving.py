@@ -17,7 +17,8 @@ from keras_reformer.models import ReformerCausalLM
 from keras_reformer.models import ReformerClassifier
 from keras_reformer.models import ReformerModel
 from keras_reformer.models import language_model_data
-from tests.test_case import BACKEND, to_numpy
+from tests.test_case import BACKEND
+from tests.test_case import to_numpy
 
 VOCABULARY = 24
 LENGTH = 32
@@ -26,9 +27,19 @@ JIT = "auto" if BACKEND == "jax" else False
 
 
 def backbone(**overrides):
-    config = dict(vocabulary_size=VOCABULARY, num_layers=2, hidden_dim=16, num_heads=2,
-                  chunk_length=8, num_hashes=2, max_sequence_length=LENGTH, causal=True,
-                  attention_layers=["lsh", "local"], dropout=0.1, seed=5)
+    config = dict(
+        vocabulary_size=VOCABULARY,
+        num_layers=2,
+        hidden_dim=16,
+        num_heads=2,
+        chunk_length=8,
+        num_hashes=2,
+        max_sequence_length=LENGTH,
+        causal=True,
+        attention_layers=["lsh", "local"],
+        dropout=0.1,
+        seed=5,
+    )
     return ReformerModel(**{**config, **overrides})
 
 
@@ -133,8 +144,16 @@ def test_resumed_training_ends_where_uninterrupted_training_ends(tmp_path):
         keras.utils.set_random_seed(7)
         lm = ReformerCausalLM(backbone(seed=None))
         lm.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=JIT)
-        lm.fit(x, y, sample_weight=w, batch_size=2, epochs=2, shuffle=False, verbose=0,
-               callbacks=callbacks)
+        lm.fit(
+            x,
+            y,
+            sample_weight=w,
+            batch_size=2,
+            epochs=2,
+            shuffle=False,
+            verbose=0,
+            callbacks=callbacks,
+        )
         return lm
 
     uninterrupted = run([])
@@ -183,9 +202,16 @@ def test_trained_model_predicts_alike_under_another_backend(saved_lm, tmp_path):
     np.savez(tmp_path / "data.npz", expected=to_numpy(lm(x)), **x)
     other = NEXT_BACKEND[BACKEND]
     result = subprocess.run(
-        [sys.executable, "-c", LOAD_AND_COMPARE, str(folder / "lm.keras"),
-         str(tmp_path / "data.npz")],
-        env={**os.environ, "KERAS_BACKEND": other}, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            LOAD_AND_COMPARE,
+            str(folder / "lm.keras"),
+            str(tmp_path / "data.npz"),
+        ],
+        env={**os.environ, "KERAS_BACKEND": other},
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"ok {other}" in result.stdout

@@ -23,8 +23,16 @@ from tests.test_case import assert_allclose
 from tests.test_case import run_model_saving_test
 from tests.test_case import to_numpy
 
-SMALL = dict(vocabulary_size=32, num_layers=2, hidden_dim=16, num_heads=2, chunk_length=8,
-             num_hashes=2, max_sequence_length=32, seed=3)
+SMALL = dict(
+    vocabulary_size=32,
+    num_layers=2,
+    hidden_dim=16,
+    num_heads=2,
+    chunk_length=8,
+    num_hashes=2,
+    max_sequence_length=32,
+    seed=3,
+)
 JIT = BACKEND in ("jax", "tensorflow")
 
 
@@ -36,9 +44,11 @@ def token_data(batch=2, length=24, seed=0, padded=True):
     rng = np.random.default_rng(seed)
     mask = np.ones((batch, length), "int32")
     if padded:
-        mask[1, length - 5:] = 0
-    return {"token_ids": rng.integers(0, 32, size=(batch, length)).astype("int32"),
-            "padding_mask": mask}
+        mask[1, length - 5 :] = 0
+    return {
+        "token_ids": rng.integers(0, 32, size=(batch, length)).astype("int32"),
+        "padding_mask": mask,
+    }
 
 
 def attention_layers(model):
@@ -60,8 +70,11 @@ def model_gradients(model, data, cotangent):
 def test_attention_kinds_build_their_layers_and_mix():
     model = small_model(num_layers=3, attention_layers=["full", "lsh", "local"])
     layers = attention_layers(model)
-    assert [type(layer) for layer in layers] == [FullSelfAttention, LSHSelfAttention,
-                                                 LocalSelfAttention]
+    assert [type(layer) for layer in layers] == [
+        FullSelfAttention,
+        LSHSelfAttention,
+        LocalSelfAttention,
+    ]
     assert all(layer.shared_qk and layer.causal is False for layer in layers)
     assert layers[0].chunk_length == SMALL["chunk_length"]
     assert ReformerModel.from_config(model.get_config()).get_config() == model.get_config()
@@ -121,21 +134,36 @@ def _plain_transformer(model, data, weights):
         kernel = lambda name: w[f"{attention}full_attention_{i}/{name}/kernel"]  # noqa: E731
         h = _layer_norm(x, w[attention + "layer_norm/gamma"], w[attention + "layer_norm/beta"])
         h = h * real
-        x = x + separate_qk_attention(h, kernel("query"), kernel("key"), kernel("value"),
-                                      kernel("attention_output"), model.causal, mask)
+        x = x + separate_qk_attention(
+            h,
+            kernel("query"),
+            kernel("key"),
+            kernel("value"),
+            kernel("attention_output"),
+            model.causal,
+            mask,
+        )
         ff = f"residual_block_{i}/feed_forward_block_{i}/"
         h = _layer_norm(x, w[ff + "layer_norm/gamma"], w[ff + "layer_norm/beta"])
         h = h * real
         dense = f"{ff}feed_forward_{i}/"
-        h = ops.gelu(ops.matmul(h, w[dense + "intermediate_dense/kernel"])
-                     + w[dense + "intermediate_dense/bias"], approximate=False)
+        h = ops.gelu(
+            ops.matmul(h, w[dense + "intermediate_dense/kernel"])
+            + w[dense + "intermediate_dense/bias"],
+            approximate=False,
+        )
         x = x + ops.matmul(h, w[dense + "output_dense/kernel"]) + w[dense + "output_dense/bias"]
     return _layer_norm(x, w["output_norm/gamma"], w["output_norm/beta"])
 
 
 def test_non_reversible_model_is_a_plain_transformer_with_its_gradients():
-    model = small_model(attention_layers="full", shared_qk=False, reversible=False, causal=True,
-                        position_embedding="learned")
+    model = small_model(
+        attention_layers="full",
+        shared_qk=False,
+        reversible=False,
+        causal=True,
+        position_embedding="learned",
+    )
     assert all(isinstance(block, ResidualBlock) for block in model.blocks)
     assert model.reversible_stack is None and model.output_dim == SMALL["hidden_dim"]
     data = token_data()

@@ -11,11 +11,19 @@ import keras
 import numpy as np
 import pytest
 
-from keras_reformer.layers import (ChunkedFeedForward, LocalSelfAttention, LSHSelfAttention,
-                                   PreLayerNorm, ReversibleBlock, ReversibleSequence)
-from keras_reformer.models import ReformerCausalLM, ReformerModel
-from keras_reformer.ops import hash_buckets, scan_sequence_chunks
-from tests.test_case import BACKEND, assert_allclose, to_numpy
+from keras_reformer.layers import ChunkedFeedForward
+from keras_reformer.layers import LocalSelfAttention
+from keras_reformer.layers import LSHSelfAttention
+from keras_reformer.layers import PreLayerNorm
+from keras_reformer.layers import ReversibleBlock
+from keras_reformer.layers import ReversibleSequence
+from keras_reformer.models import ReformerCausalLM
+from keras_reformer.models import ReformerModel
+from keras_reformer.ops import hash_buckets
+from keras_reformer.ops import scan_sequence_chunks
+from tests.test_case import BACKEND
+from tests.test_case import assert_allclose
+from tests.test_case import to_numpy
 
 VOCABULARY = 16
 MAX_LENGTH = 64
@@ -23,15 +31,24 @@ MAX_LENGTH = 64
 # chunk, and the maximum. (Few lengths: JAX compiles a program for each.)
 LENGTHS = (40, 12, MAX_LENGTH)
 
-tf_only = pytest.mark.skipif(BACKEND != "tensorflow",
-                             reason="only TensorFlow graphs have lengths unknown while tracing")
+tf_only = pytest.mark.skipif(
+    BACKEND != "tensorflow", reason="only TensorFlow graphs have lengths unknown while tracing"
+)
 
 
 def _backbone():
     return ReformerModel(
-        vocabulary_size=VOCABULARY, num_layers=2, hidden_dim=16, num_heads=2, chunk_length=16,
-        num_hashes=2, causal=True, max_sequence_length=MAX_LENGTH,
-        attention_layers=["lsh", "local"], feed_forward_chunk_length=16, seed=3,
+        vocabulary_size=VOCABULARY,
+        num_layers=2,
+        hidden_dim=16,
+        num_heads=2,
+        chunk_length=16,
+        num_hashes=2,
+        causal=True,
+        max_sequence_length=MAX_LENGTH,
+        attention_layers=["lsh", "local"],
+        feed_forward_chunk_length=16,
+        seed=3,
     )
 
 
@@ -42,8 +59,11 @@ def _language_model(jit_compile=BACKEND == "jax"):
 
 
 def _ids(length, batch=2, seed=0):
-    return np.random.default_rng(seed + length).integers(
-        0, VOCABULARY, size=(batch, length)).astype("int32")
+    return (
+        np.random.default_rng(seed + length)
+        .integers(0, VOCABULARY, size=(batch, length))
+        .astype("int32")
+    )
 
 
 def _none_length_dataset(lengths):
@@ -51,7 +71,8 @@ def _none_length_dataset(lengths):
     tf = pytest.importorskip("tensorflow")
     spec = tf.TensorSpec((None, None), tf.int32)
     return tf.data.Dataset.from_generator(
-        lambda: ((_ids(n), _ids(n)) for n in lengths), output_signature=(spec, spec))
+        lambda: ((_ids(n), _ids(n)) for n in lengths), output_signature=(spec, spec)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -159,12 +180,15 @@ def _traced_with_none_length(fn, *arrays, jit_compile=False):
 def test_attention_with_none_length_equals_known_length(layer_class):
     extra = {"num_buckets": 4, "num_hashes": 2} if layer_class is LSHSelfAttention else {}
     layer = layer_class(num_heads=2, key_dim=8, chunk_length=8, causal=True, seed=2, **extra)
-    traced = _traced_with_none_length(lambda a, m: layer(a, padding_mask=m),
-                                      np.zeros((2, 1, 16), "float32"), np.ones((2, 1), "int32"))
+    traced = _traced_with_none_length(
+        lambda a, m: layer(a, padding_mask=m),
+        np.zeros((2, 1, 16), "float32"),
+        np.ones((2, 1), "int32"),
+    )
     for length in (5, 8, 21, 32):
         x = np.random.default_rng(length).normal(size=(2, length, 16)).astype("float32")
         mask = np.ones((2, length), "int32")
-        mask[0, length // 2:] = 0
+        mask[0, length // 2 :] = 0
         expected = to_numpy(layer(x, padding_mask=mask))
         assert_allclose(to_numpy(traced(x, mask)), expected, atol=1e-5)
 
@@ -183,8 +207,13 @@ def test_scan_sequence_chunks_with_none_length():
     def run(x):
         return scan_sequence_chunks(
             lambda carry, start, chunk: (
-                carry + keras.ops.sum(chunk), (2 * chunk + keras.ops.cast(start, chunk.dtype),)),
-            keras.ops.zeros(()), (x,), chunk_length=4)
+                carry + keras.ops.sum(chunk),
+                (2 * chunk + keras.ops.cast(start, chunk.dtype),),
+            ),
+            keras.ops.zeros(()),
+            (x,),
+            chunk_length=4,
+        )
 
     traced = _traced_with_none_length(run, np.zeros((1, 1, 2), "float32"))
     for length in (3, 8, 10):
@@ -202,8 +231,11 @@ def test_hash_buckets_in_blocks_with_none_length():
         expected = to_numpy(hash_buckets(vectors, rotations, max_rotated_values=48))
         by_position = np.transpose(vectors, (0, 2, 1, 3))
         traced = _traced_with_none_length(
-            lambda v: hash_buckets(keras.ops.transpose(v, (0, 2, 1, 3)), rotations,
-                                   max_rotated_values=48), by_position)
+            lambda v: hash_buckets(
+                keras.ops.transpose(v, (0, 2, 1, 3)), rotations, max_rotated_values=48
+            ),
+            by_position,
+        )
         np.testing.assert_array_equal(to_numpy(traced(by_position)), expected)
 
 
@@ -211,11 +243,24 @@ def test_hash_buckets_in_blocks_with_none_length():
 def test_reversible_lsh_training_step_with_none_length_under_xla():
     import tensorflow as tf
 
-    stack = ReversibleSequence([ReversibleBlock(
-        PreLayerNorm(LSHSelfAttention(num_heads=2, key_dim=8, chunk_length=16, num_buckets=4,
-                                      num_hashes=2, causal=True, seed=1)),
-        PreLayerNorm(ChunkedFeedForward(32, chunk_length=16)),
-    )])
+    stack = ReversibleSequence(
+        [
+            ReversibleBlock(
+                PreLayerNorm(
+                    LSHSelfAttention(
+                        num_heads=2,
+                        key_dim=8,
+                        chunk_length=16,
+                        num_buckets=4,
+                        num_hashes=2,
+                        causal=True,
+                        seed=1,
+                    )
+                ),
+                PreLayerNorm(ChunkedFeedForward(32, chunk_length=16)),
+            )
+        ]
+    )
 
     def loss_and_grads(x, mask):
         with tf.GradientTape() as tape:
