@@ -139,6 +139,8 @@ def test_char_lm_smoke_recorded_by_the_benchmark(tmp_path, capsys):
         "16",
         "--num-heads",
         "2",
+        "--num-layers",
+        "1",
         "--chunk-length",
         "8",
         "--epochs",

@@ -133,7 +133,9 @@ def test_compiled_steps_treat_invalid_ids_as_padding_count_and_warn():
         ),
     }
     predicted = model.predict(_dataset(x, y, w).map(lambda x, y, w: x), verbose=0)
-    assert_allclose(predicted, model.predict(clean, verbose=0), rtol=1e-5, atol=1e-5)
+    # Batches of 2 as in the pipeline: the same compiled predict step.
+    expected = model.predict(clean, batch_size=2, verbose=0)
+    assert_allclose(predicted, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_clean_data_logs_zero_invalid_ids_and_no_warning():

@@ -5,8 +5,10 @@ generators, optimizer slots and iterations) is where saving breaks.
 """
 
 import os
+import shutil
 import subprocess
 import sys
+import types
 import warnings
 
 import keras
@@ -48,11 +50,20 @@ def lm_data(batch=4):
     return language_model_data(ids)
 
 
-def trained_lm(sampler="top_k"):
+def trained_lm(sampler="top_k", callbacks=()):
     lm = ReformerCausalLM(backbone())
     lm.compile(optimizer=keras.optimizers.Adam(1e-2), sampler=sampler, jit_compile=JIT)
     x, y, w = lm_data()
-    lm.fit(x, y, sample_weight=w, batch_size=2, epochs=1, shuffle=False, verbose=0)
+    lm.fit(
+        x,
+        y,
+        sample_weight=w,
+        batch_size=2,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=list(callbacks),
+    )
     return lm
 
 
@@ -67,22 +78,58 @@ def load_quietly(path):
         return keras.saving.load_model(path)
 
 
+class _KeepBackup(keras.callbacks.Callback):
+    """Copies a `BackupAndRestore` folder at the end of the first epoch: what a
+    process killed then leaves on disk (the callback deletes its folder when
+    training ends). Put it after the `BackupAndRestore`, which writes first."""
+
+    def __init__(self, source, target):
+        super().__init__()
+        self.source, self.target = source, target
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            shutil.copytree(self.source, self.target)
+
+
 @pytest.fixture(scope="module")
 def saved_lm(tmp_path_factory):
-    """A trained causal LM (LSH and local attention, dropout), saved both ways."""
+    """A causal LM (LSH and local attention, dropout) trained one epoch, saved
+    three ways: `.keras`, `save_weights`, and the `BackupAndRestore` backup of
+    that epoch.
+
+    Tests read what the model computed, never the model itself: its outputs
+    and variables as saved, and its weights after a second epoch in memory
+    (the uninterrupted run that a loaded or a resumed model must end at).
+    """
     keras.utils.set_random_seed(1234)
     folder = tmp_path_factory.mktemp("trained_lm")
-    lm = trained_lm()
+    lm = trained_lm(
+        callbacks=[
+            keras.callbacks.BackupAndRestore(str(folder / "backup")),
+            _KeepBackup(folder / "backup", folder / "backup_after_epoch_1"),
+        ]
+    )
     lm.save(folder / "lm.keras")
     lm.save_weights(folder / "lm.weights.h5")
-    return lm, folder
+    x, y, w = lm_data()
+    saved = types.SimpleNamespace(
+        folder=folder,
+        backup=folder / "backup_after_epoch_1",
+        outputs=to_numpy(lm(x)),
+        variables=weights_of(lm),
+        paths=[v.path for v in lm.variables],
+    )
+    # The second epoch of the uninterrupted run: the same model and compiled step.
+    lm.fit(x, y, sample_weight=w, batch_size=2, epochs=1, shuffle=False, verbose=0)
+    saved.continued = weights_of(lm)
+    return saved
 
 
 def test_trained_causal_lm_predicts_identically_after_loading(saved_lm):
-    lm, folder = saved_lm
     x, _, _ = lm_data()
-    restored = load_quietly(folder / "lm.keras")
-    np.testing.assert_array_equal(to_numpy(restored(x)), to_numpy(lm(x)))
+    restored = load_quietly(saved_lm.folder / "lm.keras")
+    np.testing.assert_array_equal(to_numpy(restored(x)), saved_lm.outputs)
 
 
 def test_trained_classifier_predicts_identically_after_loading(tmp_path):
@@ -96,28 +143,25 @@ def test_trained_classifier_predicts_identically_after_loading(tmp_path):
 
 
 def test_save_weights_restores_every_seed_state(saved_lm):
-    lm, folder = saved_lm
     fresh = ReformerCausalLM(backbone())
-    fresh.load_weights(folder / "lm.weights.h5")
-    seed_states = [v for v in lm.variables if "seed_generator_state" in v.path]
+    fresh.load_weights(saved_lm.folder / "lm.weights.h5")
+    seed_states = [path for path in saved_lm.paths if "seed_generator_state" in path]
     # Embedding dropout; rotations and dropout of the LSH layer; dropout of the
     # local one; two feed-forward dropouts; the stack's re-seeding generator.
     assert len(seed_states) == 7
-    for expected, actual in zip(weights_of(lm), weights_of(fresh)):
+    for expected, actual in zip(saved_lm.variables, weights_of(fresh)):
         np.testing.assert_array_equal(actual, expected)
 
 
 def test_loaded_task_model_is_compiled_and_continues_training(saved_lm):
-    lm, folder = saved_lm
-    restored = load_quietly(folder / "lm.keras")
+    restored = load_quietly(saved_lm.folder / "lm.keras")
     assert restored.sampler == "top_k"
     assert int(to_numpy(restored.optimizer.iterations)) == 2
     x, y, w = lm_data()
-    lm = load_quietly(folder / "lm.keras")  # the fixture's model stays as saved
-    for model in (lm, restored):
-        model.fit(x, y, sample_weight=w, batch_size=2, epochs=1, shuffle=False, verbose=0)
+    restored.fit(x, y, sample_weight=w, batch_size=2, epochs=1, shuffle=False, verbose=0)
     assert int(to_numpy(restored.optimizer.iterations)) == 4
-    for expected, actual in zip(weights_of(lm), weights_of(restored)):
+    # Where the model it was saved from got to with the same epoch.
+    for expected, actual in zip(saved_lm.continued, weights_of(restored)):
         np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
 
 
@@ -130,39 +174,26 @@ def test_sampler_object_survives_saving(tmp_path):
     assert restored._get_sampler(None).k == 3
 
 
-class _Interrupt(keras.callbacks.Callback):
-    """Stops training after the first epoch, as a killed process would."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        raise KeyboardInterrupt
-
-
-def test_resumed_training_ends_where_uninterrupted_training_ends(tmp_path):
-    x, y, w = lm_data(batch=2)
-
-    def run(callbacks):
-        keras.utils.set_random_seed(7)
-        lm = ReformerCausalLM(backbone(seed=None))
-        lm.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=JIT)
-        lm.fit(
-            x,
-            y,
-            sample_weight=w,
-            batch_size=2,
-            epochs=2,
-            shuffle=False,
-            verbose=0,
-            callbacks=callbacks,
-        )
-        return lm
-
-    uninterrupted = run([])
-    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
-    with pytest.raises(KeyboardInterrupt):
-        run([backup, _Interrupt()])
-    keras.utils.set_random_seed(99)  # a new process: other global random state
-    resumed = run([keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))])
-    for expected, actual in zip(weights_of(uninterrupted), weights_of(resumed)):
+def test_resumed_training_ends_where_uninterrupted_training_ends(saved_lm, tmp_path):
+    # The fixture's run, killed after its first epoch, leaves its backup; a new
+    # process (other global random state, so other initial weights) resumes it.
+    shutil.copytree(saved_lm.backup, tmp_path / "backup")
+    keras.utils.set_random_seed(99)
+    resumed = ReformerCausalLM(backbone())
+    resumed.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=JIT)
+    x, y, w = lm_data()
+    resumed.fit(
+        x,
+        y,
+        sample_weight=w,
+        batch_size=2,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))],
+    )
+    assert int(to_numpy(resumed.optimizer.iterations)) == 4
+    for expected, actual in zip(saved_lm.continued, weights_of(resumed)):
         np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
 
 
@@ -197,16 +228,15 @@ print("ok", keras.backend.backend())
 
 
 def test_trained_model_predicts_alike_under_another_backend(saved_lm, tmp_path):
-    lm, folder = saved_lm
     x, _, _ = lm_data()
-    np.savez(tmp_path / "data.npz", expected=to_numpy(lm(x)), **x)
+    np.savez(tmp_path / "data.npz", expected=saved_lm.outputs, **x)
     other = NEXT_BACKEND[BACKEND]
     result = subprocess.run(
         [
             sys.executable,
             "-c",
             LOAD_AND_COMPARE,
-            str(folder / "lm.keras"),
+            str(saved_lm.folder / "lm.keras"),
             str(tmp_path / "data.npz"),
         ],
         env={**os.environ, "KERAS_BACKEND": other},
