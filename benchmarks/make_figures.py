@@ -39,6 +39,7 @@ import ablations  # noqa: E402
 import common  # noqa: E402
 import dispatch  # noqa: E402
 import generation  # noqa: E402
+import longest_sequence  # noqa: E402
 import summary  # noqa: E402
 import train_step  # noqa: E402
 
@@ -51,6 +52,7 @@ TABLE_FILES = {
     "char_lm": "char_lm.md",
     "jax_cpu_flags": "jax_cpu_flags.md",
     "generation": "generation.md",
+    "longest_sequence": "longest_sequence.md",
 }
 # Results measured on a GPU machine: a subfolder, shown as tables on their own.
 GPU_RESULTS = "gpu"
@@ -119,6 +121,7 @@ TABLE_COLUMNS = {
         "speedup",
     ],
     "generation": generation.ROW_COLUMNS,
+    "longest_sequence": longest_sequence.SUMMARY_COLUMNS,
     "dispatch": ["implementation", "depth", "status", "aten_ops", "host_ms", "threads"],
     "torch_compile": [
         "depth",
@@ -149,6 +152,8 @@ TABLE_HEADERS = {
     "bits_per_character": "bits per character",
     "steps_this_run": "steps this run",
     "xla_flags": "XLA_FLAGS",
+    "longest_length": "longest L",
+    "stopped_by": "stopped by",
 }
 # Benchmarks whose tables keep their JSON keys as headers (pages name the columns so).
 KEY_HEADERS = ("generation", "dispatch", "torch_compile")
@@ -435,6 +440,8 @@ def result_section(result, heading=True):
     rows = result["rows"]
     if result["benchmark"] == "reversible_memory":
         rows = depth_pivot(rows)
+    if result["benchmark"] == "longest_sequence":
+        rows = longest_sequence.summary_rows(rows)  # one row per search; its tries stay in the JSON
     if rows:
         columns = table_columns(rows, result["benchmark"])
         headers = (
@@ -462,6 +469,20 @@ def result_section(result, heading=True):
         if targets:
             lines += ["", "Targets (against Hugging Face in the same run):", ""]
             lines += [f"- {line.removeprefix('target ')}" for line in targets]
+    if result["benchmark"] == "longest_sequence" and longest_sequence.ratio_rows(result["rows"]):
+        columns = longest_sequence.RATIO_COLUMNS
+        lines += [
+            "",
+            "Training memory (peak RSS minus RSS after the build), ours with the attention "
+            "memory mode on divided by HF's, same L and depth:",
+            "",
+            common.format_table(
+                longest_sequence.ratio_rows(result["rows"]),
+                columns,
+                longest_sequence.headers(columns),
+                markdown=True,
+            ),
+        ]
     if result["benchmark"] == "dispatch":
         summary = dispatch.summary_rows(rows)
         if summary:

@@ -102,6 +102,7 @@ def measure_keras(spec):
         dropout=0.0,
         max_sequence_length=length,
         seed=0,
+        **spec.get("model_kwargs", {}),  # e.g. longest_sequence.py's attention memory mode
     )
     model = ReformerCausalLM(backbone)
     jit_compile = spec["jit_compile"]
