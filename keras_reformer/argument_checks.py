@@ -143,5 +143,22 @@ def check_num_buckets(num_buckets):
     return factors[0] if single else factors
 
 
+def check_model_kwargs(owner, kwargs, allowed=("name", "trainable", "dtype")):
+    """Raises a ValueError naming any keyword argument of a model that is not its own.
+
+    Keras' functional `Model.__init__` silently accepts any keyword, so a
+    misspelt argument (or one of a newer version) would build a model without
+    it.
+
+    Args:
+        owner: the class name, quoted in the message.
+        kwargs: the keyword arguments left for `keras.Model.__init__`.
+        allowed: the keywords `keras.Model` may receive.
+    """
+    unknown = {key: value for key, value in kwargs.items() if key not in allowed}
+    if unknown:
+        raise ValueError(f"Unrecognized keyword arguments passed to {owner}: {unknown}")
+
+
 def _is_real(value):
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))

@@ -108,6 +108,53 @@ class AttentionHeads:
                 f"Received: padding_mask.shape={shape}"
             )
 
+    # === The memory mode's plumbing (`stream_slices`) ===
+
+    def _per_head(self, x):
+        # (batch * heads, length, ...) -> (batch, heads, length, ...)
+        return ops.reshape(x, (-1, self.num_heads, axis_size(x, 1)) + tuple(x.shape[2:]))
+
+    def _merge_heads_rows(self, x, dtype):
+        # (batch, heads, length, ...) -> (batch * heads, length, ...)
+        return ops.cast(ops.reshape(x, (-1, axis_size(x, 2)) + tuple(x.shape[3:])), dtype)
+
+    @staticmethod
+    def _group_rows(x, heads):
+        # The rows of a group's slices: (batch, heads, ...) -> (batch * group, ...).
+        x = ops.take(x, heads, axis=1)
+        return ops.reshape(x, (-1,) + tuple(ops.shape(x)[2:]))
+
+    @staticmethod
+    def _per_group(x, heads):
+        # (batch * group, ...) -> (batch, group, ...)
+        return ops.reshape(x, (-1, heads.shape[0]) + tuple(ops.shape(x)[1:]))
+
+    def _slice_extras(self, key_mask, dropout, like):
+        """What every group reads besides the queries, keys and values: the key
+        mask as float32 `(batch, heads, length)` (TensorFlow's rematerialisation
+        cannot differentiate a bool argument) and the call's dropout seed."""
+        extras = ()
+        if key_mask is not None:
+            key_mask = ops.logical_and(key_mask, ops.ones_like(like[..., 0], dtype="bool"))
+            extras += (self._per_head(ops.cast(key_mask, "float32")),)
+        if dropout > 0.0:
+            extras += (self.dropout_seed_generator.next(),)
+        return extras
+
+    def _read_slice_extras(self, extras, heads, first_slice, has_mask, dropout):
+        """The group's key mask (or `None`) and dropout seed tensor (or
+        `None`), from `_slice_extras`."""
+        key_mask = seed = None
+        if has_mask:
+            key_mask = ops.cast(self._group_rows(extras[0], heads), "bool")
+        if dropout > 0.0:
+            # Each group's masks are keyed by its first slice, so the
+            # rematerialised backward replays them.
+            value = extras[-1]
+            offset = ops.stack([ops.cast(first_slice, value.dtype), ops.zeros((), value.dtype)])
+            seed = value + offset
+        return key_mask, seed
+
     # === Cached generation ===
 
     def build_cache(self, inputs, padding_mask=None):

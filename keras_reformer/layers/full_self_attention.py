@@ -14,6 +14,7 @@ from keras_reformer.layers.randomness import FixedSeed
 from keras_reformer.layers.randomness import SavesSeedStates
 from keras_reformer.layers.randomness import concrete_seed
 from keras_reformer.layers.randomness import derive_seed
+from keras_reformer.ops.attention_slices import stream_slices
 from keras_reformer.ops.cached_attention import window_attention
 from keras_reformer.ops.chunking import scan_sequence_chunks
 from keras_reformer.ops.masks import apply_attention_masks
@@ -69,6 +70,9 @@ class FullSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
             `"glorot_uniform"`.
         bias_initializer: initializer of the biases. Defaults to `"zeros"`.
         seed: integer seed of the attention dropout. Defaults to `None`.
+        attention_slices: the attention memory mode: how many heads are
+            computed at a time (see `LocalSelfAttention`). Defaults to `None`:
+            all heads at once.
         **kwargs: other `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -116,6 +120,7 @@ class FullSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         seed=None,
+        attention_slices=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -131,6 +136,9 @@ class FullSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.seed = seed
+        self.attention_slices = (
+            None if attention_slices is None else check_int("attention_slices", attention_slices, 1)
+        )
         self.dropout_seed_generator = keras.random.SeedGenerator(
             derive_seed(concrete_seed(seed), DROPOUT_STREAM), name="dropout_seed_generator"
         )
@@ -142,25 +150,73 @@ class FullSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
     def call(self, inputs, padding_mask=None, training=None):
         inputs, key_mask = self._prepare_inputs(inputs, padding_mask)
         queries, keys, values = self._queries_keys_values(inputs)
-        seed = None
-        if training and self.dropout > 0.0:
+        dropout = self.dropout if training else 0.0
+        if self.attention_slices is not None:
+            outputs = self._attend_in_slices(queries, keys, values, key_mask, dropout)
+        else:
+            # (TensorFlow cannot build the gradient of a bool argument of a
+            # rematerialised function: the key mask travels as float32.)
+            float_mask = None if key_mask is None else ops.cast(key_mask, "float32")
             # One draw per call; each query chunk's mask is keyed by its first
             # position, so the rematerialised backward replays it exactly.
-            seed = self.dropout_seed_generator.next()
+            seed = self.dropout_seed_generator.next() if dropout > 0.0 else None
+            outputs = self._attend(queries, keys, values, float_mask, seed)
+        return self._output_dense(self._split_heads(outputs))
+
+    def _attend(self, queries, keys, values, float_mask, seed):
+        """All queries, `chunk_length` at a time, attending to all keys.
+
+        Args:
+            queries: `(rows, length, key_dim)`, rows = batch * heads.
+            keys: `(rows, length, key_dim)`, scaled.
+            values: `(rows, length, value_dim)`.
+            float_mask: `(rows, length)`, 1.0 for real keys, or `None`.
+            seed: the dropout seed tensor, or `None` for no dropout.
+
+        Returns:
+            `(rows, length, value_dim)`.
+        """
         # Every argument of the rematerialised function is an explicit tensor
         # (TensorFlow's `recompute_grad` passes no gradient to captured ones).
-        # (TensorFlow cannot build the gradient of a bool one: the key mask
-        # travels as float32, a copy of `(batch * num_heads, length)`.)
-        float_mask = None if key_mask is None else ops.cast(key_mask, "float32")
         extra = [t for t in (float_mask, seed) if t is not None]
-        attend = keras.remat(self._attention_function(key_mask is not None, seed is not None))
+        attend = keras.remat(self._attention_function(float_mask is not None, seed is not None))
 
         def step(carry, start, query_chunk):
             start = ops.convert_to_tensor(start, dtype="int32")
             return carry, (attend(query_chunk, start, keys, values, *extra),)
 
         _, (outputs,) = scan_sequence_chunks(step, (), (queries,), self.chunk_length)
-        return self._output_dense(self._split_heads(outputs))
+        return outputs
+
+    def _attend_in_slices(self, queries, keys, values, key_mask, dropout):
+        """`_attend` with `attention_slices` heads at a time (`stream_slices`)."""
+        has_mask = key_mask is not None
+        extras = self._slice_extras(key_mask, dropout, queries)
+
+        def attend(queries, keys, values, *extras):
+            *extras, first_slice, heads = extras
+            float_mask, seed = self._read_slice_extras(extras, heads, first_slice, has_mask, 0.0)
+            if dropout > 0.0:  # (the chunks offset the seed's first entry, groups its second)
+                seed = extras[-1] + ops.stack(
+                    [ops.zeros((), extras[-1].dtype), ops.cast(first_slice, extras[-1].dtype)]
+                )
+            if float_mask is not None:
+                float_mask = ops.cast(float_mask, "float32")
+            rows = (self._group_rows(x, heads) for x in (queries, keys, values))
+            outputs = self._per_group(self._attend(*rows, float_mask, seed), heads)
+            # One slice per head: its weight in the head's combination is 1 whatever its log-sum-exp.
+            return outputs, ops.zeros_like(outputs[..., 0])
+
+        outputs = stream_slices(
+            attend,
+            tuple(self._per_head(x) for x in (queries, keys, values)) + extras,
+            (ops.arange(self.num_heads, dtype="int32"),),
+            range(self.num_heads),
+            self.num_heads,
+            self.attention_slices,
+            self._per_head(values),
+        )
+        return self._merge_heads_rows(outputs, values.dtype)
 
     def _attention_function(self, has_key_mask, has_seed):
         """`f(queries, start, keys, values[, key_mask][, seed])`: one chunk of
@@ -223,6 +279,7 @@ class FullSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
                 "seed": self.seed,
+                "attention_slices": self.attention_slices,
             }
         )
         return config

@@ -9,9 +9,11 @@ from keras_reformer.argument_checks import check_int
 from keras_reformer.argument_checks import check_rate
 from keras_reformer.argument_checks import check_seed
 from keras_reformer.layers.attention_heads import AttentionHeads
+from keras_reformer.layers.randomness import FixedSeed
 from keras_reformer.layers.randomness import SavesSeedStates
 from keras_reformer.layers.randomness import concrete_seed
 from keras_reformer.layers.randomness import derive_seed
+from keras_reformer.ops.attention_slices import stream_slices
 from keras_reformer.ops.cached_attention import window_attention
 from keras_reformer.ops.chunked_attention import chunked_attention
 from keras_reformer.ops.chunking import pad_to_multiple
@@ -55,6 +57,17 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
             `"glorot_uniform"`.
         bias_initializer: initializer of the biases. Defaults to `"zeros"`.
         seed: integer seed of the attention dropout. Defaults to `None`.
+        attention_slices: the attention memory mode: how many slices (one
+            per head; per head and hash round in `LSHSelfAttention`) are
+            computed at a time, in one sequential loop that rematerialises
+            each group in the backward pass and combines the rounds of a head
+            as they come. The result and its gradient are those of the
+            default; training memory drops from all slices' attention
+            tensors to one group's, at about 1.3-2x the attention time. The
+            group size is the largest divisor of the number of slices that is
+            at most this. Defaults to `None`: all slices at once. Dropout
+            masks (training with `dropout > 0`) are drawn per group, so they
+            differ from the default's draws.
         **kwargs: other `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -102,6 +115,7 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         seed=None,
+        attention_slices=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -119,6 +133,9 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.seed = seed
+        self.attention_slices = (
+            None if attention_slices is None else check_int("attention_slices", attention_slices, 1)
+        )
         self.dropout_seed_generator = keras.random.SeedGenerator(
             derive_seed(concrete_seed(seed), DROPOUT_STREAM), name="dropout_seed_generator"
         )
@@ -184,6 +201,8 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
         Returns:
             `(batch * num_heads, padded_length, value_dim)`.
         """
+        if self.attention_slices is not None:
+            return self._attend_in_slices(queries, keys, values, key_mask, dropout)
         positions = ops.expand_dims(ops.arange(axis_size(queries, 1), dtype="int32"), 0)
         outputs, _ = chunked_attention(
             queries,
@@ -201,6 +220,42 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
             seed=self.dropout_seed_generator,
         )
         return outputs
+
+    def _attend_in_slices(self, queries, keys, values, key_mask, dropout):
+        """`_attend` with `attention_slices` heads at a time (`stream_slices`)."""
+        positions = ops.expand_dims(ops.arange(axis_size(queries, 1), dtype="int32"), 0)
+        has_mask = key_mask is not None
+        extras = self._slice_extras(key_mask, dropout, queries)
+
+        def attend(queries, keys, values, *extras):
+            *extras, first_slice, heads = extras
+            key_mask, seed = self._read_slice_extras(extras, heads, first_slice, has_mask, dropout)
+            seed = None if seed is None else FixedSeed(seed)
+            outputs, logsumexp = chunked_attention(
+                *(self._group_rows(x, heads) for x in (queries, keys, values)),
+                positions,
+                positions,
+                key_mask,
+                chunk_length=self.chunk_length,
+                lookback=self.lookback,
+                lookahead=self.lookahead,
+                causal=self.causal,
+                mask_self=self.shared_qk,
+                dropout_rate=dropout,
+                seed=seed,
+            )
+            return self._per_group(outputs, heads), self._per_group(logsumexp, heads)
+
+        outputs = stream_slices(
+            attend,
+            tuple(self._per_head(x) for x in (queries, keys, values)) + extras,
+            (ops.arange(self.num_heads, dtype="int32"),),
+            range(self.num_heads),
+            self.num_heads,
+            self.attention_slices,
+            self._per_head(values),
+        )
+        return self._merge_heads_rows(outputs, values.dtype)
 
     def _attend_cached(self, query, keys, values, extra, index):
         # The chunks a query at `index` sees: its own and `lookback` before it
@@ -242,6 +297,7 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
                 "seed": self.seed,
+                "attention_slices": self.attention_slices,
             }
         )
         return config

@@ -10,8 +10,10 @@ from keras_reformer.argument_checks import check_bool
 from keras_reformer.argument_checks import check_int
 from keras_reformer.argument_checks import check_num_buckets
 from keras_reformer.layers.local_self_attention import LocalSelfAttention
+from keras_reformer.layers.randomness import FixedSeed
 from keras_reformer.layers.randomness import call_seed
 from keras_reformer.layers.randomness import concrete_seed
+from keras_reformer.ops.attention_slices import stream_slices
 from keras_reformer.ops.bucket_order import add_token
 from keras_reformer.ops.bucket_order import base_token_ranks
 from keras_reformer.ops.bucket_order import merge_recent
@@ -94,6 +96,13 @@ class LSHSelfAttention(LocalSelfAttention):
             its keys' bucket, so LSH attention shares queries and keys.
             Accepted so that the attention layers take the same arguments;
             `False` is a `ValueError`.
+        attention_slices: the attention memory mode: how many (head, hash
+            round) slices are computed at a time (see `LocalSelfAttention`).
+            The buckets and the sort are computed once for all slices (int32,
+            `3 * num_heads * num_hashes` entries per token); each group's
+            sorted queries, keys, values and logits exist only in its own
+            step, in the forward and the backward pass. Defaults to `None`:
+            all `num_heads * num_hashes` slices at once.
         **kwargs: other `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -146,6 +155,7 @@ class LSHSelfAttention(LocalSelfAttention):
         seed=None,
         correct_duplicates=False,
         shared_qk=True,
+        attention_slices=None,
         **kwargs,
     ):
         if check_bool("shared_qk", shared_qk) is not True:
@@ -168,6 +178,7 @@ class LSHSelfAttention(LocalSelfAttention):
             kernel_initializer=kernel_initializer,
             bias_initializer=bias_initializer,
             seed=seed,
+            attention_slices=attention_slices,
             **kwargs,
         )
         self.num_hashes = check_int("num_hashes", num_hashes, 1)
@@ -186,6 +197,10 @@ class LSHSelfAttention(LocalSelfAttention):
         _, sort_indices, undo_indices = self._hash_and_sort(
             query_key, key_mask, self._bucket_factors(length), training
         )
+        if self.attention_slices is not None:
+            return self._attend_in_slices(
+                query_key, values, key_mask, dropout, sort_indices, undo_indices
+            )
         if key_mask is not None:
             # (batch * heads, length) even where the mask was shared.
             key_mask = ops.logical_and(key_mask, ops.ones_like(query_key[..., 0], dtype="bool"))
@@ -233,6 +248,78 @@ class LSHSelfAttention(LocalSelfAttention):
         outputs = ops.reshape(outputs, (-1, self.num_hashes, length, outputs.shape[-1]))
         logsumexp = ops.reshape(logsumexp, (-1, self.num_hashes, length))
         return combine_hash_rounds(outputs, logsumexp)
+
+    def _attend_in_slices(self, query_key, values, key_mask, dropout, sort_indices, undo_indices):
+        """`_attend` with `attention_slices` (head, round) slices at a time.
+
+        The sort of all rounds is computed once (integers); each group gathers
+        its slices' sorted queries and values, attends and unsorts
+        (`stream_slices`). Slices are ordered head-major, `head * num_hashes +
+        round`, so that a group holds rounds of few heads.
+        """
+        length = axis_size(query_key, 1)
+        num_slices = self.num_heads * self.num_hashes
+
+        def slice_major(indices):
+            # (batch * heads, rounds * length) -> (slices, batch, length), within-round indices.
+            indices = ops.reshape(indices % length, (-1, num_slices, length))
+            return ops.transpose(indices, (1, 0, 2))
+
+        has_mask = key_mask is not None
+        extras = self._slice_extras(key_mask, dropout, query_key)
+        if self.correct_duplicates:
+            # Every token's chunk in every round: `(batch, heads, length, rounds)`.
+            ranks = ops.reshape(undo_indices, (-1, self.num_hashes, length)) % length
+            extras += (self._per_head(ops.transpose(ranks // self.chunk_length, (0, 2, 1))),)
+
+        def attend(query_key, values, *extras):
+            *extras, first_slice, heads, positions, ranks = extras
+            round_chunks = extras.pop() if self.correct_duplicates else None
+            key_mask, seed = self._read_slice_extras(extras, heads, first_slice, has_mask, dropout)
+            seed = None if seed is None else FixedSeed(seed)
+            positions, ranks = (
+                ops.reshape(ops.transpose(x, (1, 0, 2)), (-1, length)) for x in (positions, ranks)
+            )
+
+            def sort(x):
+                return gather_along_sequence(self._group_rows(x, heads), positions)
+
+            sorted_query_key = sort(query_key)
+            outputs, logsumexp = chunked_attention(
+                sorted_query_key,
+                shared_qk_keys(sorted_query_key),
+                sort(values),
+                positions,
+                positions,
+                None if key_mask is None else gather_along_sequence(key_mask, positions),
+                chunk_length=self.chunk_length,
+                lookback=self.lookback,
+                lookahead=self.lookahead,
+                causal=self.causal,
+                dropout_rate=dropout,
+                seed=seed,
+                query_round_chunks=None if round_chunks is None else sort(round_chunks),
+                key_round_chunks=None if round_chunks is None else sort(round_chunks),
+            )
+            outputs = gather_along_sequence(outputs, ranks)
+            logsumexp = gather_along_sequence(logsumexp, ranks)
+            return self._per_group(outputs, heads), self._per_group(logsumexp, heads)
+
+        slice_heads = [head for head in range(self.num_heads) for _ in range(self.num_hashes)]
+        outputs = stream_slices(
+            attend,
+            (self._per_head(query_key), self._per_head(values)) + extras,
+            (
+                ops.convert_to_tensor(slice_heads, dtype="int32"),
+                slice_major(sort_indices),
+                slice_major(undo_indices),
+            ),
+            slice_heads,
+            self.num_heads,
+            self.attention_slices,
+            self._per_head(values),
+        )
+        return self._merge_heads_rows(outputs, values.dtype)
 
     def _hash_and_sort(self, query_key, key_mask, factors, training):
         """Every token's bucket in every round, and the sort by (round, bucket, position).

@@ -16,6 +16,7 @@ ATTENTION_ARGUMENTS = (
     "lookback",
     "lookahead",
     "correct_duplicates",
+    "attention_slices",
 )
 
 
@@ -40,7 +41,8 @@ def with_attention(model, **attention_arguments):
             (`ReformerCausalLM`, `ReformerClassifier`).
         **attention_arguments: new values of `ReformerModel` arguments among
             `attention_layers`, `num_hashes`, `num_buckets`, `chunk_length`,
-            `lookback`, `lookahead` and `correct_duplicates`.
+            `lookback`, `lookahead`, `correct_duplicates` and
+            `attention_slices`.
 
     Returns:
         A new model of the same class as `model`.

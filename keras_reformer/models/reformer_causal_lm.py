@@ -11,6 +11,7 @@ from keras import ops
 from keras_reformer import backend
 from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import check_bool
+from keras_reformer.argument_checks import check_model_kwargs
 from keras_reformer.models.backbone_task import BackboneTask
 from keras_reformer.models.input_checks import check_id_values
 from keras_reformer.models.input_checks import check_token_inputs
@@ -93,6 +94,7 @@ class ReformerCausalLM(BackboneTask):
     targets_are_token_ids = True
 
     def __init__(self, backbone, **kwargs):
+        check_model_kwargs("ReformerCausalLM", kwargs, allowed=("name", "trainable"))
         self.check_backbone(backbone)
         if not backbone.causal:
             raise ValueError(

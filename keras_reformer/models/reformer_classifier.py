@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import check_int
+from keras_reformer.argument_checks import check_model_kwargs
 from keras_reformer.argument_checks import check_rate
 from keras_reformer.layers.randomness import SeededDropout
 from keras_reformer.layers.randomness import derive_seed
@@ -79,6 +80,7 @@ class ReformerClassifier(BackboneTask):
     """
 
     def __init__(self, backbone, num_classes, dropout=0.0, activation=None, **kwargs):
+        check_model_kwargs("ReformerClassifier", kwargs, allowed=("name", "trainable"))
         self.check_backbone(backbone)
         num_classes = check_int("num_classes", num_classes, 2)
         dropout = check_rate("dropout", dropout)

@@ -6,6 +6,7 @@ from keras import ops
 from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import check_bool
 from keras_reformer.argument_checks import check_int
+from keras_reformer.argument_checks import check_model_kwargs
 from keras_reformer.argument_checks import check_num_buckets
 from keras_reformer.argument_checks import check_positive_float
 from keras_reformer.argument_checks import check_rate
@@ -119,6 +120,13 @@ class ReformerModel(TokenIdChecks, keras.Model):
         correct_duplicates: whether LSH attention counts a key that a query
             sees in several hash rounds once (the paper's appendix A; see
             `LSHSelfAttention`). Defaults to `False`.
+        attention_slices: the attention memory mode: how many (head, hash
+            round) slices of each attention layer are computed at a time
+            (one per head in local and full attention), in a sequential loop
+            that rematerialises each group in the backward pass. Same results
+            and gradients; training memory of the attention drops to one
+            group's (see `LocalSelfAttention`). `1` for the longest sequences.
+            Defaults to `None`: all slices at once.
 
     Call arguments:
         inputs: a dict with `"token_ids"` (batch, length) integers and
@@ -172,8 +180,10 @@ class ReformerModel(TokenIdChecks, keras.Model):
         correct_duplicates=False,
         shared_qk=True,
         reversible=True,
+        attention_slices=None,
         **kwargs,
     ):
+        check_model_kwargs("ReformerModel", kwargs, allowed=("name", "trainable"))
         # Every argument is checked here, before any is used (a derived seed or
         # a sublayer's own check would report another name or value).
         vocabulary_size = check_int("vocabulary_size", vocabulary_size)
@@ -207,6 +217,8 @@ class ReformerModel(TokenIdChecks, keras.Model):
         correct_duplicates = check_bool("correct_duplicates", correct_duplicates)
         shared_qk = check_bool("shared_qk", shared_qk)
         reversible = check_bool("reversible", reversible)
+        if attention_slices is not None:
+            attention_slices = check_int("attention_slices", attention_slices)
         if num_buckets is not None:
             num_buckets = check_num_buckets(num_buckets)
         attention_kinds = self._attention_kinds(attention_layers, num_layers)
@@ -256,6 +268,7 @@ class ReformerModel(TokenIdChecks, keras.Model):
                 num_buckets=num_buckets,
                 correct_duplicates=correct_duplicates,
                 shared_qk=shared_qk,
+                attention_slices=attention_slices,
             )
             feed_forward = ChunkedFeedForward(
                 intermediate_dim,
@@ -335,6 +348,7 @@ class ReformerModel(TokenIdChecks, keras.Model):
         self.num_hashes = num_hashes
         self.num_buckets = num_buckets
         self.correct_duplicates = correct_duplicates
+        self.attention_slices = attention_slices
         self.shared_qk = shared_qk
         self.reversible = reversible
         self.causal = causal
@@ -520,6 +534,7 @@ class ReformerModel(TokenIdChecks, keras.Model):
             "num_hashes": self.num_hashes,
             "num_buckets": self.num_buckets,
             "correct_duplicates": self.correct_duplicates,
+            "attention_slices": self.attention_slices,
             "shared_qk": self.shared_qk,
             "reversible": self.reversible,
             "causal": self.causal,
