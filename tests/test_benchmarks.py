@@ -8,6 +8,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import common  # noqa: E402
+import longest_sequence  # noqa: E402
 import make_figures  # noqa: E402
 import pytest  # noqa: E402
 import reversible_memory  # noqa: E402
@@ -647,3 +648,35 @@ def test_benchmarks_page_leads_with_the_summary_and_can_fold():
     assert page.index(f'--8<-- "{summary.SUMMARY_FILE}"') < first_section
     assert {"dispatch.md", "torch_compile.md", "train_step.md"} <= set(included)
     assert "pymdownx.details" in (root / "mkdocs.yml").read_text()  # `??? note` folds
+
+
+def _longest_row(implementation, mode, length, status, training, backend="jax"):
+    return dict(implementation=implementation, backend=backend, mode=mode, depth=2,
+                length=length, status=status, step_seconds_median=float(length) / 1000,
+                peak_rss_mib=training + 500.0, rss_after_build_mib=500.0,
+                training_rss_mib=training)  # fmt: skip
+
+
+@pytest.mark.backend_independent
+def test_longest_sequence_summary_keeps_each_searchs_longest_ok_try_and_the_hf_ratio(tmp_path):
+    rows = [
+        _longest_row("keras_reformer", "on", 16384, "ok", 600.0),
+        _longest_row("keras_reformer", "on", 32768, "ok", 1200.0),
+        _longest_row("keras_reformer", "on", 65536, "killed", 20000.0),
+        _longest_row("hf_reformer", "-", 16384, "ok", 2400.0, backend="torch"),
+        _longest_row("hf_reformer", "-", 32768, "failed", 0.0, backend="torch"),
+    ]
+    summary = {(r["implementation"], r["mode"]): r for r in longest_sequence.summary_rows(rows)}
+    ours, hf = summary[("keras_reformer", "on")], summary[("hf_reformer", "-")]
+    assert (ours["longest_length"], ours["training_rss_mib"]) == (32768, 1200.0)
+    assert ours["stopped_by"] == "killed at 65536: RSS 20500 MiB"
+    assert hf["longest_length"] == 16384 and hf["stopped_by"].startswith("failed at 32768")
+    (ratio,) = longest_sequence.ratio_rows(rows)
+    assert (ratio["length"], ratio["ratio"]) == (16384, 0.25)
+
+    results, docs = tmp_path / "results", tmp_path / "docs"
+    result = common.make_result("longest_sequence", "jax,torch", rows, command="python x.py")
+    common.write_result(result, directory=results)
+    make_figures.main(["--results", str(results), "--docs", str(docs)])
+    table = (docs / "benchmarks" / "tables" / "longest_sequence.md").read_text()
+    assert "32768" in table and "killed at 65536" in table and "0.25" in table
