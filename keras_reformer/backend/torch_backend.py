@@ -2,6 +2,7 @@
 and the torch versions of `keras_reformer.ops`' overridable functions (fewer dispatched ops)."""
 
 import contextlib
+import functools
 import math
 
 import keras
@@ -112,6 +113,10 @@ def inverse_permutation(permutation):
     return inverse.scatter_(1, permutation, positions.expand(permutation.shape))
 
 
+def zero_padding(x, padding_mask):
+    return torch.where(_tensor(padding_mask).bool().unsqueeze(-1), _tensor(x), 0.0)
+
+
 def scalar_like(value, like):
     like = _tensor(like)
     return torch.full((), value, dtype=like.dtype, device=like.device)
@@ -156,7 +161,11 @@ class _MaskedSoftmax(torch.autograd.Function):
 
     The masks replace logits (as `where` does: no gradient reaches a
     replaced logit), `replaced_by_self` with `self_value`, then `masked` with
-    `masked_value`; both broadcast against `logits`. One pass of exp:
+    `masked_value`; both broadcast against `logits` and may be `None`.
+    Window slots in `outside` (a subset of `masked`: keys beyond the sequence,
+    which the shared code pads with zeros) get weight exactly 0 afterwards, as
+    the zero values there would: they only count where every key is masked
+    (then the weights are uniform over the whole window). One pass of exp:
     log-sum-exp = max - log(largest weight), the largest weight being
     exp(0) / sum. The backward is written out: autograd through that formula
     would subtract two terms near 1 for the log-sum-exp's gradient (which is
@@ -165,15 +174,18 @@ class _MaskedSoftmax(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits, self_mask, masked, self_value, masked_value):
+    def forward(ctx, logits, self_mask, masked, outside, self_value, masked_value):
         # The self value first: where another mask applies too, it wins.
         if self_mask is not None:
             logits = logits.masked_fill(self_mask, self_value)
-            logits.masked_fill_(masked, masked_value)
-        else:
+            if masked is not None:
+                logits.masked_fill_(masked, masked_value)
+        elif masked is not None:
             logits = logits.masked_fill(masked, masked_value)
         weights = torch.softmax(logits, dim=-1)
         logsumexp = torch.sub(logits.amax(-1), torch.log(weights.amax(-1)))
+        if outside is not None:
+            weights.masked_fill_(outside, 0.0)
         ctx.save_for_backward(weights, self_mask, masked)
         return weights, logsumexp
 
@@ -184,10 +196,51 @@ class _MaskedSoftmax(torch.autograd.Function):
         grad = torch.mul(
             weights, torch.add(torch.sub(weights_grad, inner), logsumexp_grad.unsqueeze(-1))
         )
-        grad.masked_fill_(masked, 0.0)
+        if masked is not None:
+            grad.masked_fill_(masked, 0.0)
         if self_mask is not None:
             grad.masked_fill_(self_mask, 0.0)
-        return grad, None, None, None, None
+        return grad, None, None, None, None, None
+
+
+def _window_layout(num_chunks, chunk_length, lookback, lookahead, device):
+    """Constants of `chunked_attention`'s windows (cached per shape and device, except
+    while torch.compile traces).
+
+    Returns:
+        `(tokens, outside, own)`: `tokens`, `(num_chunks * window,)` int64, the
+        position of every window slot of every chunk (each chunk's
+        `lookback` previous chunks, itself, its `lookahead` next ones;
+        slots beyond the sequence wrap around); `outside`, `(num_chunks, 1,
+        window)` bool, the slots beyond the sequence, or `None` where there
+        are none; `own`, `(chunk_length, window)` bool, each query's own slot
+        in its own chunk.
+    """
+    if torch.compiler.is_compiling():
+        return _build_window_layout(num_chunks, chunk_length, lookback, lookahead, device)
+    return _cached_window_layout(num_chunks, chunk_length, lookback, lookahead, device)
+
+
+def _build_window_layout(num_chunks, chunk_length, lookback, lookahead, device):
+    # Not inference tensors even under inference_mode: the cache serves training too.
+    with torch.inference_mode(False), torch.no_grad():
+        chunks = torch.arange(num_chunks, device=device).unsqueeze(-1) + torch.arange(
+            -lookback, lookahead + 1, device=device
+        )
+        within = torch.arange(chunk_length, device=device)
+        tokens = (chunks % num_chunks).unsqueeze(-1) * chunk_length + within
+        outside = None
+        if lookback or lookahead:
+            outside = (chunks < 0) | (chunks >= num_chunks)
+            outside = outside.repeat_interleave(chunk_length, dim=1).unsqueeze(1)
+        window = (lookback + 1 + lookahead) * chunk_length
+        own = torch.arange(window, device=device) == (within + lookback * chunk_length).unsqueeze(
+            -1
+        )
+        return tokens.reshape(-1), outside, own
+
+
+_cached_window_layout = functools.lru_cache(maxsize=32)(_build_window_layout)
 
 
 def chunked_attention(
@@ -208,37 +261,28 @@ def chunked_attention(
     key_round_chunks=None,
 ):
     # The shared code's attention with each chunk's neighbours as one window
-    # (one product, one masking, one softmax: about half the shared code's
-    # ops), and `torch.softmax`, whose CPU kernel does not slow down on
-    # masked logits as `exp` does.
+    # (one product, one masking, one softmax), gathered with one constant
+    # index per call, masks compared once per window (a masked key's position
+    # becomes the dtype's largest value), and `torch.softmax`, whose CPU
+    # kernel does not slow down on masked logits as `exp` does.
     check_round_chunks(query_round_chunks, key_round_chunks)
     # Positions are distinct within a row: where queries and keys share them,
     # a query's own key is on the diagonal of its own chunk.
     self_on_diagonal = mask_self and query_positions is key_positions
     queries, values = _tensor(queries), _tensor(values)
-    length = queries.shape[1]
+    batch, length = queries.shape[:2]
     if length % chunk_length:
         raise ValueError(
             f"The length ({length}) must be a multiple of `chunk_length`. "
             f"Received: chunk_length={chunk_length}"
         )
     num_chunks = length // chunk_length
-    window = (lookback + 1 + lookahead) * chunk_length
+    tokens, outside, own = _window_layout(
+        num_chunks, chunk_length, lookback, lookahead, queries.device
+    )
 
-    def windows(x, fill_value=0):
-        # (batch, length, ...) -> (batch, num_chunks, window, ...): each chunk
-        # after its `lookback` previous chunks, before its `lookahead` next ones
-        # (contiguous: a product with it needs no copy, and its backward is
-        # slices and one sum; an overlapping `unfold` view cost both).
-        chunks = chunked(x)
-        pad = [
-            chunks.new_full((chunks.shape[0], size) + tuple(chunks.shape[2:]), fill_value)
-            for size in (lookback, lookahead)
-        ]
-        padded = torch.cat([t for t in (pad[0], chunks, pad[1]) if t.shape[1]], dim=1)
-        return torch.cat(
-            [padded[:, i : i + num_chunks] for i in range(lookback + 1 + lookahead)], dim=2
-        )
+    def windows(x):  # (batch, length, ...) -> (batch, num_chunks, window, ...)
+        return x.index_select(1, tokens).view((x.shape[0], num_chunks, -1) + tuple(x.shape[2:]))
 
     def chunked(x):  # (batch, length, ...) -> (batch, num_chunks, chunk_length, ...)
         return x.reshape((x.shape[0], num_chunks, chunk_length) + tuple(x.shape[2:]))
@@ -251,28 +295,38 @@ def chunked_attention(
         distance = key_rounds - query_rounds  # (batch, chunks, chunk_length, window, rounds)
         counts = ((distance >= -lookback) & (distance <= lookahead)).sum(-1)
         logits = logits - torch.log(counts.clamp(min=1).to(logits.dtype))
+    masked = outside
     if causal or (mask_self and not self_on_diagonal):
+        key_positions = _tensor(key_positions)
+        never = torch.iinfo(key_positions.dtype).max  # no query's position
+        if key_mask is not None:
+            key_positions = torch.where(_tensor(key_mask).bool(), key_positions, never)
+        key_window = windows(key_positions).unsqueeze(-2)
         query_positions = chunked(_tensor(query_positions)).unsqueeze(-1)
-        key_window = windows(_tensor(key_positions), -1).unsqueeze(-2)
+        if causal:
+            hidden = key_window > query_positions
+        elif key_mask is not None:
+            hidden = key_window == never
+        else:
+            hidden = None
+    elif key_mask is not None:
+        hidden = windows(_tensor(key_mask).bool().logical_not()).unsqueeze(-2)
+    else:
+        hidden = None
+    if hidden is not None:
+        masked = hidden if masked is None else hidden | masked
     is_self = None
     if self_on_diagonal:
-        own = torch.arange(chunk_length, device=logits.device) + lookback * chunk_length
-        is_self = torch.arange(window, device=logits.device) == own.unsqueeze(-1)
+        is_self = own
     elif mask_self:
         is_self = query_positions == key_window
-    if key_mask is None:
-        key_mask = torch.ones((1, length), dtype=torch.bool, device=logits.device)
-    masked = ~windows(_tensor(key_mask).bool(), False).unsqueeze(-2)
-    if causal:
-        masked = masked | (key_window > query_positions)
-    weights, logsumexp = _MaskedSoftmax.apply(logits, is_self, masked, self_value, masked_value)
+    weights, logsumexp = _MaskedSoftmax.apply(
+        logits, is_self, masked, outside, self_value, masked_value
+    )
     if dropout_rate > 0.0:
         weights = weights * keras.random.dropout(torch.ones_like(weights), dropout_rate, seed=seed)
     outputs = torch.matmul(weights, windows(values))
-    return (
-        outputs.reshape((outputs.shape[0], length, outputs.shape[-1])),
-        logsumexp.reshape((logsumexp.shape[0], length)),
-    )
+    return outputs.view(batch, length, -1), logsumexp.view(batch, length)
 
 
 def shared_qk_keys(queries, epsilon=1e-6):

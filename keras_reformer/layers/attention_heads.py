@@ -7,6 +7,7 @@ from keras import ops
 from keras_reformer.layers.initializers import clone_initializer
 from keras_reformer.ops.cached_attention import write_position
 from keras_reformer.ops.chunked_attention import shared_qk_keys
+from keras_reformer.ops.masks import zero_padding
 from keras_reformer.ops.shapes import axis_size
 
 
@@ -60,13 +61,49 @@ class AttentionHeads:
         by `1/sqrt(key_dim)` (`shared_qk_keys`). Separate projections: queries
         scaled by `1/sqrt(key_dim)`, keys as projected (standard attention).
         """
-        values = self._merge_heads(self._value_dense(inputs))
+        values = self._project_heads(self._value_dense, inputs)
         if self.shared_qk:
-            queries = self._merge_heads(self._query_key_dense(inputs))
+            queries = self._project_heads(self._query_key_dense, inputs)
             return queries, shared_qk_keys(queries), values
-        queries = self._merge_heads(self._query_dense(inputs))
+        queries = self._project_heads(self._query_dense, inputs)
         queries = queries * ops.cast(self.key_dim**-0.5, queries.dtype)
-        return queries, self._merge_heads(self._key_dense(inputs)), values
+        return queries, self._project_heads(self._key_dense, inputs), values
+
+    def _project_heads(self, dense, inputs):
+        """A heads projection (`abc,cde->abde`), heads merged: `(batch * num_heads, length, d)`.
+
+        One matmul with the kernel's heads flattened, not the layer's einsum:
+        torch dispatches less than half the ops for it, forward and backward.
+        A quantized projection runs as the layer.
+        """
+        if dense.quantization_mode is not None:
+            return self._merge_heads(dense(inputs))
+        inputs = self._compute_value(inputs)
+        kernel = self._compute_value(dense.kernel)  # (d_model, heads, d), LoRA included
+        outputs = ops.matmul(inputs, ops.reshape(kernel, (kernel.shape[0], -1)))
+        if dense.bias is not None:
+            outputs = outputs + ops.reshape(self._compute_value(dense.bias), (-1,))
+        outputs = ops.reshape(outputs, (-1, axis_size(inputs, 1)) + tuple(kernel.shape[1:]))
+        return self._merge_heads(outputs)
+
+    def _project_output(self, x):
+        """The output projection (`abcd,cde->abe`) of `(batch * num_heads, length, value_dim)`:
+        `(batch, length, d_model)`, one matmul (see `_project_heads`)."""
+        dense = self._output_dense
+        if dense.quantization_mode is not None:
+            return dense(self._split_heads(x))
+        x = self._split_heads(self._compute_value(x))
+        x = ops.reshape(x, (-1, axis_size(x, 1), self.num_heads * self.value_dim))
+        kernel = self._compute_value(dense.kernel)  # (heads, value_dim, d_model)
+        outputs = ops.matmul(x, ops.reshape(kernel, (-1, kernel.shape[-1])))
+        return outputs if dense.bias is None else outputs + self._compute_value(dense.bias)
+
+    def _compute_value(self, x):
+        # A projection's input or weight in the compute dtype, as the
+        # projection layer's own call would cast it (also under
+        # `stateless_call`, which skips the cast of the outer layer's inputs;
+        # a no-op without mixed precision).
+        return ops.cast(x, self.compute_dtype)
 
     def _prepare_inputs(self, inputs, padding_mask):
         """Checks the call's inputs; returns `(inputs, key_mask)`.
@@ -82,8 +119,7 @@ class AttentionHeads:
             )
         key_mask = self._key_mask(inputs, padding_mask)
         if key_mask is not None:
-            real = ops.expand_dims(ops.cast(padding_mask, "bool"), -1)
-            inputs = ops.where(real, inputs, ops.zeros_like(inputs))
+            inputs = zero_padding(inputs, padding_mask)
         return inputs, key_mask
 
     def _key_mask(self, inputs, padding_mask):
@@ -203,7 +239,7 @@ class AttentionHeads:
         outputs, extra = self._attend_cached(
             queries[:, 0], key_cache, value_cache, tuple(cache[2:]), index
         )
-        outputs = self._output_dense(self._split_heads(ops.expand_dims(outputs, 1)))
+        outputs = self._project_output(ops.expand_dims(outputs, 1))
         return outputs, (key_cache, value_cache) + tuple(extra)
 
     def cache_bytes_per_token(self):

@@ -161,7 +161,7 @@ class FullSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
             # position, so the rematerialised backward replays it exactly.
             seed = self.dropout_seed_generator.next() if dropout > 0.0 else None
             outputs = self._attend(queries, keys, values, float_mask, seed)
-        return self._output_dense(self._split_heads(outputs))
+        return self._project_output(outputs)
 
     def _attend(self, queries, keys, values, float_mask, seed):
         """All queries, `chunk_length` at a time, attending to all keys.

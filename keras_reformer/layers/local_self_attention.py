@@ -185,7 +185,7 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
                     )
             outputs = self._attend(queries, keys, values, key_mask, dropout, training)
             outputs = outputs[:, :length]
-        return self._output_dense(self._split_heads(outputs))
+        return self._project_output(outputs)
 
     def _attend(self, queries, keys, values, key_mask, dropout, training):
         """Attention over a sequence padded to a multiple of `chunk_length`.

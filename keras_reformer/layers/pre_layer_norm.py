@@ -1,7 +1,6 @@
 """PreLayerNorm: LayerNormalization, then a wrapped layer."""
 
 import keras
-from keras import ops
 
 from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import check_positive_float
@@ -10,6 +9,7 @@ from keras_reformer.layers.position_wise import is_position_wise
 from keras_reformer.layers.sublayer_arguments import call_sublayer_with_cache
 from keras_reformer.layers.sublayer_arguments import prefill_sublayer
 from keras_reformer.layers.sublayer_arguments import sublayer_kwargs
+from keras_reformer.ops.masks import zero_padding
 
 
 @reformer_export
@@ -84,16 +84,13 @@ class PreLayerNorm(keras.layers.Layer):
     def call(self, inputs, padding_mask=None, training=None, position_offset=None):
         kwargs = sublayer_kwargs(self.layer, padding_mask, training, position_offset)
         if padding_mask is not None:
-            # `where`, not a product: 0 * NaN is NaN.
-            real = ops.expand_dims(ops.cast(padding_mask, "bool"), -1)
-            inputs = ops.where(real, inputs, ops.zeros_like(inputs))
+            inputs = zero_padding(inputs, padding_mask)
         return self.layer(self.layer_norm(inputs), **kwargs)
 
     def build_cache(self, inputs, padding_mask=None):
         """`(outputs, cache)` on a generation buffer: see `LSHSelfAttention.build_cache`."""
         if padding_mask is not None:
-            real = ops.expand_dims(ops.cast(padding_mask, "bool"), -1)
-            inputs = ops.where(real, inputs, ops.zeros_like(inputs))
+            inputs = zero_padding(inputs, padding_mask)
         return prefill_sublayer(self.layer, self.layer_norm(inputs), padding_mask)
 
     def call_with_cache(self, inputs, cache, cache_update_index):

@@ -283,6 +283,9 @@ class ReversibleSequence(SavesSeedStates, keras.layers.Layer):
         # convert_to_tensor first: on torch it moves a CPU tensor to Keras' device
         # (differentiably); the custom gradient must see its input where it computes.
         inputs = ops.cast(ops.convert_to_tensor(inputs), self.compute_dtype)
+        if padding_mask is not None:
+            # Once here: each sublayer's cast to bool is then a no-op.
+            padding_mask = ops.cast(padding_mask, "bool")
         weight_values = [self._compute_value(v) for v in trainable]
         state_values = [ops.copy(v.value) for v in states]
         outputs = _reversible_stack(

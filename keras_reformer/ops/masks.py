@@ -10,6 +10,7 @@ the logits' dtype, so float16 and bfloat16 never overflow.
 from keras import backend
 from keras import ops
 
+from keras_reformer.backend import overridable
 from keras_reformer.ops.scalars import scalar_like
 
 # (mask value for padding / causal / out-of-range keys, mask value for self).
@@ -69,3 +70,21 @@ def apply_attention_masks(
     if masked is not None:
         logits = ops.where(masked, scalar_like(mask_value, logits), logits)
     return logits
+
+
+@overridable
+def zero_padding(x, padding_mask):
+    """`x` with its padded positions replaced by zeros.
+
+    `where`, not a product (0 * NaN is NaN): whatever padded positions hold,
+    NaN and Inf included, reaches no later output and no gradient.
+
+    Args:
+        x: `(batch, length, features)`.
+        padding_mask: `(batch, length)`, true / 1 for real tokens.
+
+    Returns:
+        A tensor like `x`, zero where `padding_mask` is false / 0.
+    """
+    real = ops.expand_dims(ops.cast(padding_mask, "bool"), -1)
+    return ops.where(real, x, ops.zeros_like(x))

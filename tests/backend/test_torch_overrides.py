@@ -32,6 +32,14 @@ SAMPLE_ARGS = {
         (np.concatenate([RNG.normal(size=(2, 5, 8)), np.zeros((2, 1, 8))], 1).astype(dtype),)
         for dtype in ("float32", "float16")
     ],
+    "zero_padding": [
+        (
+            np.where(RNG.random((2, 5, 1)) > 0.5, np.nan, RNG.normal(size=(2, 5, 3))).astype(dtype),
+            mask,
+        )
+        for dtype in ("float32", "float16")
+        for mask in (PERMUTATIONS[:2, :5] % 2, PERMUTATIONS[:2, :5] % 3 > 0)
+    ],
     "sort_by_bucket": [
         (RNG.integers(0, 5, size=(2, 3, 11)).astype("int32"), 5),
         (RNG.integers(0, 2, size=(1, 1, 16)).astype("int32"), 3),
@@ -114,6 +122,21 @@ def test_torch_gather_along_sequence_gradient_scatters_the_cotangent():
     for b in range(3):
         np.add.at(expected[b], PERMUTATIONS[b, :7], cotangent[b].numpy())
     np.testing.assert_array_equal(grad.numpy(), expected)
+
+
+def test_torch_zero_padding_gradient_equals_the_shared_codes():
+    mask = PERMUTATIONS[:2, :5] % 2
+    x = np.where(mask[..., None] == 0, np.nan, RNG.normal(size=(2, 5, 3))).astype("float32")
+    cotangent = RNG.normal(size=(2, 5, 3)).astype("float32")
+    shared = backend.OVERRIDABLE["zero_padding"]
+    _, (expected,) = gradients(
+        lambda x: ops.sum(shared(x, mask) * ops.convert_to_tensor(cotangent)), (x,)
+    )
+    x = torch.tensor(x, requires_grad=True)
+    (got,) = torch.autograd.grad(
+        torch_backend.zero_padding(x, torch.from_numpy(mask)), x, _torch(cotangent)
+    )
+    np.testing.assert_array_equal(got.numpy(), expected)
 
 
 def _attention_loss(attend, args, kwargs, cotangents):
