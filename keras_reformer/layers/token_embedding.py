@@ -1,5 +1,7 @@
 """TokenEmbedding: token ids to vectors, and vectors back to vocabulary logits."""
 
+import warnings
+
 import keras
 from keras import ops
 
@@ -9,32 +11,46 @@ from keras_reformer.argument_checks import check_int
 
 
 @reformer_export
-class TokenEmbedding(keras.layers.Layer):
+class TokenEmbedding(keras.layers.ReversibleEmbedding):
     """A token embedding that also maps hidden states back to vocabulary logits.
 
-    Called on integer ids it looks up rows of the embedding matrix E of shape
+    Keras' `ReversibleEmbedding` with the vocabulary size named
+    `vocabulary_size`, out-of-range ids clipped, a default initializer scaled
+    to the width, and logits in the layer's compute dtype. Called on integer
+    ids it looks up rows of the embedding matrix E of shape
     (vocabulary_size, output_dim). Called with `reverse=True` on hidden states
     it returns logits `x @ E^T` (tied weights, Press & Wolf 2017) or, with
-    `tie_weights=False`, `x @ W` with a separate output matrix. A reversible
-    model's hidden states have two halves; pass `reverse_input_halves=2` to sum
-    them first, which is the same as tying with the stacked matrix [E; E].
+    `tie_weights=False`, `x @ W` with a separate matrix `reverse_embeddings`
+    of shape (output_dim, vocabulary_size). LoRA (`lora_rank`,
+    `enable_lora`) and quantization (`quantize("int8")`) come with Keras'
+    layer.
+
+    A reversible model's two halves are summed by its language-model head
+    (`ReformerCausalLM`), not here.
 
     Args:
-        vocabulary_size: number of token ids.
+        vocabulary_size: number of token ids (Keras' `input_dim`).
         output_dim: embedding width.
         tie_weights: whether the reverse projection reuses the embedding
             matrix. Defaults to `True`.
-        embeddings_initializer: initializer of the embedding (and output)
+        embeddings_initializer: initializer of the embedding (and reverse)
             matrix. Defaults to `RandomNormal(stddev=output_dim ** -0.5)`.
-        reverse_input_halves: the reverse input is this many concatenated
-            `output_dim`-wide parts, summed before projecting. Defaults to `1`.
+        reverse_input_halves: deprecated, kept so that configs saved before
+            it moved to the language-model head still load: the reverse input
+            is this many concatenated `output_dim`-wide parts, summed before
+            projecting. Defaults to `1`; other values warn.
+        **kwargs: passed to `keras.layers.ReversibleEmbedding`, e.g.
+            `reverse_dtype` (defaults to the compute dtype, so that logits
+            keep the hidden states' dtype under a mixed policy),
+            `logit_soft_cap`, `embeddings_regularizer`, `lora_rank`, `name`,
+            `dtype`.
 
     Call arguments:
         inputs: integer ids (batch, length), or hidden states
-            (batch, length, reverse_input_halves * output_dim) when `reverse`.
-            Ids outside `[0, vocabulary_size)` are clipped to the nearest
-            valid id (`ReformerModel` refuses them, or treats their
-            positions as padding in compiled steps).
+            (batch, length, output_dim) when `reverse`. Ids outside
+            `[0, vocabulary_size)` are clipped to the nearest valid id
+            (`ReformerModel` refuses them, or treats their positions as
+            padding in compiled steps).
         reverse: whether to compute logits instead of embeddings.
 
     Returns:
@@ -62,64 +78,76 @@ class TokenEmbedding(keras.layers.Layer):
         reverse_input_halves=1,
         **kwargs,
     ):
-        super().__init__(**kwargs)
         vocabulary_size = check_int("vocabulary_size", vocabulary_size)
         output_dim = check_int("output_dim", output_dim)
         reverse_input_halves = check_int("reverse_input_halves", reverse_input_halves)
         tie_weights = check_bool("tie_weights", tie_weights)
-        self.vocabulary_size = vocabulary_size
-        self.output_dim = output_dim
-        self.tie_weights = tie_weights
-        self.embeddings_initializer = keras.initializers.get(
-            embeddings_initializer or keras.initializers.RandomNormal(stddev=output_dim**-0.5)
+        if reverse_input_halves != 1:
+            warnings.warn(
+                "`reverse_input_halves` is deprecated: sum the halves before the reverse "
+                "projection (ReformerCausalLM does). "
+                f"Received: reverse_input_halves={reverse_input_halves}",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        if embeddings_initializer is None:
+            embeddings_initializer = keras.initializers.RandomNormal(stddev=output_dim**-0.5)
+        super().__init__(
+            vocabulary_size,
+            output_dim,
+            tie_weights=tie_weights,
+            embeddings_initializer=embeddings_initializer,
+            **kwargs,
         )
         self.reverse_input_halves = reverse_input_halves
 
-    def build(self, inputs_shape=None):
-        self.embeddings = self.add_weight(
-            shape=(self.vocabulary_size, self.output_dim),
-            initializer=self.embeddings_initializer,
-            name="embeddings",
-        )
-        if not self.tie_weights:
-            self.reverse_kernel = self.add_weight(
-                shape=(self.output_dim, self.vocabulary_size),
-                initializer=self.embeddings_initializer,
-                name="reverse_kernel",
-            )
-        self.built = True
+    @property
+    def vocabulary_size(self):
+        """The number of token ids (Keras' `input_dim`)."""
+        return self.input_dim
 
-    def call(self, inputs, reverse=False):
-        if not reverse:
-            # Out-of-range ids would be NaN on JAX, wrap around or fail elsewhere.
-            ids = ops.clip(ops.cast(inputs, "int32"), 0, self.vocabulary_size - 1)
-            return ops.take(self.embeddings, ids, axis=0)
+    def _valid_ids(self, ids):
+        # Out-of-range ids would be NaN on JAX, wrap around or fail elsewhere.
+        return ops.clip(ops.cast(ids, "int32"), 0, self.input_dim - 1)
+
+    def _summed_halves(self, inputs):
+        if self.reverse_input_halves == 1:
+            return inputs
         parts = ops.split(inputs, self.reverse_input_halves, axis=-1)
         summed = parts[0]
         for part in parts[1:]:
             summed = summed + part
-        kernel = ops.transpose(self.embeddings) if self.tie_weights else self.reverse_kernel
-        return ops.matmul(summed, ops.cast(kernel, summed.dtype))
+        return summed
 
-    def compute_output_shape(self, inputs_shape):
-        return tuple(inputs_shape) + (self.output_dim,)
+    def call(self, inputs, reverse=False):
+        if not reverse:
+            return super().call(self._valid_ids(inputs))
+        inputs = self._summed_halves(inputs)
+        if self.reverse_dtype is not None:
+            return super().call(inputs, reverse=True)
+        # Keras' layer would multiply by the float32 variable, giving float32
+        # logits under a mixed policy; ours stay in the inputs' (compute) dtype.
+        kernel = ops.transpose(self.embeddings) if self.tie_weights else self.reverse_embeddings
+        logits = ops.matmul(inputs, ops.cast(kernel, inputs.dtype))
+        if self.logit_soft_cap is not None:
+            logits = ops.tanh(logits / self.logit_soft_cap) * self.logit_soft_cap
+        return logits
 
-    def compute_output_spec(self, inputs, reverse=False):
+    def quantized_call(self, inputs, reverse=False):
         if reverse:
-            shape = tuple(inputs.shape[:-1]) + (self.vocabulary_size,)
+            inputs = self._summed_halves(inputs)
         else:
-            shape = self.compute_output_shape(inputs.shape)
-        return keras.KerasTensor(shape, dtype=self.compute_dtype)
+            inputs = self._valid_ids(inputs)
+        return super().quantized_call(inputs, reverse=reverse)
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        if type_check and type(self) is not TokenEmbedding:
+            raise self._not_implemented_error(self.quantize)
+        super().quantize(mode, type_check=False, config=config)
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "vocabulary_size": self.vocabulary_size,
-                "output_dim": self.output_dim,
-                "tie_weights": self.tie_weights,
-                "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
-                "reverse_input_halves": self.reverse_input_halves,
-            }
-        )
+        config = {"vocabulary_size": config.pop("input_dim"), **config}
+        if self.reverse_input_halves != 1:
+            config["reverse_input_halves"] = self.reverse_input_halves
         return config

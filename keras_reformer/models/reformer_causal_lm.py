@@ -17,6 +17,13 @@ from keras_reformer.models.input_checks import check_id_values
 from keras_reformer.models.input_checks import check_token_inputs
 
 
+def _vocabulary_logits(backbone, hidden_states):
+    if backbone.reversible:
+        first, second = ops.split(hidden_states, 2, axis=-1)
+        hidden_states = first + second
+    return backbone.token_embedding(hidden_states, reverse=True)
+
+
 def language_model_data(token_ids, padding_mask=None):
     """Turns token sequences into `(x, y, sample_weight)` for next-token training.
 
@@ -55,14 +62,16 @@ def language_model_data(token_ids, padding_mask=None):
 class ReformerCausalLM(BackboneTask):
     """A causal language model: a `ReformerModel` and a vocabulary head.
 
-    The head maps the backbone's two reversible halves back to vocabulary
-    logits through the token embedding (tied weights, unless the backbone was
-    built with `tie_weights=False`). `compile` defaults to Adam, sparse
-    cross-entropy on logits and accuracy; train with `language_model_data`.
+    The head (`vocabulary_logits`) sums the backbone's two reversible halves
+    (it has one stream when built with `reversible=False`) and maps the sum
+    back to vocabulary logits through the token embedding (tied weights,
+    unless the backbone was built with `tie_weights=False`). `compile`
+    defaults to Adam, sparse cross-entropy on logits and accuracy; train with
+    `language_model_data`.
     `generate` extends prompts with a keras-nlp sampler.
 
     Args:
-        backbone: a `ReformerModel` built with `causal=True`.
+        backbone: the backbone, a `ReformerModel` built with `causal=True`.
 
     Call arguments:
         inputs: a dict with `"token_ids"` and optionally `"padding_mask"`.
@@ -103,7 +112,7 @@ class ReformerCausalLM(BackboneTask):
             )
         inputs = dict(backbone.input)
         hidden = backbone(inputs)
-        logits = backbone.token_embedding(hidden, reverse=True)
+        logits = _vocabulary_logits(backbone, hidden)
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self.backbone = backbone
         self.inherit_dtype_policy()
@@ -153,7 +162,22 @@ class ReformerCausalLM(BackboneTask):
             `(batch, 1, backbone.output_dim)` and the updated cache.
         """
         hidden, cache = self.backbone.call_with_cache(token_ids, cache, cache_update_index)
-        return self.backbone.token_embedding(hidden, reverse=True), hidden, cache
+        return self.vocabulary_logits(hidden), hidden, cache
+
+    def vocabulary_logits(self, hidden_states):
+        """The head: logits from the backbone's hidden states.
+
+        The two reversible halves are summed (the same as a reverse projection
+        with the stacked matrix [E; E]) and projected by the token embedding's
+        reverse (`TokenEmbedding(..., reverse=True)`).
+
+        Args:
+            hidden_states: `(..., backbone.output_dim)`.
+
+        Returns:
+            Logits `(..., vocabulary_size)`.
+        """
+        return _vocabulary_logits(self.backbone, hidden_states)
 
     def generate(self, prompt, max_length, sampler=None, stop_token_ids=None, cache=True):
         """Extends each prompt to `max_length` tokens, one token at a time.
@@ -260,7 +284,7 @@ class ReformerCausalLM(BackboneTask):
                 visible = ops.broadcast_to(positions < index, ops.shape(token_ids))
                 hidden = self._hidden_states(token_ids, ops.cast(visible, "int32"))
                 last = ops.take(hidden, ops.expand_dims(index - 1, 0), axis=1)
-                logits = self.backbone.token_embedding(last, reverse=True)
+                logits = self.vocabulary_logits(last)
                 return logits[:, 0], last[:, 0], layer_cache
 
         return sampler(

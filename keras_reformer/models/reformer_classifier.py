@@ -47,8 +47,8 @@ class ReformerClassifier(BackboneTask):
     cross-entropy and accuracy; labels are class ids.
 
     Args:
-        backbone: a `ReformerModel`, usually built with `causal=False` so that
-            every position sees the whole sequence.
+        backbone: the backbone, a `ReformerModel`, usually built with
+            `causal=False` so that every position sees the whole sequence.
         num_classes: number of classes, at least 2.
         dropout: dropout rate on the pooled vector while training. Defaults
             to `0.0`.

@@ -242,7 +242,6 @@ class ReformerModel(TokenIdChecks, keras.Model):
             vocabulary_size,
             hidden_dim,
             tie_weights=tie_weights,
-            reverse_input_halves=2 if reversible else 1,
             dtype=dtype,
             name="token_embedding",
         )

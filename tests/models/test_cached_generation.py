@@ -81,9 +81,7 @@ def _strictly_causal_logits(lm, tokens, start):
         ),
         backbone,
     )
-    head = compiled(
-        lambda h: backbone.token_embedding(backbone.output_norm(h), reverse=True), backbone
-    )
+    head = compiled(lambda h: lm.vocabulary_logits(backbone.output_norm(h)), backbone)
     x = to_numpy(embed(tokens)).astype("float32")
     states = [np.concatenate([x, x], -1) if backbone.reversible else x]
     known = np.broadcast_to(positions < start, (batch, length)).astype("int32")
@@ -110,7 +108,7 @@ def test_cached_logits_equal_the_strictly_causal_reference():
     step = compile_inference(lm.call_with_cache, lm.variables)
     known = np.broadcast_to(np.arange(32) < start, (2, 32)).astype("int32")
     hidden, cache = build_cache(tokens, known)
-    head = compile_inference(lambda h: lm.backbone.token_embedding(h, reverse=True), lm.variables)
+    head = compile_inference(lm.vocabulary_logits, lm.variables)
     logits = [to_numpy(head(hidden))[:, start - 1]]
     for t in range(start, 32):
         step_logits, _, cache = step(tokens[:, t : t + 1], cache, ops.convert_to_tensor(t, "int32"))
