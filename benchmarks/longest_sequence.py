@@ -1,7 +1,8 @@
 """The longest sequence whose train step fits in this machine's memory, ours beside HF's.
 
-One train step of `train_step.py`'s model (`measure_keras` / `measure_peer`: one warm-up step,
-then `--repeats` timed ones) per try, each try a fresh process that the parent kills above
+One train step of `train_step.py`'s model (`measure_keras` / `measure_peer`: `--warmup`
+untimed steps, then `--repeats` timed ones; `--warmup 0` times the first step, compilation
+included) per try, each try a fresh process that the parent kills above
 `--memory-limit-gib`. One search per implementation, backend, attention memory mode (on:
 `ReformerModel(attention_slices=1)`) and depth: L doubles from `--start-length` while the try
 before was ok. Details and commands: benchmarks/README.md, "Longest sequence".
@@ -22,7 +23,6 @@ import peers as peer_models  # noqa: E402
 import train_step  # noqa: E402
 
 BENCHMARK = "longest_sequence"
-WARMUP = 1
 # ReformerModel keyword arguments per attention memory mode (passed only when on).
 MODES = {"off": {}, "on": {"attention_slices": 1}}
 SEARCH_KEYS = ("implementation", "backend", "mode", "depth")
@@ -95,7 +95,7 @@ def run_search(search, args, limit_mib, on_gpu):
         if reason:
             row.update(status="skipped", error=reason, estimate_mib=round(memory))
         else:
-            spec = dict(search, length=length, warmup=WARMUP, repeats=args.repeats,
+            spec = dict(search, length=length, warmup=args.warmup, repeats=args.repeats,
                         jit_compile=search["backend"] != "torch", jax_memory_analysis=False,
                         model_kwargs=MODES.get(search["mode"], {}))  # fmt: skip
             env = {"KERAS_BACKEND": search["backend"]}
@@ -176,7 +176,8 @@ def parse_args(argv=None):
     parser.add_argument("--depths", type=common.int_list, default=[2, 6])
     parser.add_argument("--start-length", type=int, default=4096)
     parser.add_argument("--max-length", type=int, default=2**21)
-    parser.add_argument("--repeats", type=int, default=1, help="timed steps after one warm-up")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (compilation)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed steps after the warm-up")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per try")
     parser.add_argument(
         "--memory-limit-gib", type=float, default=None, help="kill above (default: 90%% of RAM)"
@@ -218,12 +219,12 @@ def main(argv=None):
                 tries.append(f"{length} (~{memory / 1024:.1f} GiB)")
                 if memory > limit_mib:
                     break
-                total += 30 + seconds * (WARMUP + args.repeats) * 1.3
+                total += 30 + seconds * (args.warmup + args.repeats) * 1.3
             print(f"{_name(search)}: {', '.join(tries)}")
         print(f"estimated wall time: {total / 3600:.1f} h (formulas; slower backends take longer)")
         return []
     config = dict(train_step.SIZES, batch=1, learning_rate=train_step.LEARNING_RATE,
-                  warmup=WARMUP, repeats=args.repeats, timeout=args.timeout,
+                  warmup=args.warmup, repeats=args.repeats, timeout=args.timeout,
                   memory_guard_mib=limit_mib, start_length=args.start_length,
                   max_length=args.max_length, modes={m: MODES[m] for m in args.modes},
                   peers=args.peers)  # fmt: skip

@@ -3,6 +3,7 @@
 import keras
 
 from keras_reformer.api_export import reformer_export
+from keras_reformer.argument_checks import check_bool
 from keras_reformer.argument_checks import check_positive_float
 from keras_reformer.layers.position_wise import chunk_size_of
 from keras_reformer.layers.position_wise import is_position_wise
@@ -29,6 +30,12 @@ class PreLayerNorm(keras.layers.Layer):
     Args:
         layer: the wrapped `keras.layers.Layer`.
         epsilon: the layer normalisation's epsilon. Defaults to `1e-6`.
+        rematerialize: if `True`, the backward pass recomputes the
+            normalisation from its input (`keras.remat`) instead of keeping
+            its intermediates: about three fewer `(batch, length, width)`
+            tensors alive in training, for one more normalisation. Same
+            outputs and gradients. `ReformerModel` sets it on the attention
+            blocks in the attention memory mode. Defaults to `False`.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -56,10 +63,11 @@ class PreLayerNorm(keras.layers.Layer):
         Efficient Transformer", ICLR 2020.
     """
 
-    def __init__(self, layer, epsilon=1e-6, **kwargs):
+    def __init__(self, layer, epsilon=1e-6, rematerialize=False, **kwargs):
         super().__init__(**kwargs)
         self.layer = layer
         self.epsilon = check_positive_float("epsilon", epsilon)
+        self.rematerialize = check_bool("rematerialize", rematerialize)
 
     @property
     def position_wise(self):
@@ -85,7 +93,19 @@ class PreLayerNorm(keras.layers.Layer):
         kwargs = sublayer_kwargs(self.layer, padding_mask, training, position_offset)
         if padding_mask is not None:
             inputs = zero_padding(inputs, padding_mask)
-        return self.layer(self.layer_norm(inputs), **kwargs)
+        if not self.rematerialize:
+            return self.layer(self.layer_norm(inputs), **kwargs)
+        # The weights are arguments, not closed over: TensorFlow's
+        # rematerialisation differentiates its arguments only.
+        norm = self.layer_norm
+        normalize = keras.remat(lambda x, *weights: self._normalize(x, *weights))
+        return self.layer(normalize(inputs, norm.gamma.value, norm.beta.value), **kwargs)
+
+    def _normalize(self, inputs, gamma, beta):
+        # `keras.layers.LayerNormalization.call` with the weights given.
+        norm = self.layer_norm
+        outputs = keras.ops.layer_normalization(inputs, gamma, beta, norm.axis, norm.epsilon)
+        return keras.ops.cast(outputs, norm.compute_dtype)
 
     def build_cache(self, inputs, padding_mask=None):
         """`(outputs, cache)` on a generation buffer: see `LSHSelfAttention.build_cache`."""
@@ -108,6 +128,7 @@ class PreLayerNorm(keras.layers.Layer):
             {
                 "layer": keras.saving.serialize_keras_object(self.layer),
                 "epsilon": self.epsilon,
+                "rematerialize": self.rematerialize,
             }
         )
         return config

@@ -283,6 +283,7 @@ class ReformerModel(TokenIdChecks, keras.Model):
                     PreLayerNorm(
                         attention,
                         epsilon=layer_norm_epsilon,
+                        rematerialize=attention_slices is not None,
                         dtype=dtype,
                         name=f"attention_block_{index}",
                     ),

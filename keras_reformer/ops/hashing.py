@@ -146,10 +146,18 @@ def hash_buckets(vectors, rotations, bucket_factors=None, max_rotated_values=_MA
         block_length = ops.minimum(max_block, length)
         vectors = pad_to_multiple(vectors, block_length, axis=2)
     padded_length = axis_size(vectors, 2)
-    blocks = ops.reshape(vectors, (-1, num_heads, padded_length // block_length, block_length, dim))
-    blocks = ops.transpose(blocks, (2, 0, 1, 3, 4))
-    buckets = ops.map(hash_block, blocks)  # (num_blocks, batch, heads, hashes, block)
-    buckets = ops.transpose(buckets, (1, 2, 3, 0, 4))
+    batch = ops.shape(vectors)[0]
+
+    def hash_block_at(index):
+        # A slice of `vectors`, not a blocked copy of it: at long lengths
+        # the copy would be one more sequence-wide tensor.
+        start = index * block_length
+        return hash_block(
+            ops.slice(vectors, (0, 0, start, 0), (batch, num_heads, block_length, dim))
+        )
+
+    buckets = ops.map(hash_block_at, ops.arange(padded_length // block_length, dtype="int32"))
+    buckets = ops.transpose(buckets, (1, 2, 3, 0, 4))  # (batch, heads, hashes, blocks, block)
     buckets = ops.reshape(buckets, (-1, num_heads, num_hashes, padded_length))
     return buckets if isinstance(length, int) else buckets[..., :length]
 

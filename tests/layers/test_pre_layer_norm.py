@@ -6,6 +6,7 @@ import pytest
 
 from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
 from keras_reformer.layers.pre_layer_norm import PreLayerNorm
+from tests.gradients import layer_gradients
 from tests.layers.reversible_testing import TokenMixer
 from tests.test_case import assert_allclose
 from tests.test_case import run_layer_test
@@ -56,3 +57,35 @@ def test_mixed_precision(policy):
     output = layer(np.random.default_rng(0).normal(size=(2, 7, 4)).astype("float32"))
     assert keras.backend.standardize_dtype(output.dtype) == keras.DTypePolicy(policy).compute_dtype
     assert np.all(np.isfinite(to_numpy(output)))
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_rematerialize_keeps_outputs_and_gradients(jit):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 7, 8)).astype("float32") * 2 + 1
+    mask = np.array([[1] * 7, [1] * 4 + [0] * 3], "int32")
+    cotangent = rng.normal(size=(2, 7, 8)).astype("float32")
+    plain = PreLayerNorm(TokenMixer(8), epsilon=1e-5)
+    remat = PreLayerNorm(TokenMixer(8), epsilon=1e-5, rematerialize=True)
+    plain.build(x.shape)
+    remat.build(x.shape)
+    # A scale and an offset away from ones and zeros, so that their gradients
+    # and their use in the recomputation are tested.
+    weights = [rng.normal(size=w.shape).astype("float32") for w in plain.get_weights()]
+    plain.set_weights(weights)
+    remat.set_weights(weights)
+    expected = layer_gradients(plain, x, cotangent, jit=jit, padding_mask=mask)
+    actual = layer_gradients(remat, x, cotangent, jit=jit, padding_mask=mask)
+    assert_allclose(actual[0], expected[0], atol=1e-6)
+    assert_allclose(actual[1], expected[1], atol=1e-6)
+    assert len(actual[2]) == len(expected[2]) == 4  # scale, offset, the mixer's kernel and bias
+    for (path, grad), reference in zip(actual[2].items(), expected[2].values()):
+        assert np.abs(reference).max() > 0, path
+        assert_allclose(grad, reference, atol=1e-6, err_msg=path)
+
+
+def test_rematerialize_is_checked_and_saved(tmp_path):
+    with pytest.raises(ValueError, match="rematerialize"):
+        PreLayerNorm(keras.layers.Dense(4), rematerialize="yes")
+    layer = PreLayerNorm(ChunkedFeedForward(8, chunk_length=3), rematerialize=True)
+    assert PreLayerNorm.from_config(layer.get_config()).rematerialize is True
