@@ -14,6 +14,7 @@ Usage:
 
 import argparse
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -31,7 +32,7 @@ HEADERS = {
     "peak_rss_mib": "peak RSS MiB", "rss_after_build_mib": "built RSS MiB",
     "training_rss_mib": "training MiB", "finite_loss": "finite", "wall_seconds": "wall s",
     "longest_length": "longest L", "stopped_by": "stopped by", "ratio": "ours / HF",
-    "ours_training_mib": "ours (mode on) MiB", "hf_training_mib": "HF MiB",
+    "ours_training_mib": "ours (mode on) MiB", "hf_training_mib": "HF MiB", "file": "from",
 }  # fmt: skip
 MEMORY = ("peak_rss_mib", "rss_after_build_mib", "training_rss_mib")
 TRY_COLUMNS = [*SEARCH_KEYS, "length", "status", "step_seconds_median", "tokens_per_second",
@@ -39,6 +40,8 @@ TRY_COLUMNS = [*SEARCH_KEYS, "length", "status", "step_seconds_median", "tokens_
 SUMMARY_COLUMNS = [*SEARCH_KEYS, "longest_length", "step_seconds_median", "peak_rss_mib",
                    "training_rss_mib", "stopped_by"]  # fmt: skip
 RATIO_COLUMNS = ["backend", "depth", "length", "ours_training_mib", "hf_training_mib", "ratio"]
+OVERALL_COLUMNS = [*SEARCH_KEYS, "longest_length", "step_seconds_median", "peak_rss_mib",
+                   "stopped_by", "file"]  # fmt: skip
 
 
 def headers(columns):
@@ -135,6 +138,35 @@ def summary_rows(rows):
         measured = {k: best.get(k) for k in ("step_seconds_median", *MEMORY)}
         out.append(dict(zip(SEARCH_KEYS, key), longest_length=best.get("length"), **measured,
                         stopped_by=stopped))  # fmt: skip
+    return out
+
+
+def longest_over_runs(results):
+    """Per search: its longest ok try over several result files (the newest on a tie).
+
+    Args:
+        results: result dicts, oldest first, each with its file name under `_path`.
+
+    Returns:
+        One row per implementation, backend, mode and depth: `longest_length`,
+        the step time and peak RSS of that try, and `file`, the result it came from.
+    """
+    best, failed = {}, defaultdict(list)
+    for result in results:
+        for row in result["rows"]:
+            key = tuple(row[k] for k in SEARCH_KEYS)
+            if row["status"] != "ok":
+                failed[key].append(row)
+            elif row["length"] >= best.get(key, {}).get("length", 0):
+                best[key] = dict(row, file=Path(result["_path"]).name)
+    out = []
+    for key, row in sorted(best.items(), key=lambda item: tuple(map(str, item[0]))):
+        longer = [r for r in failed[key] if r["length"] > row["length"]]
+        stop = min(longer, key=lambda r: r["length"], default=None)
+        stopped = f"{stop['status']} at {stop['length']}" if stop else "not tried longer"
+        out.append(dict(zip(SEARCH_KEYS, key), longest_length=row["length"], file=row["file"],
+                        stopped_by=stopped,
+                        **{k: row.get(k) for k in ("step_seconds_median", "peak_rss_mib")}))  # fmt: skip
     return out
 
 

@@ -541,11 +541,29 @@ def write_tables(results, figures, tables_dir):
         lines = generated_header(group)
         for figure in figures.get(benchmark, []):
             lines += [figure_link(figure, tables_dir), ""]
+        if benchmark == "longest_sequence":
+            lines += longest_overall(group)
         lines += run_sections(group)
         path = tables_dir / TABLE_FILES.get(benchmark, f"{benchmark}.md")
         path.write_text("\n".join(lines))
         paths.append(path)
     return paths
+
+
+def longest_overall(group):
+    """The longest L of every search over the runs made on the newest run's machine."""
+    machine = group[-1]["machine"].get("cpu")
+    rows = longest_sequence.longest_over_runs(
+        [r for r in group if r["machine"].get("cpu") == machine]
+    )
+    columns = longest_sequence.OVERALL_COLUMNS
+    return [
+        f"Longest sequence of each implementation, backend and memory mode over the runs below "
+        f"on the {machine} (each run's command says how it was measured):",
+        "",
+        common.format_table(rows, columns, longest_sequence.headers(columns), markdown=True),
+        "",
+    ]
 
 
 def run_sections(group):

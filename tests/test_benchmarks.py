@@ -680,3 +680,31 @@ def test_longest_sequence_summary_keeps_each_searchs_longest_ok_try_and_the_hf_r
     make_figures.main(["--results", str(results), "--docs", str(docs)])
     table = (docs / "benchmarks" / "tables" / "longest_sequence.md").read_text()
     assert "32768" in table and "killed at 65536" in table and "0.25" in table
+
+
+@pytest.mark.backend_independent
+def test_longest_sequence_over_runs_takes_each_searchs_longest_try_from_any_file():
+    first = dict(_path="results/first.json", rows=[
+        _longest_row("keras_reformer", "on", 16384, "ok", 600.0),
+        _longest_row("keras_reformer", "on", 32768, "skipped", 0.0),
+        _longest_row("keras_reformer", "off", 16384, "ok", 900.0),
+        _longest_row("keras_reformer", "off", 32768, "killed", 9000.0),
+    ])  # fmt: skip
+    second = dict(_path="results/second.json", rows=[
+        _longest_row("keras_reformer", "on", 32768, "ok", 1200.0),
+        _longest_row("keras_reformer", "on", 65536, "ok", 2400.0),
+    ])  # fmt: skip
+    rows = {r["mode"]: r for r in longest_sequence.longest_over_runs([first, second])}
+    on, off = rows["on"], rows["off"]
+    # A later run can pass where an earlier one was skipped: its own longest try counts.
+    assert (on["longest_length"], on["file"], on["stopped_by"]) == (
+        65536,
+        "second.json",
+        "not tried longer",
+    )
+    assert on["peak_rss_mib"] == 2900.0
+    assert (off["longest_length"], off["file"], off["stopped_by"]) == (
+        16384,
+        "first.json",
+        "killed at 32768",
+    )

@@ -4,7 +4,6 @@ import pytest
 
 from keras_reformer.models import ReformerModel
 from keras_reformer.models.input_checks import check_token_inputs
-from keras_reformer.ops import default_num_buckets
 from tests.test_case import BACKEND
 from tests.test_case import assert_allclose
 from tests.test_case import run_model_saving_test
@@ -155,12 +154,6 @@ def test_token_value_checks_can_be_left_to_a_later_call():
 def test_bad_arguments_name_the_argument(argument, value):
     with pytest.raises(ValueError, match=argument):
         small_model(**{argument: value})
-
-
-def test_default_num_buckets_is_the_papers_choice():
-    assert default_num_buckets(4096, 64) == 128
-    assert default_num_buckets(1000, 64) == 32
-    assert default_num_buckets(64, 64) == 2
 
 
 @pytest.mark.parametrize("max_length, expected", [(4096, 128), (16384, [16, 32])])
