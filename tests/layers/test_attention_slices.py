@@ -170,6 +170,19 @@ def test_model_in_memory_mode_trains_as_the_default():
     assert config["attention_slices"] == 1
     layers = [layer for layer in sliced.backbone._flatten_layers() if "_attention_" in layer.name]
     assert len(layers) == 3 and all(layer.attention_slices == 1 for layer in layers)
+    # The attention blocks' layer normalisation is recomputed in the backward pass, so the
+    # weight comparison above covers it; the feed-forward blocks' is not.
+    norms = {
+        (layer.name.split("_block")[0], layer.rematerialize)
+        for layer in sliced.backbone._flatten_layers()
+        if isinstance(layer, keras_reformer.layers.PreLayerNorm)
+    }
+    assert norms == {("attention", True), ("feed_forward", False)}
+    assert not any(
+        layer.rematerialize
+        for layer in default.backbone._flatten_layers()
+        if isinstance(layer, keras_reformer.layers.PreLayerNorm)
+    )
     copy = keras_reformer.models.with_attention(default, attention_slices=2)
     assert copy.backbone.attention_slices == 2
 
