@@ -1,4 +1,4 @@
-"""JAX on a CPU: the train step with and without YNNPACK reductions, side by side.
+"""JAX on a CPU: the train step with and without YNNPACK fusions, side by side.
 
 jaxlib 0.10 and 0.11 hand reductions to YNNPACK on CPUs, where a sum over an axis
 that is not the innermost one runs many times slower than XLA's own loops
@@ -7,9 +7,13 @@ of a layer normalisation's scale (over all tokens), of the hash rounds'
 combination (over rounds). `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-reduce`
 keeps them out of YNNPACK.
 
+YNNPACK's fusions also allocate buffers outside the XLA program's memory plan;
+`--xla_cpu_experimental_ynn_fusion_type=` turns every YNNPACK fusion off.
+
 This script times the JAX train step of `train_step.py` (same model, batch 1) in
-fresh processes without and with that flag, alternating the two `--rounds` times,
-and prints the median step time of each variant and their ratio. It writes
+fresh processes without a flag, with `-reduce` and with every fusion off
+(`--variants`), alternating them `--rounds` times, and prints the median step
+time and training memory of each variant and the speed ratio to the default. It writes
 `benchmarks/results/jax_cpu_flags_*.json`.
 
 Usage:
@@ -28,23 +32,28 @@ import train_step  # noqa: E402
 
 BENCHMARK = "jax_cpu_flags"
 NO_YNN_REDUCE = "--xla_cpu_experimental_ynn_fusion_type=-reduce"
-VARIANTS = {"default": "", "no_ynn_reduce": NO_YNN_REDUCE}
+NO_YNN = "--xla_cpu_experimental_ynn_fusion_type="  # every YNNPACK fusion off
+VARIANTS = {"default": "", "no_ynn_reduce": NO_YNN_REDUCE, "no_ynn": NO_YNN}
 
 
 def summarise(runs):
     """One row per length, depth and variant from the per-process `runs`.
 
     Returns rows with the median over rounds of each process's median step time,
-    tokens per second, and `speedup` (the default variant's median divided by
-    this one's).
+    tokens per second, `speedup` (the default variant's median divided by
+    this one's) and the median training memory (peak RSS minus RSS after the
+    build, MiB; `None` where the runs did not record it).
     """
-    groups = {}
+    groups, memory = {}, {}
     for run in runs:
         if run.get("status") == "ok":
             key = (run["length"], run["depth"], run["variant"])
             groups.setdefault(key, []).append(run["step_seconds_median"])
+            if run.get("training_rss_mib") is not None:
+                memory.setdefault(key, []).append(run["training_rss_mib"])
     rows = []
-    for (length, depth, variant), seconds in sorted(groups.items()):
+    for key, seconds in sorted(groups.items()):
+        length, depth, variant = key
         median = statistics.median(seconds)
         default = groups.get((length, depth, "default"))
         rows.append(
@@ -60,6 +69,9 @@ def summarise(runs):
                 "step_seconds_median": round(median, 3),
                 "tokens_per_second": round(length / median, 1),
                 "speedup": round(statistics.median(default) / median, 3) if default else None,
+                "training_rss_mib": (
+                    round(statistics.median(memory[key]), 1) if key in memory else None
+                ),
             }
         )
     return rows
@@ -70,16 +82,23 @@ def main(argv=None):
     parser.add_argument("--lengths", type=common.int_list, default=[4096, 16384])
     parser.add_argument("--depths", type=common.int_list, default=[2, 12])
     parser.add_argument("--rounds", type=int, default=3, help="processes per variant")
+    parser.add_argument(
+        "--variants", type=lambda t: t.split(","), default=list(VARIANTS), help=", ".join(VARIANTS)
+    )
     parser.add_argument("--repeats", type=int, default=2, help="timed steps per process")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per process")
     parser.add_argument("--output-dir", default=str(common.RESULTS_DIR))
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
     runs = []
     for length in args.lengths:
         for depth in args.depths:
             for round_index in range(args.rounds):
-                for variant, flags in VARIANTS.items():
+                for variant in args.variants:
+                    flags = VARIANTS[variant]
                     spec = dict(
                         implementation="keras_reformer",
                         length=length,
@@ -114,13 +133,18 @@ def main(argv=None):
                 "step_seconds_median",
                 "tokens_per_second",
                 "speedup",
+                "training_rss_mib",
             ],
         )
     )
     if not args.no_save:
         versions = common.package_versions(["keras", "jax", "jaxlib"])
         config = dict(
-            train_step.SIZES, batch=1, rounds=args.rounds, repeats=args.repeats, variants=VARIANTS
+            train_step.SIZES,
+            batch=1,
+            rounds=args.rounds,
+            repeats=args.repeats,
+            variants={v: VARIANTS[v] for v in args.variants},
         )
         result = common.make_result(BENCHMARK, "jax", rows, config=config, versions=versions)
         print(f"\nwrote {common.write_result(result, args.output_dir)}")

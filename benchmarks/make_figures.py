@@ -119,6 +119,7 @@ TABLE_COLUMNS = {
         "step_seconds_median",
         "tokens_per_second",
         "speedup",
+        "training_rss_mib",
     ],
     "generation": generation.ROW_COLUMNS,
     "longest_sequence": longest_sequence.SUMMARY_COLUMNS,

@@ -142,7 +142,8 @@ def test_jax_cpu_flags_summary_takes_medians_over_rounds_and_compares_with_defau
     import jax_cpu_flags
 
     runs = [
-        dict(length=4096, depth=2, variant=variant, status="ok", step_seconds_median=s)
+        dict(length=4096, depth=2, variant=variant, status="ok", step_seconds_median=s,
+             training_rss_mib=100 * s)
         for variant, s in [
             ("default", 2.0),
             ("default", 2.4),
@@ -151,13 +152,18 @@ def test_jax_cpu_flags_summary_takes_medians_over_rounds_and_compares_with_defau
             ("no_ynn_reduce", 1.5),
             ("no_ynn_reduce", 1.7),
         ]
-    ]
+    ]  # fmt: skip
+    runs.append(dict(length=4096, depth=2, variant="no_ynn", status="ok", step_seconds_median=1.2))
     runs.append(dict(length=4096, depth=2, variant="no_ynn_reduce", status="timeout"))
     rows = {row["variant"]: row for row in jax_cpu_flags.summarise(runs)}
     assert rows["default"]["step_seconds_median"] == 2.4 and rows["default"]["speedup"] == 1.0
     assert rows["no_ynn_reduce"]["rounds"] == 3
     assert rows["no_ynn_reduce"]["speedup"] == 1.5  # 2.4 / 1.6
     assert rows["no_ynn_reduce"]["xla_flags"] == jax_cpu_flags.NO_YNN_REDUCE
+    assert rows["default"]["training_rss_mib"] == 240.0
+    assert rows["no_ynn_reduce"]["training_rss_mib"] == 160.0
+    # A run without a memory record: no memory column value, the speed ratio still.
+    assert rows["no_ynn"]["training_rss_mib"] is None and rows["no_ynn"]["speedup"] == 2.0
 
 
 def test_best_of_rounds_keeps_each_configurations_fastest_round():
