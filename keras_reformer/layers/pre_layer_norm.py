@@ -32,7 +32,7 @@ class PreLayerNorm(keras.layers.Layer):
         epsilon: the layer normalisation's epsilon. Defaults to `1e-6`.
         rematerialize: if `True`, the backward pass recomputes the
             normalisation from its input (`keras.remat`) instead of keeping
-            its intermediates: about three fewer `(batch, length, width)`
+            its intermediates: about two fewer `(batch, length, width)`
             tensors alive in training, for one more normalisation. Same
             outputs and gradients. `ReformerModel` sets it on the attention
             blocks in the attention memory mode. Defaults to `False`.
@@ -98,8 +98,8 @@ class PreLayerNorm(keras.layers.Layer):
         # The weights are arguments, not closed over: TensorFlow's
         # rematerialisation differentiates its arguments only.
         norm = self.layer_norm
-        normalize = keras.remat(lambda x, *weights: self._normalize(x, *weights))
-        return self.layer(normalize(inputs, norm.gamma.value, norm.beta.value), **kwargs)
+        normalized = keras.remat(self._normalize)(inputs, norm.gamma.value, norm.beta.value)
+        return self.layer(normalized, **kwargs)
 
     def _normalize(self, inputs, gamma, beta):
         # `keras.layers.LayerNormalization.call` with the weights given.

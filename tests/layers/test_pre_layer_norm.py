@@ -84,7 +84,7 @@ def test_rematerialize_keeps_outputs_and_gradients(jit):
         assert_allclose(grad, reference, atol=1e-6, err_msg=path)
 
 
-def test_rematerialize_is_checked_and_saved(tmp_path):
+def test_rematerialize_is_checked_and_saved():
     with pytest.raises(ValueError, match="rematerialize"):
         PreLayerNorm(keras.layers.Dense(4), rematerialize="yes")
     layer = PreLayerNorm(ChunkedFeedForward(8, chunk_length=3), rematerialize=True)
