@@ -18,13 +18,18 @@ backend's module (`jax_backend`, `tensorflow_backend`, `torch_backend`):
   tokens by bucket and keeps each bucket's tokens in position order).
 - `rng_state()` / `replay_rng(state)`: capture and replay the framework's
   global random state (only torch's unseeded dropout uses one).
+- `sum_start(like)`, `add_to_sum(total, term)`, `finish_sum(total, like)`:
+  a sum carried through those loops (the weight gradients), started from
+  zeros where the loop's carry has a fixed structure and from nothing on
+  torch.
 
 The models need three more: `assert_at_most(value, limit, message)`, a check
 of a sequence length that a TensorFlow graph only knows at run time,
 `variables_kept_on_error(model)`, which keeps a JAX model usable after an
 exception inside one of Keras' steps, and `is_concrete(x)`, whether a
 tensor's values can be read now. A backend module may leave out the pieces
-that do nothing on it (`rng_state`, `replay_rng`, `variables_kept_on_error`):
+that do nothing on it (`rng_state`, `replay_rng`, `variables_kept_on_error`,
+`sum_start`):
 the defaults here stand in. Each module is imported once.
 
 Generation needs `compile_inference(function, variables)`, a function
@@ -163,6 +168,34 @@ def scan(fn, init, xs):
         `(carry, ys)`: the final carry and the tuple of stacked outputs.
     """
     return _module().scan(fn, init, tuple(xs))
+
+
+def sum_start(like):
+    """The start of a sum carried through `run_in_sequence` or `scan`.
+
+    Zeros like `like` where the loop needs a carry of fixed structure (JAX,
+    TensorFlow); `None` on torch, whose Python loop takes the first term as
+    it is (no zeros to fill and add: fewer dispatched ops). The sum's user
+    adds with `add_to_sum` and reads it with `finish_sum`.
+
+    Args:
+        like: the tensor whose shape and dtype the sum has.
+
+    Returns:
+        A tensor of zeros, or `None`.
+    """
+    module = _module()
+    return module.sum_start(like) if hasattr(module, "sum_start") else keras.ops.zeros_like(like)
+
+
+def add_to_sum(total, term):
+    """`total + term`, where `total` may be `sum_start`'s `None` (then `term`)."""
+    return term if total is None else total + term
+
+
+def finish_sum(total, like):
+    """`total`, or zeros like `like` where nothing was added to `sum_start`'s `None`."""
+    return keras.ops.zeros_like(like) if total is None else total
 
 
 def stable_argsort(x):

@@ -15,7 +15,9 @@ from keras_reformer.ops.masks import mask_values
 
 def vjp(fn, weights, x, cotangent):
     with torch.enable_grad():
-        weights = [w.detach().requires_grad_(True) for w in weights]
+        # Weights that already require a gradient (the stack's variables) are
+        # differentiated as they are: `autograd.grad` accumulates nothing into them.
+        weights = [w if w.requires_grad else w.detach().requires_grad_(True) for w in weights]
         x = x.detach().requires_grad_(True)
         output = fn(weights, x)
         grads = torch.autograd.grad(output, weights + [x], cotangent, allow_unused=True)
@@ -57,6 +59,11 @@ def scan(fn, init, xs):
         carry, y = fn(carry, tuple(x[i] for x in xs))
         ys.append(y)
     return carry, tuple(torch.stack(column) for column in zip(*ys))
+
+
+def sum_start(like):
+    del like
+    return None
 
 
 def stable_argsort(x):

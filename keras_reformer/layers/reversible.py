@@ -134,18 +134,33 @@ class _Sublayer:
 
     def __init__(self, layer, trainable_index, state_index):
         self.layer = layer
-        self.trainable_index = [trainable_index[id(v)] for v in layer.trainable_variables]
-        self.state_index = [state_index[id(v)] for v in layer.non_trainable_variables]
+        self.trainable_variables = layer.trainable_variables
+        self.state_variables = layer.non_trainable_variables
+        self.trainable_index = [trainable_index[id(v)] for v in self.trainable_variables]
+        self.state_index = [state_index[id(v)] for v in self.state_variables]
+        # `Layer.stateless_call` converts every value to its variable's dtype on
+        # every call (a dispatched op each on torch); the stack's values are
+        # ready as they are. Quantized or rematerialised layers keep Keras' path.
+        self.keras_path = (
+            layer.dtype_policy.quantization_mode is not None
+            or getattr(layer, "_remat_mode", None) is not None
+        )
 
     def weights(self, all_weights):
         return [all_weights[i] for i in self.trainable_index]
 
     def apply(self, weights, states, x, padding_mask, training, position_offset=None):
         kwargs = sublayer_kwargs(self.layer, padding_mask, training, position_offset)
-        output, _ = self.layer.stateless_call(
-            weights, [states[i] for i in self.state_index], x, **kwargs
-        )
-        return output
+        states = [states[i] for i in self.state_index]
+        if self.keras_path:
+            return self.layer.stateless_call(weights, states, x, **kwargs)[0]
+        # The scope reads variables as the given values and drops their updates.
+        with keras.StatelessScope() as scope:
+            for variable, value in zip(self.trainable_variables, weights):
+                scope.add_update((variable, value))
+            for variable, value in zip(self.state_variables, states):
+                scope.add_update((variable, value))
+            return self.layer.call(x, **kwargs)
 
     def vjp(self, weights, states, x, cotangent, padding_mask, training):
         """(output, weight_grads, x_grad); chunk by chunk along the sequence
@@ -164,13 +179,13 @@ class _Sublayer:
             output, grads, x_grad = backend.vjp(
                 run(start, mask[0] if mask else None), weights, x, cotangent
             )
-            return [a + b for a, b in zip(weight_grads, grads)], (output, x_grad)
+            return [backend.add_to_sum(a, b) for a, b in zip(weight_grads, grads)], (output, x_grad)
 
         masks = () if padding_mask is None else (padding_mask,)
         weight_grads, (output, x_grad) = scan_sequence_chunks(
-            chunk_vjp, [ops.zeros_like(w) for w in weights], (x, cotangent, *masks), size
+            chunk_vjp, [backend.sum_start(w) for w in weights], (x, cotangent, *masks), size
         )
-        return output, weight_grads, x_grad
+        return output, [backend.finish_sum(g, w) for w, g in zip(weights, weight_grads)], x_grad
 
 
 @reformer_export
@@ -180,7 +195,8 @@ class ReversibleSequence(SavesSeedStates, keras.layers.Layer):
     All blocks run under ONE custom gradient (`keras.ops.custom_gradient`)
     whose explicit inputs are the stack input, every trainable weight value and
     a snapshot of the blocks' non-trainable state (seed-generator states
-    included); each sublayer runs as `layer.stateless_call(...)`. Only the
+    included); each sublayer runs statelessly on those values (as
+    `layer.stateless_call(...)` would, in a `keras.StatelessScope`). Only the
     stack's output is kept. The backward pass walks the blocks in reverse,
     rebuilding each block's input from its output (X2 = Y2 - G(Y1),
     X1 = Y1 - F(X2)) while pulling the gradient back through G, then F, with a
@@ -388,19 +404,26 @@ def _backward(sublayers, rng_states, y, upstream, weights, states, padding_mask,
                     f.weights(weights), states, x2, dy1, padding_mask, training
                 )
             x1 = y1 - f_out
-            weight_grads = list(weight_grads)
-            for sublayer, grads in ((g, g_grads), (f, f_grads)):
-                for index, grad in zip(sublayer.trainable_index, grads):
-                    weight_grads[index] = weight_grads[index] + grad
-            return x1, x2, dy1, dy2 + dx2_from_f, weight_grads
+            return x1, x2, dy1, dy2 + dx2_from_f, _accumulate(weight_grads, g, g_grads, f, f_grads)
 
         return run
 
     carry = (
         *ops.split(y, 2, axis=-1),
         *ops.split(upstream, 2, axis=-1),
-        [ops.zeros_like(w) for w in weights],
+        [backend.sum_start(w) for w in weights],
     )
     branches = [backward_block(i) for i in reversed(range(len(sublayers)))]
     _, _, dx1, dx2, weight_grads = backend.run_in_sequence(branches, carry)
-    return [ops.concatenate([dx1, dx2], axis=-1)] + list(weight_grads)
+    weight_grads = [backend.finish_sum(g, w) for w, g in zip(weights, weight_grads)]
+    return [ops.concatenate([dx1, dx2], axis=-1)] + weight_grads
+
+
+def _accumulate(weight_grads, *sublayers_and_grads):
+    """`weight_grads` (a list of sums over the stack's weights, see
+    `backend.sum_start`) plus each sublayer's gradients, at its weights' indices."""
+    weight_grads = list(weight_grads)
+    for sublayer, grads in zip(sublayers_and_grads[::2], sublayers_and_grads[1::2]):
+        for index, grad in zip(sublayer.trainable_index, grads):
+            weight_grads[index] = backend.add_to_sum(weight_grads[index], grad)
+    return weight_grads

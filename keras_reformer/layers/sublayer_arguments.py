@@ -1,6 +1,7 @@
 """Sublayers: which optional call arguments a wrapped layer accepts, and the
 base of the blocks that hold two."""
 
+import functools
 import inspect
 
 import keras
@@ -11,10 +12,31 @@ from keras_reformer.layers.position_wise import position_offset_kwargs
 
 def accepts(layer, argument):
     """Whether `layer.call` takes `argument` (or `**kwargs`)."""
-    parameters = inspect.signature(layer.call).parameters
-    return argument in parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
-    )
+    call = layer.call
+    # A method's signature is read once per function (this runs on every call).
+    function = getattr(call, "__func__", None)
+    if function is None:
+        return argument in _accepted(call)
+    return argument in _accepted_by_function(function)
+
+
+def _accepted(call):
+    """The argument names `call` takes, or everything where it takes `**kwargs`."""
+    parameters = inspect.signature(call).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return _ANYTHING
+    return frozenset(parameters)
+
+
+_accepted_by_function = functools.lru_cache(maxsize=None)(_accepted)
+
+
+class _Anything:
+    def __contains__(self, name):
+        return True
+
+
+_ANYTHING = _Anything()
 
 
 def sublayer_kwargs(layer, padding_mask=None, training=None, position_offset=None):

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 from keras import ops
 
@@ -45,3 +46,18 @@ def test_stable_argsort_keeps_equal_values_in_order():
     got = to_numpy(backend.stable_argsort(ops.convert_to_tensor(values)))
     assert got.dtype == np.int32
     np.testing.assert_array_equal(got, np.argsort(values, axis=-1, kind="stable"))
+
+
+def test_sum_carried_through_run_in_sequence_adds_its_terms():
+    like = ops.zeros((2,))
+    terms = [ops.convert_to_tensor(np.array(t, "float32")) for t in ([1, 2], [10, 20])]
+    steps = [lambda total, t=t: (backend.add_to_sum(total, t),) for t in terms]
+    (total,) = backend.run_in_sequence(steps, (backend.sum_start(like),))
+    np.testing.assert_array_equal(to_numpy(backend.finish_sum(total, like)), [11, 22])
+
+
+def test_a_sum_without_terms_finishes_as_zeros():
+    like = ops.ones((3,), dtype="float16")
+    empty = backend.finish_sum(backend.sum_start(like), like)
+    np.testing.assert_array_equal(to_numpy(empty), np.zeros(3))
+    assert keras.backend.standardize_dtype(empty.dtype) == "float16"

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
 from keras_reformer.layers.pre_layer_norm import PreLayerNorm
@@ -92,6 +93,42 @@ def test_gradients_equal_plain_stack_attention_with_padding_mask(jit):
     assert_same_gradients(
         attention_blocks(2), x, jit, {"training": True, "padding_mask": padding_mask}
     )
+
+
+class MixerWithUnusedWeight(TokenMixer):
+    """A TokenMixer with one more weight that its output does not use."""
+
+    def build(self, inputs_shape):
+        super().build(inputs_shape)
+        self.unused = self.add_weight(shape=(3,), initializer="ones", name="unused")
+
+
+def test_a_weight_the_stack_does_not_use_gets_a_zero_gradient():
+    blocks = [ReversibleBlock(MixerWithUnusedWeight(HALF), TokenMixer(HALF, seed=1))]
+    stack = ReversibleSequence(blocks, seed=0)
+    x = np.random.default_rng(0).normal(size=(1, 5, 2 * HALF)).astype("float32")
+    stack.build(x.shape)
+    _, _, grads = layer_gradients(stack, x, np.ones_like(x), training=True)
+    unused = [path for path in grads if path.endswith("unused")]
+    assert len(unused) == 1
+    np.testing.assert_array_equal(grads[unused[0]], np.zeros(3))
+    assert all(np.abs(g).max() > 0 for path, g in grads.items() if path not in unused)
+
+
+def test_quantized_sublayers_run_through_keras_stateless_call():
+    # The stack applies sublayers without `stateless_call`'s conversions, except
+    # where Keras' path does more (a quantized layer calls `quantized_call`).
+    blocks = [ReversibleBlock(keras.layers.Dense(HALF), keras.layers.Dense(HALF))]
+    stack = ReversibleSequence(blocks)
+    x = np.random.default_rng(0).normal(size=(2, 5, 2 * HALF)).astype("float32")
+    stack.build(x.shape)
+    for block in blocks:
+        block.f.quantize("int8")
+        block.g.quantize("int8")
+    expected = to_numpy(PlainStack(blocks)(x))
+    assert_allclose(stack(x), expected, rtol=1e-6, atol=1e-6)
+    float_outputs = x[..., :HALF] + to_numpy(ops.matmul(x[..., HALF:], blocks[0].f._kernel.value))
+    assert not np.allclose(expected[..., :HALF], float_outputs), "quantization changed nothing"
 
 
 def test_block_computes_the_reversible_residual():
