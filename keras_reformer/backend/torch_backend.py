@@ -113,6 +113,10 @@ def gather_along_sequence(x, indices):
     return torch.gather(x, 1, index.expand(tuple(indices.shape) + feature_shape))
 
 
+def reshape(x, shape):
+    return torch.reshape(_tensor(x), shape if isinstance(shape, (tuple, list)) else (shape,))
+
+
 def inverse_permutation(permutation):
     permutation = _tensor(permutation).long()
     positions = torch.arange(permutation.shape[1], dtype=torch.int32, device=permutation.device)

@@ -9,6 +9,7 @@ from keras_reformer.ops.cached_attention import write_position
 from keras_reformer.ops.chunked_attention import shared_qk_keys
 from keras_reformer.ops.masks import zero_padding
 from keras_reformer.ops.shapes import axis_size
+from keras_reformer.ops.shapes import reshape
 
 
 class AttentionHeads:
@@ -80,10 +81,10 @@ class AttentionHeads:
             return self._merge_heads(dense(inputs))
         inputs = self._compute_value(inputs)
         kernel = self._compute_value(dense.kernel)  # (d_model, heads, d), LoRA included
-        outputs = ops.matmul(inputs, ops.reshape(kernel, (kernel.shape[0], -1)))
+        outputs = ops.matmul(inputs, reshape(kernel, (kernel.shape[0], -1)))
         if dense.bias is not None:
-            outputs = outputs + ops.reshape(self._compute_value(dense.bias), (-1,))
-        outputs = ops.reshape(outputs, (-1, axis_size(inputs, 1)) + tuple(kernel.shape[1:]))
+            outputs = outputs + reshape(self._compute_value(dense.bias), (-1,))
+        outputs = reshape(outputs, (-1, axis_size(inputs, 1)) + tuple(kernel.shape[1:]))
         return self._merge_heads(outputs)
 
     def _project_output(self, x):
@@ -93,9 +94,9 @@ class AttentionHeads:
         if dense.quantization_mode is not None:
             return dense(self._split_heads(x))
         x = self._split_heads(self._compute_value(x))
-        x = ops.reshape(x, (-1, axis_size(x, 1), self.num_heads * self.value_dim))
+        x = reshape(x, (-1, axis_size(x, 1), self.num_heads * self.value_dim))
         kernel = self._compute_value(dense.kernel)  # (heads, value_dim, d_model)
-        outputs = ops.matmul(x, ops.reshape(kernel, (-1, kernel.shape[-1])))
+        outputs = ops.matmul(x, reshape(kernel, (-1, kernel.shape[-1])))
         return outputs if dense.bias is None else outputs + self._compute_value(dense.bias)
 
     def _compute_value(self, x):
@@ -148,22 +149,22 @@ class AttentionHeads:
 
     def _per_head(self, x):
         # (batch * heads, length, ...) -> (batch, heads, length, ...)
-        return ops.reshape(x, (-1, self.num_heads, axis_size(x, 1)) + tuple(x.shape[2:]))
+        return reshape(x, (-1, self.num_heads, axis_size(x, 1)) + tuple(x.shape[2:]))
 
     def _merge_heads_rows(self, x, dtype):
         # (batch, heads, length, ...) -> (batch * heads, length, ...)
-        return ops.cast(ops.reshape(x, (-1, axis_size(x, 2)) + tuple(x.shape[3:])), dtype)
+        return ops.cast(reshape(x, (-1, axis_size(x, 2)) + tuple(x.shape[3:])), dtype)
 
     @staticmethod
     def _group_rows(x, heads):
         # The rows of a group's slices: (batch, heads, ...) -> (batch * group, ...).
         x = ops.take(x, heads, axis=1)
-        return ops.reshape(x, (-1,) + tuple(ops.shape(x)[2:]))
+        return reshape(x, (-1,) + tuple(ops.shape(x)[2:]))
 
     @staticmethod
     def _per_group(x, heads):
         # (batch * group, ...) -> (batch, group, ...)
-        return ops.reshape(x, (-1, heads.shape[0]) + tuple(ops.shape(x)[1:]))
+        return reshape(x, (-1, heads.shape[0]) + tuple(ops.shape(x)[1:]))
 
     def _slice_extras(self, key_mask, dropout, like):
         """What every group reads besides the queries, keys and values: the key
@@ -278,16 +279,16 @@ class AttentionHeads:
     def _split_batch(self, x):
         """`(batch * heads, length, d)` -> `(batch, heads, length, d)`: the batch leads,
         as samplers expect of a cache (beam search repeats it along the batch)."""
-        return ops.reshape(x, (-1, self.num_heads) + tuple(x.shape[1:]))
+        return reshape(x, (-1, self.num_heads) + tuple(x.shape[1:]))
 
     def _merge_heads(self, x):
         """`(batch, length, heads, d)` -> `(batch * heads, length, d)`."""
         x = ops.transpose(x, (0, 2, 1, 3))
-        return ops.reshape(x, (-1, axis_size(x, 2), x.shape[3]))
+        return reshape(x, (-1, axis_size(x, 2), x.shape[3]))
 
     def _split_heads(self, x):
         """`(batch * heads, length, d)` -> `(batch, length, heads, d)`."""
-        x = ops.reshape(x, (-1, self.num_heads, axis_size(x, 1), x.shape[2]))
+        x = reshape(x, (-1, self.num_heads, axis_size(x, 1), x.shape[2]))
         return ops.transpose(x, (0, 2, 1, 3))
 
     def compute_output_shape(self, inputs_shape):

@@ -9,6 +9,7 @@ from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import check_int
 from keras_reformer.layers.initializers import clone_initializer
 from keras_reformer.layers.position_embedding import position_range
+from keras_reformer.ops.shapes import reshape
 
 
 def default_axial_shape(max_sequence_length):
@@ -182,7 +183,7 @@ class AxialPositionEmbedding(keras.layers.Layer):
         stride = math.prod(self.axial_shape)
         for size, weight in zip(self.axial_shape, self.axis_embeddings):
             stride //= size
-            table = ops.reshape(ops.cast(weight, self.compute_dtype), (size, -1))
+            table = reshape(ops.cast(weight, self.compute_dtype), (size, -1))
             index = (positions // stride) % size
             parts.append(ops.take(table, index, axis=0))
         embeddings = ops.concatenate(parts, axis=-1)

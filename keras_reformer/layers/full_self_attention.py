@@ -19,6 +19,7 @@ from keras_reformer.ops.cached_attention import window_attention
 from keras_reformer.ops.chunking import scan_sequence_chunks
 from keras_reformer.ops.masks import apply_attention_masks
 from keras_reformer.ops.shapes import axis_size
+from keras_reformer.ops.shapes import reshape
 
 DROPOUT_STREAM = 1  # `derive_seed` stream of the attention dropout, as in LocalSelfAttention
 
@@ -237,8 +238,8 @@ class FullSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
             key_positions = ops.arange(axis_size(keys, 1), dtype="int32")
             logits = apply_attention_masks(
                 logits,
-                ops.reshape(query_positions, (1, -1, 1)),
-                ops.reshape(key_positions, (1, 1, -1)),
+                reshape(query_positions, (1, -1, 1)),
+                reshape(key_positions, (1, 1, -1)),
                 None if key_mask is None else ops.expand_dims(key_mask, 1),
                 causal=self.causal,
                 mask_self=self.shared_qk,
@@ -257,8 +258,8 @@ class FullSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
 
     def _attend_cached(self, query, keys, values, extra, index):
         capacity = keys.shape[2]
-        keys, values = (ops.reshape(x, (-1, 1, capacity, x.shape[-1])) for x in (keys, values))
-        positions = ops.reshape(ops.arange(capacity, dtype="int32"), (1, 1, capacity))
+        keys, values = (reshape(x, (-1, 1, capacity, x.shape[-1])) for x in (keys, values))
+        positions = reshape(ops.arange(capacity, dtype="int32"), (1, 1, capacity))
         outputs, _ = window_attention(
             query, keys, values, positions, positions <= index, index, mask_self=self.shared_qk
         )

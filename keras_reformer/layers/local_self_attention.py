@@ -18,6 +18,7 @@ from keras_reformer.ops.cached_attention import window_attention
 from keras_reformer.ops.chunked_attention import chunked_attention
 from keras_reformer.ops.chunking import pad_to_multiple
 from keras_reformer.ops.shapes import axis_size
+from keras_reformer.ops.shapes import reshape
 
 DROPOUT_STREAM = 1  # `derive_seed` stream of the attention dropout (the rotations use `seed`)
 
@@ -265,10 +266,10 @@ class LocalSelfAttention(SavesSeedStates, AttentionHeads, keras.layers.Layer):
         first = (index // self.chunk_length - self.lookback) * self.chunk_length
         positions = ops.clip(first, 0, capacity - size) + ops.arange(size, dtype="int32")
         window_keys, window_values = (
-            ops.take(ops.reshape(x, (-1, capacity, x.shape[-1])), positions, axis=1)
+            ops.take(reshape(x, (-1, capacity, x.shape[-1])), positions, axis=1)
             for x in (keys, values)
         )
-        positions = ops.reshape(positions, (1, 1, size))
+        positions = reshape(positions, (1, 1, size))
         outputs, _ = window_attention(
             query,
             ops.expand_dims(window_keys, 1),

@@ -32,6 +32,7 @@ from keras_reformer.ops.hashing import hash_buckets
 from keras_reformer.ops.portable_random import portable_normal
 from keras_reformer.ops.scalars import scalar_like
 from keras_reformer.ops.shapes import axis_size
+from keras_reformer.ops.shapes import reshape
 from keras_reformer.ops.sorting import gather_along_sequence
 from keras_reformer.ops.sorting import sort_by_bucket
 
@@ -210,7 +211,7 @@ class LSHSelfAttention(LocalSelfAttention):
             # The sorted sequence is round-major; giving each round its own row
             # keeps look-back / look-ahead inside the round, so the keys a token
             # sees never depend on how much padding ends the previous round.
-            return ops.reshape(x, (-1, length) + tuple(x.shape[2:]))
+            return reshape(x, (-1, length) + tuple(x.shape[2:]))
 
         sorted_query_key = per_round(gather_along_sequence(query_key, positions))
         sorted_values = per_round(gather_along_sequence(values, positions))
@@ -222,7 +223,7 @@ class LSHSelfAttention(LocalSelfAttention):
         if self.correct_duplicates:
             # Every token's chunk in every round, `(batch * heads, length, rounds)`:
             # its index within its round's sorted row, over chunk_length.
-            ranks = ops.reshape(undo_indices, (-1, self.num_hashes, length)) % length
+            ranks = reshape(undo_indices, (-1, self.num_hashes, length)) % length
             round_chunks = ops.transpose(ranks // self.chunk_length, (0, 2, 1))
             round_chunks = per_round(gather_along_sequence(round_chunks, positions))
         outputs, logsumexp = chunked_attention(
@@ -241,12 +242,12 @@ class LSHSelfAttention(LocalSelfAttention):
             query_round_chunks=round_chunks,
             key_round_chunks=round_chunks,
         )
-        outputs = ops.reshape(outputs, (-1, self.num_hashes * length, outputs.shape[-1]))
-        logsumexp = ops.reshape(logsumexp, (-1, self.num_hashes * length))
+        outputs = reshape(outputs, (-1, self.num_hashes * length, outputs.shape[-1]))
+        logsumexp = reshape(logsumexp, (-1, self.num_hashes * length))
         outputs = gather_along_sequence(outputs, undo_indices)
         logsumexp = gather_along_sequence(logsumexp, undo_indices)
-        outputs = ops.reshape(outputs, (-1, self.num_hashes, length, outputs.shape[-1]))
-        logsumexp = ops.reshape(logsumexp, (-1, self.num_hashes, length))
+        outputs = reshape(outputs, (-1, self.num_hashes, length, outputs.shape[-1]))
+        logsumexp = reshape(logsumexp, (-1, self.num_hashes, length))
         return combine_hash_rounds(outputs, logsumexp)
 
     def _attend_in_slices(self, query_key, values, key_mask, dropout, sort_indices, undo_indices):
@@ -262,14 +263,14 @@ class LSHSelfAttention(LocalSelfAttention):
 
         def slice_major(indices):
             # (batch * heads, rounds * length) -> (slices, batch, length), within-round indices.
-            indices = ops.reshape(indices % length, (-1, num_slices, length))
+            indices = reshape(indices % length, (-1, num_slices, length))
             return ops.transpose(indices, (1, 0, 2))
 
         has_mask = key_mask is not None
         extras = self._slice_extras(key_mask, dropout, query_key)
         if self.correct_duplicates:
             # Every token's chunk in every round: `(batch, heads, length, rounds)`.
-            ranks = ops.reshape(undo_indices, (-1, self.num_hashes, length)) % length
+            ranks = reshape(undo_indices, (-1, self.num_hashes, length)) % length
             extras += (self._per_head(ops.transpose(ranks // self.chunk_length, (0, 2, 1))),)
 
         def attend(query_key, values, *extras):
@@ -278,7 +279,7 @@ class LSHSelfAttention(LocalSelfAttention):
             key_mask, seed = self._read_slice_extras(extras, heads, first_slice, has_mask, dropout)
             seed = None if seed is None else FixedSeed(seed)
             positions, ranks = (
-                ops.reshape(ops.transpose(x, (1, 0, 2)), (-1, length)) for x in (positions, ranks)
+                reshape(ops.transpose(x, (1, 0, 2)), (-1, length)) for x in (positions, ranks)
             )
 
             def sort(x):
@@ -340,12 +341,10 @@ class LSHSelfAttention(LocalSelfAttention):
         rotations = self._draw_rotations(
             (self.num_heads, self.key_dim, self.num_hashes, sum(factors) // 2), training
         )
-        per_head = ops.reshape(
+        per_head = reshape(
             ops.cast(query_key, "float32"), (-1, self.num_heads, length, self.key_dim)
         )
-        buckets = ops.reshape(
-            hash_buckets(per_head, rotations, factors), (-1, self.num_hashes, length)
-        )
+        buckets = reshape(hash_buckets(per_head, rotations, factors), (-1, self.num_hashes, length))
         if key_mask is not None:
             # Padding gets a bucket of its own (after all real ones), so it
             # never changes where real tokens land in the sorted sequence.
@@ -375,11 +374,11 @@ class LSHSelfAttention(LocalSelfAttention):
             queries, key_mask, factors, training=False
         )
         shape = (-1, self.num_heads, self.num_hashes, capacity)
-        buckets = ops.reshape(buckets, shape)
+        buckets = reshape(buckets, shape)
         order, starts, ranks = order_from_sort(
             buckets,
-            ops.reshape(sort_indices % capacity, shape),
-            ops.reshape(undo_indices % capacity, shape),
+            reshape(sort_indices % capacity, shape),
+            reshape(undo_indices % capacity, shape),
             math.prod(factors),
         )
         extra = (buckets, order, starts, starts)  # the base's table, and all tokens'
@@ -398,7 +397,7 @@ class LSHSelfAttention(LocalSelfAttention):
         rotations = self._draw_rotations(
             (self.num_heads, self.key_dim, self.num_hashes, sum(factors) // 2), training=False
         )
-        per_head = ops.reshape(ops.cast(query, "float32"), (-1, self.num_heads, 1, self.key_dim))
+        per_head = reshape(ops.cast(query, "float32"), (-1, self.num_heads, 1, self.key_dim))
         buckets = hash_buckets(per_head, rotations, factors)  # (batch, heads, rounds, 1)
         bucket_cache = write_position(bucket_cache, buckets, index, axis=3)
         rank, starts = add_token(starts, buckets)
@@ -431,10 +430,10 @@ class LSHSelfAttention(LocalSelfAttention):
 
         window = base_size + slots
         rows = (-1, self.num_hashes, window)
-        flat_positions = ops.reshape(positions, (-1, self.num_hashes * window))
+        flat_positions = reshape(positions, (-1, self.num_hashes * window))
         window_keys, window_values = (
-            ops.reshape(
-                gather_along_sequence(ops.reshape(x, (-1, capacity, x.shape[-1])), flat_positions),
+            reshape(
+                gather_along_sequence(reshape(x, (-1, capacity, x.shape[-1])), flat_positions),
                 rows + (x.shape[-1],),
             )
             for x in (keys, values)
@@ -443,7 +442,7 @@ class LSHSelfAttention(LocalSelfAttention):
         if self.correct_duplicates:
             # Every visible key's chunk in every round, against the new
             # token's: the counts of `duplicate_counts`, as in the whole-sequence call.
-            every_positions = ops.reshape(
+            every_positions = reshape(
                 positions, (-1, self.num_heads, 1, self.num_hashes * window)
             ) + ops.zeros_like(bucket_cache[..., :1])
             every_round = token_ranks(
@@ -455,18 +454,18 @@ class LSHSelfAttention(LocalSelfAttention):
                 recent,
             )  # (batch, heads, rounds, rounds * window)
             key_chunks = ops.transpose(
-                ops.reshape(every_round // self.chunk_length, (-1, self.num_hashes) + rows[1:]),
+                reshape(every_round // self.chunk_length, (-1, self.num_hashes) + rows[1:]),
                 (0, 2, 3, 1),
             )
-            query_chunks = ops.reshape(chunk, (-1, 1, 1, self.num_hashes))
+            query_chunks = reshape(chunk, (-1, 1, 1, self.num_hashes))
             counts = duplicate_counts(query_chunks, key_chunks, self.lookback, self.lookahead)
             offsets = ops.log(ops.cast(ops.maximum(counts, 1), "float32"))
         outputs, logsumexp = window_attention(
             query,
             window_keys,
             window_values,
-            ops.reshape(positions, rows),
-            ops.reshape(visible, rows),
+            reshape(positions, rows),
+            reshape(visible, rows),
             index,
             mask_self=True,
             logit_offsets=offsets,

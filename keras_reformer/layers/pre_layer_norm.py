@@ -64,6 +64,10 @@ class PreLayerNorm(keras.layers.Layer):
     """
 
     def __init__(self, layer, epsilon=1e-6, rematerialize=False, **kwargs):
+        # As `keras.layers.LayerNormalization`: the norm reads its weights in
+        # their own dtype (float32 under mixed precision); the wrapped layer
+        # autocasts in its own call.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.layer = layer
         self.epsilon = check_positive_float("epsilon", epsilon)
@@ -93,13 +97,13 @@ class PreLayerNorm(keras.layers.Layer):
         kwargs = sublayer_kwargs(self.layer, padding_mask, training, position_offset)
         if padding_mask is not None:
             inputs = zero_padding(inputs, padding_mask)
-        if not self.rematerialize:
-            return self.layer(self.layer_norm(inputs), **kwargs)
         # The weights are arguments, not closed over: TensorFlow's
-        # rematerialisation differentiates its arguments only.
+        # rematerialisation differentiates its arguments only. (Without it,
+        # `_normalize` is the layer norm's call without Keras' call machinery,
+        # which on eager torch costs more host time than the norm itself.)
+        normalize = keras.remat(self._normalize) if self.rematerialize else self._normalize
         norm = self.layer_norm
-        normalized = keras.remat(self._normalize)(inputs, norm.gamma.value, norm.beta.value)
-        return self.layer(normalized, **kwargs)
+        return self.layer(normalize(inputs, norm.gamma.value, norm.beta.value), **kwargs)
 
     def _normalize(self, inputs, gamma, beta):
         # `keras.layers.LayerNormalization.call` with the weights given.

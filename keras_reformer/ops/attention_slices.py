@@ -26,6 +26,7 @@ import numpy as np
 from keras import ops
 
 from keras_reformer import backend
+from keras_reformer.ops.shapes import reshape
 
 # Below every log-sum-exp (masked logits are about -1e9 in float32), finite so
 # that `0 * _NO_PEAK` is 0 in the one-hot products and `exp(_NO_PEAK - m)` is 0.
@@ -80,7 +81,7 @@ def stream_slices(attend, invariants, slice_inputs, slice_heads, num_heads, max_
     heads = np.asarray(slice_heads, dtype="int64").reshape(num_groups, group)
     one_hot = np.eye(num_heads, dtype="float32")[heads]  # (groups, group, heads)
     first_slices = np.arange(num_groups, dtype="int32") * group
-    grouped = tuple(ops.reshape(x, (num_groups, group) + tuple(x.shape[1:])) for x in slice_inputs)
+    grouped = tuple(reshape(x, (num_groups, group) + tuple(x.shape[1:])) for x in slice_inputs)
 
     def attend_group(*args):
         *attend_args, one_hot, peak = args
@@ -89,7 +90,7 @@ def stream_slices(attend, invariants, slice_inputs, slice_heads, num_heads, max_
         logsumexp = ops.cast(logsumexp, "float32")
         fixed = ops.stop_gradient(logsumexp)
         candidates = ops.where(
-            ops.reshape(one_hot, (1, group, num_heads, 1)) > 0,
+            reshape(one_hot, (1, group, num_heads, 1)) > 0,
             ops.expand_dims(fixed, 2),
             _NO_PEAK,
         )  # (batch, group, heads, length)

@@ -31,6 +31,8 @@ The state, per row (leading axes `...`, e.g. `(batch, heads, rounds)`):
 
 from keras import ops
 
+from keras_reformer.ops.shapes import reshape
+
 
 def order_from_sort(buckets, sort_indices, undo_indices, num_buckets):
     """The state of a sequence sorted as a whole: every token with a bucket is in the base.
@@ -187,20 +189,20 @@ def _lookup(table, buckets):
 def _histogram(values, bins):
     # Per row, how often each of 0 .. bins - 1 occurs: `(rows, n)` -> `(rows, bins)`.
     rows = values.shape[0]
-    segments = ops.reshape(
+    segments = reshape(
         values + bins * ops.expand_dims(ops.arange(rows, dtype=values.dtype), 1), (-1,)
     )
     counts = ops.segment_sum(ops.ones_like(segments), segments, num_segments=rows * bins)
-    return ops.reshape(counts, (rows, bins))
+    return reshape(counts, (rows, bins))
 
 
 def _rows(x):
-    return ops.reshape(x, (-1, x.shape[-1]))
+    return reshape(x, (-1, x.shape[-1]))
 
 
 def _unrows(x, like):
     # `_rows` undone: the leading axes of `like` (only the first may be unknown).
-    return ops.reshape(x, (-1,) + tuple(like.shape[1:-1]) + (x.shape[-1],))
+    return reshape(x, (-1,) + tuple(like.shape[1:-1]) + (x.shape[-1],))
 
 
 def _exclusive_cumsum(x):

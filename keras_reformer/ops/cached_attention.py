@@ -12,6 +12,7 @@ from keras import ops
 
 from keras_reformer import backend
 from keras_reformer.ops.masks import apply_attention_masks
+from keras_reformer.ops.shapes import reshape
 
 
 def write_position(cache, update, index, axis):
@@ -80,7 +81,7 @@ def window_attention(
         logits = logits - ops.cast(logit_offsets, logits.dtype)
     logits = apply_attention_masks(
         logits,
-        ops.reshape(query_position, (1, 1, 1)),
+        reshape(query_position, (1, 1, 1)),
         key_positions,
         key_valid,
         causal=False,

@@ -19,6 +19,7 @@ from keras_reformer.ops.masks import apply_attention_masks
 from keras_reformer.ops.masks import mask_values
 from keras_reformer.ops.scalars import scalar_like
 from keras_reformer.ops.shapes import axis_size
+from keras_reformer.ops.shapes import reshape
 
 
 @backend.overridable
@@ -126,7 +127,7 @@ def chunked_attention(
             # The shift fills neighbours beyond either end of the sequence with False.
             valid = ops.expand_dims(shift_chunks(k_mask, offset, fill_value=False), -2)
         elif offset != 0:  # neighbours beyond either end of the sequence are invalid keys
-            valid = ops.reshape(_chunk_in_range(num_chunks, offset), (1, num_chunks, 1, 1))
+            valid = reshape(_chunk_in_range(num_chunks, offset), (1, num_chunks, 1, 1))
         block = ops.einsum("bncd,bnkd->bnck", q, shift_chunks(k, offset))
         if query_round_chunks is not None:
             # Keys beyond the sequence are masked below: their count does not matter.

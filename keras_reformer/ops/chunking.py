@@ -10,6 +10,7 @@ from keras import ops
 
 from keras_reformer import backend
 from keras_reformer.ops.shapes import axis_size
+from keras_reformer.ops.shapes import reshape
 
 
 def pad_to_multiple(x, multiple, axis=1, constant_value=0):
@@ -52,7 +53,7 @@ def split_chunks(x, chunk_length):
             f"The length ({length}) must be a multiple of `chunk_length`. "
             f"Received: chunk_length={chunk_length}"
         )
-    return ops.reshape(x, (-1, length // chunk_length, chunk_length) + tuple(x.shape[2:]))
+    return reshape(x, (-1, length // chunk_length, chunk_length) + tuple(x.shape[2:]))
 
 
 def merge_chunks(x):
@@ -64,7 +65,7 @@ def merge_chunks(x):
     Returns:
         `(batch, num_chunks * chunk_length, ...)`.
     """
-    return ops.reshape(x, (-1, axis_size(x, 1) * axis_size(x, 2)) + tuple(x.shape[3:]))
+    return reshape(x, (-1, axis_size(x, 1) * axis_size(x, 2)) + tuple(x.shape[3:]))
 
 
 def shift_chunks(chunks, offset, fill_value=0):

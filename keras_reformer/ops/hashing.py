@@ -17,6 +17,7 @@ from keras import ops
 
 from keras_reformer.ops.chunking import pad_to_multiple
 from keras_reformer.ops.shapes import axis_size
+from keras_reformer.ops.shapes import reshape
 
 # Hash at most this many rotated values at once: `xR` has `num_buckets / 2`
 # values per token and `num_buckets` grows with the length, so hashing a long
@@ -123,11 +124,11 @@ def hash_buckets(vectors, rotations, bucket_factors=None, max_rotated_values=_MA
             f"dimension ({2 * half}). Received: bucket_factors={bucket_factors}"
         )
 
-    flat_rotations = ops.reshape(rotations, (num_heads, dim, num_hashes * half))
+    flat_rotations = reshape(rotations, (num_heads, dim, num_hashes * half))
 
     def hash_block(block):
         rotated = ops.einsum("bhld,hdk->bhlk", block, flat_rotations)  # k: hashes * half
-        rotated = ops.reshape(rotated, (-1, num_heads, axis_size(block, 2), num_hashes, half))
+        rotated = reshape(rotated, (-1, num_heads, axis_size(block, 2), num_hashes, half))
         buckets, start, radix = None, 0, 1
         for factor in bucket_factors:
             bucket = _angular_bucket(rotated[..., start : start + factor // 2])
@@ -158,7 +159,7 @@ def hash_buckets(vectors, rotations, bucket_factors=None, max_rotated_values=_MA
 
     buckets = ops.map(hash_block_at, ops.arange(padded_length // block_length, dtype="int32"))
     buckets = ops.transpose(buckets, (1, 2, 3, 0, 4))  # (batch, heads, hashes, blocks, block)
-    buckets = ops.reshape(buckets, (-1, num_heads, num_hashes, padded_length))
+    buckets = reshape(buckets, (-1, num_heads, num_hashes, padded_length))
     return buckets if isinstance(length, int) else buckets[..., :length]
 
 

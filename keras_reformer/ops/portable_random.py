@@ -11,6 +11,7 @@ integers everywhere, floats equal up to the last bit of `log` / `cos`.
 from keras import ops
 
 from keras_reformer import backend
+from keras_reformer.ops.shapes import reshape
 
 _MULTIPLIER_1 = 0x7FEB352D
 _MULTIPLIER_2 = 0x846CA68B - 2**32  # the same 32 bits as an int32
@@ -68,11 +69,11 @@ def portable_normal(shape, seed):
     for dim in shape:
         size *= dim
     # Sample i takes the hashes of counters 2i and 2i + 1: one pass over both.
-    uniform = ops.reshape(
+    uniform = reshape(
         _uniform_open(_mix(ops.bitwise_xor(ops.arange(2 * size, dtype="int32"), key))),
         (size, 2),
     )
     u1, u2 = uniform[:, 0], uniform[:, 1]
     radius = ops.sqrt(-2.0 * ops.log(u1))
     normal = radius * ops.cos((2.0 * 3.141592653589793) * u2)
-    return ops.reshape(normal, shape)
+    return reshape(normal, shape)

@@ -2,6 +2,8 @@
 
 from keras import ops
 
+from keras_reformer import backend
+
 
 def axis_size(x, axis):
     """The size of `x` along `axis`: its static size, else a scalar tensor.
@@ -30,3 +32,31 @@ def axis_size(x, axis):
     """
     size = x.shape[axis]
     return ops.shape(x)[axis] if size is None else size
+
+
+@backend.overridable
+def reshape(x, shape):
+    """`keras.ops.reshape(x, shape)`, the package's one spelling of a reshape.
+
+    On torch it is `torch.reshape`: `keras.ops.reshape` checks every call's
+    arguments for symbolic tensors (a tree flattening of the shape), about
+    ten times the reshape's own host time, and the Reformer's layers reshape
+    some forty times per layer and step (see `benchmarks/dispatch.py`).
+
+    Args:
+        x: a tensor.
+        shape: the new shape, a tuple of ints (one may be -1), or an int.
+
+    Returns:
+        `x` reshaped.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_reformer.ops.shapes import reshape
+
+    reshape(np.zeros((2, 6)), (3, 4))  # shape (3, 4)
+    ```
+    """
+    return ops.reshape(x, shape)

@@ -12,6 +12,7 @@ from keras import ops
 
 from keras_reformer import backend
 from keras_reformer.ops.shapes import axis_size
+from keras_reformer.ops.shapes import reshape
 
 
 @backend.overridable
@@ -32,9 +33,9 @@ def sort_by_bucket(buckets, num_buckets):
     """
     num_hashes, length = buckets.shape[1], axis_size(buckets, 2)
     buckets = ops.cast(ops.stop_gradient(buckets), "int32")
-    offsets = ops.reshape(ops.arange(num_hashes, dtype="int32") * num_buckets, (1, num_hashes, 1))
+    offsets = reshape(ops.arange(num_hashes, dtype="int32") * num_buckets, (1, num_hashes, 1))
     # Round-major, so that a stable sort keeps each bucket's tokens in position order.
-    keys = ops.reshape(buckets + offsets, (-1, num_hashes * length))
+    keys = reshape(buckets + offsets, (-1, num_hashes * length))
     sort_indices = backend.stable_argsort(keys)
     return ops.stop_gradient(sort_indices), ops.stop_gradient(inverse_permutation(sort_indices))
 
@@ -62,14 +63,14 @@ def inverse_permutation(permutation):
     """
     permutation = ops.cast(ops.convert_to_tensor(permutation), "int32")
     shape = ops.shape(permutation)  # the batch may be dynamic
-    positions = ops.reshape(ops.broadcast_to(ops.arange(shape[1], dtype="int32"), shape), (-1,))
+    positions = reshape(ops.broadcast_to(ops.arange(shape[1], dtype="int32"), shape), (-1,))
     # `scatter_update`, not `scatter`: keras' torch `scatter` loops in Python.
     inverse = ops.scatter_update(
-        ops.reshape(ops.zeros_like(permutation), (-1,)),
+        reshape(ops.zeros_like(permutation), (-1,)),
         ops.expand_dims(_flat_rows(permutation, shape[1]), -1),
         positions,
     )
-    return ops.reshape(inverse, (-1, shape[1]))
+    return reshape(inverse, (-1, shape[1]))
 
 
 @backend.overridable
@@ -89,8 +90,8 @@ def gather_along_sequence(x, indices):
     x = ops.convert_to_tensor(x)
     feature_shape = tuple(x.shape[2:])
     rows = _flat_rows(indices, ops.shape(x)[1])
-    gathered = ops.take(ops.reshape(x, (-1,) + feature_shape), rows, axis=0)
-    return ops.reshape(gathered, (-1, ops.shape(indices)[1]) + feature_shape)
+    gathered = ops.take(reshape(x, (-1,) + feature_shape), rows, axis=0)
+    return reshape(gathered, (-1, ops.shape(indices)[1]) + feature_shape)
 
 
 def _flat_rows(indices, length):
@@ -100,4 +101,4 @@ def _flat_rows(indices, length):
     """
     indices = ops.cast(indices, "int32")
     offsets = ops.arange(ops.shape(indices)[0], dtype="int32") * length
-    return ops.reshape(indices + ops.expand_dims(offsets, -1), (-1,))
+    return reshape(indices + ops.expand_dims(offsets, -1), (-1,))

@@ -40,6 +40,11 @@ SAMPLE_ARGS = {
         for dtype in ("float32", "float16")
         for mask in (PERMUTATIONS[:2, :5] % 2, PERMUTATIONS[:2, :5] % 3 > 0)
     ],
+    "reshape": [
+        (RNG.normal(size=(2, 3, 4)).astype("float32"), (6, -1)),
+        (np.arange(6, dtype="int32"), [3, 2]),
+        (np.arange(6, dtype="int32").reshape(2, 3), -1),
+    ],
     "sort_by_bucket": [
         (RNG.integers(0, 5, size=(2, 3, 11)).astype("int32"), 5),
         (RNG.integers(0, 2, size=(1, 1, 16)).astype("int32"), 3),

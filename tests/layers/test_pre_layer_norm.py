@@ -54,9 +54,12 @@ def test_layer_contract(tmp_path):
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision(policy):
     layer = PreLayerNorm(ChunkedFeedForward(8, chunk_length=3, dtype=policy), dtype=policy)
-    output = layer(np.random.default_rng(0).normal(size=(2, 7, 4)).astype("float32"))
+    x = np.random.default_rng(0).normal(size=(2, 7, 4)).astype("float32")
+    output = layer(x)
     assert keras.backend.standardize_dtype(output.dtype) == keras.DTypePolicy(policy).compute_dtype
     assert np.all(np.isfinite(to_numpy(output)))
+    # Exactly Keras' LayerNormalization (float32 weights) followed by the layer.
+    np.testing.assert_array_equal(to_numpy(output), to_numpy(layer.layer(layer.layer_norm(x))))
 
 
 @pytest.mark.parametrize("jit", [False, True])
