@@ -97,8 +97,17 @@ def gather_along_sequence(x, indices):
 def _flat_rows(indices, length):
     """`indices[b, i] + b * length`, flattened: row numbers in a `(batch * length, ...)` view.
 
-    `length` (and the batch of `indices`) may be dynamic.
+    `length` (and the batch of `indices`) may be dynamic. Row numbers are
+    int32: a known `batch * length` of 2**31 or more is refused (the torch
+    versions of this module's functions index in int64 and have no such limit).
     """
+    batch = indices.shape[0]
+    if isinstance(batch, int) and isinstance(length, int) and batch * length >= 2**31:
+        raise ValueError(
+            "Sorting and gathering index the rows of all sequences with int32: batch x length "
+            f"must stay below 2**31 (where the batch counts every head and the length every "
+            f"hash round). Received: batch {batch} x length {length} = {batch * length}"
+        )
     indices = ops.cast(indices, "int32")
     offsets = ops.arange(ops.shape(indices)[0], dtype="int32") * length
     return reshape(indices + ops.expand_dims(offsets, -1), (-1,))

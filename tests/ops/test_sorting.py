@@ -1,6 +1,9 @@
+import keras
 import numpy as np
+import pytest
 from keras import ops
 
+from keras_reformer import backend
 from keras_reformer.ops.sorting import gather_along_sequence
 from keras_reformer.ops.sorting import inverse_permutation
 from keras_reformer.ops.sorting import sort_by_bucket
@@ -62,3 +65,14 @@ def test_sort_is_exact_where_a_bucket_times_length_key_would_overflow_int32():
     keys = (buckets + np.arange(num_hashes)[:, None] * num_buckets).reshape(1, -1)
     np.testing.assert_array_equal(sort_indices, np.argsort(keys, axis=-1, kind="stable"))
     np.testing.assert_array_equal(undo_indices[0][sort_indices[0]], np.arange(num_hashes * length))
+
+
+def test_row_numbers_beyond_int32_are_refused():
+    # Symbolic tensors: the shapes alone decide, nothing of that size is allocated.
+    shared_gather = backend.OVERRIDABLE["gather_along_sequence"]
+    x = keras.KerasTensor((2**12, 2**19, 1))
+    with pytest.raises(ValueError, match=r"batch 4096 x length 524288 = 2147483648"):
+        shared_gather(x, keras.KerasTensor((2**12, 8), dtype="int32"))
+    under = keras.KerasTensor((2**12 - 1, 2**19, 1))
+    gathered = shared_gather(under, keras.KerasTensor((2**12 - 1, 8), dtype="int32"))
+    assert tuple(gathered.shape) == (2**12 - 1, 8, 1)
