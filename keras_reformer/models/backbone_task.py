@@ -18,10 +18,6 @@ class BackboneTask(TokenIdChecks, keras.Model):
     `get_config`.
     """
 
-    # `compile` arguments that `compile_from_config` passes on as saved, for
-    # `compile` to resolve (e.g. a sampler, whose package is slow to import).
-    UNRESOLVED_COMPILE_ARGUMENTS = ()
-
     @staticmethod
     def check_backbone(backbone):
         """Raises a ValueError unless `backbone` is a `ReformerModel`."""
@@ -44,10 +40,6 @@ class BackboneTask(TokenIdChecks, keras.Model):
         # Before Keras' input-spec check, which would refuse a missing padding mask.
         return super().__call__(self._complete_inputs(inputs), *args, **kwargs)
 
-    def call(self, inputs, training=None, mask=None):
-        # `fit` on JAX reaches `call` through `stateless_call`, without `__call__`.
-        return super().call(self._complete_inputs(inputs), training=training, mask=mask)
-
     def inherit_dtype_policy(self):
         """Takes the backbone's dtype policy (call after `super().__init__`).
 
@@ -56,31 +48,6 @@ class BackboneTask(TokenIdChecks, keras.Model):
         `LossScaleOptimizer` only for a `"mixed_float16"` model.
         """
         self.dtype_policy = self.backbone.dtype_policy
-
-    def get_compile_config(self):
-        """The arguments of the last `compile`, serialised (`{}` if not compiled).
-
-        Also builds a compiled model's optimizer if no training step has yet:
-        `load_model` builds the optimizer of the model it compiles, so the file
-        must hold the built optimizer's variables to load them.
-        """
-        if self.compiled and self.built and not self.optimizer.built:
-            self.optimizer.build(self.trainable_variables)
-        return super().get_compile_config()
-
-    def compile_from_config(self, config):
-        """Compiles as `compile` did before saving, and builds the optimizer so
-        that `load_model` restores its state (Keras skips both for a model with
-        its own `compile`).
-
-        Args:
-            config: a dict from `get_compile_config`.
-        """
-        config = dict(config)
-        kept = {key: config.pop(key) for key in self.UNRESOLVED_COMPILE_ARGUMENTS if key in config}
-        self.compile(**keras.saving.deserialize_keras_object(config), **kept)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
 
     def get_config(self):
         return {

@@ -161,6 +161,9 @@ class TokenIdChecks:
 
     # Whether `fit`'s targets are token ids of the same vocabulary (a language model).
     targets_are_token_ids = False
+    # `compile` arguments that `compile_from_config` passes on as saved, for
+    # `compile` to resolve (e.g. a sampler, whose package is slow to import).
+    UNRESOLVED_COMPILE_ARGUMENTS = ()
 
     def _token_id_limits(self):
         backbone = getattr(self, "backbone", self)
@@ -179,10 +182,44 @@ class TokenIdChecks:
         ):
             check_id_values("y", y, vocabulary_size, "vocabulary_size")
 
+    def call(self, inputs, training=None, mask=None):
+        # `fit` on JAX reaches `call` through `stateless_call`, without
+        # `__call__`: bare token ids get their padding mask here too.
+        vocabulary_size, max_sequence_length = self._token_id_limits()
+        inputs = check_token_inputs(
+            inputs, vocabulary_size, max_sequence_length, check_values=False
+        )
+        return super().call(inputs, training=training, mask=mask)
+
     def compile(self, *args, **kwargs):
         if not hasattr(self, "_invalid_token_ids"):
             self._invalid_token_ids = keras.metrics.Sum(name="invalid_token_ids")
         super().compile(*args, **kwargs)
+
+    def get_compile_config(self):
+        """The arguments of the last `compile`, serialised (`{}` if not compiled).
+
+        Also builds a compiled model's optimizer if no training step has yet:
+        `load_model` builds the optimizer of the model it compiles, so the file
+        must hold the built optimizer's variables to load them.
+        """
+        if self.compiled and self.built and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+        return super().get_compile_config()
+
+    def compile_from_config(self, config):
+        """Compiles as `compile` did before saving, and builds the optimizer so
+        that `load_model` restores its state (Keras skips both for a model with
+        its own `compile`).
+
+        Args:
+            config: a dict from `get_compile_config`.
+        """
+        config = dict(config)
+        kept = {key: config.pop(key) for key in self.UNRESOLVED_COMPILE_ARGUMENTS if key in config}
+        self.compile(**keras.saving.deserialize_keras_object(config), **kept)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
 
     @property
     def metrics(self):

@@ -5,9 +5,9 @@ import pytest
 from keras_reformer.models import ReformerCausalLM
 from keras_reformer.models import ReformerModel
 from keras_reformer.models import language_model_data
+from tests.model_testing import run_task_test
 from tests.test_case import BACKEND
 from tests.test_case import assert_allclose
-from tests.test_case import run_model_saving_test
 from tests.test_case import to_numpy
 
 VOCABULARY = 24
@@ -126,8 +126,34 @@ def test_needs_a_causal_backbone():
         ReformerCausalLM(backbone)
 
 
-def test_saving_round_trip(tmp_path):
-    lm = small_lm()
-    tokens = np.random.default_rng(3).integers(0, VOCABULARY, size=(2, 20)).astype("int32")
-    restored = run_model_saving_test(lm, {"token_ids": tokens}, tmp_path)
-    assert isinstance(restored, ReformerCausalLM)
+def test_task_contract(tmp_path):
+    # LSH and local attention, learned positions, dropout (seed states to save).
+    def backbone():
+        return ReformerModel(
+            vocabulary_size=VOCABULARY,
+            num_layers=2,
+            hidden_dim=16,
+            num_heads=2,
+            chunk_length=8,
+            feed_forward_chunk_length=16,
+            num_hashes=2,
+            causal=True,
+            max_sequence_length=64,
+            attention_layers=["lsh", "local"],
+            position_embedding="learned",
+            dropout=0.1,
+            seed=5,
+        )
+
+    tokens = np.random.default_rng(3).integers(0, VOCABULARY, size=(2, 33))
+    mask = np.ones_like(tokens)
+    mask[1, 27:] = 0
+    run_task_test(
+        ReformerCausalLM,
+        backbone,
+        {},
+        language_model_data(tokens, mask),
+        expected_output_shape=(2, 32, VOCABULARY),
+        other_length=17,
+        tmp_path=tmp_path,
+    )

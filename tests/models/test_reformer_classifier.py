@@ -4,8 +4,8 @@ import pytest
 
 from keras_reformer.models import ReformerClassifier
 from keras_reformer.models import ReformerModel
+from tests.model_testing import run_task_test
 from tests.test_case import assert_allclose
-from tests.test_case import run_model_saving_test
 from tests.test_case import to_numpy
 
 SMALL = dict(
@@ -71,11 +71,27 @@ def test_softmax_head_gives_probabilities():
     assert model.get_config()["activation"] == "softmax"
 
 
-def test_config_round_trip_and_saving(tmp_path):
-    model = classifier(dropout=0.2)
-    restored = ReformerClassifier.from_config(model.get_config())
-    assert restored.get_config() == model.get_config()
-    run_model_saving_test(model, token_data(), tmp_path)
+def test_task_contract(tmp_path):
+    # LSH and local attention, dropout in the backbone and the head (seed states to save).
+    def backbone():
+        return ReformerModel(
+            **{**SMALL, "num_layers": 2},
+            feed_forward_chunk_length=16,
+            attention_layers=["lsh", "local"],
+            dropout=0.1,
+        )
+
+    x = token_data(batch=2, length=32)
+    x["padding_mask"][1, 25:] = 0
+    run_task_test(
+        ReformerClassifier,
+        backbone,
+        {"num_classes": 3, "dropout": 0.1},
+        (x, np.array([2, 0])),
+        expected_output_shape=(2, 3),
+        other_length=17,
+        tmp_path=tmp_path,
+    )
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ import pytest
 
 from keras_reformer.models import ReformerModel
 from keras_reformer.models.input_checks import check_token_inputs
+from tests.model_testing import run_backbone_test
 from tests.test_case import BACKEND
 from tests.test_case import assert_allclose
 from tests.test_case import run_model_saving_test
@@ -34,12 +35,44 @@ def token_data(batch=2, length=40, seed=0):
     }
 
 
-def test_output_shape_and_any_length():
-    model = small_model(attention_layers=["lsh", "local"])
-    for length in (1, 33):
-        out = model(token_data(length=length))
-        assert tuple(out.shape) == (2, length, 32)
-        assert np.all(np.isfinite(to_numpy(out)))
+# The contract's models: LSH and local attention in the reversible stack; full
+# and local attention with separate QK in residual blocks (the Transformer
+# baseline, one stream), with dropout. (The learned position embedding is the
+# causal LM contract's, tests/models/test_reformer_causal_lm.py.)
+CONTRACT_MODELS = {
+    "lsh_local_axial": dict(attention_layers=["lsh", "local"]),
+    "full_local_residual_sinusoidal_dropout": dict(
+        attention_layers=["full", "local"],
+        shared_qk=False,
+        reversible=False,
+        causal=True,
+        position_embedding="sinusoidal",
+        dropout=0.1,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", CONTRACT_MODELS)
+def test_backbone_contract(name, tmp_path):
+    kwargs = {**SMALL, **CONTRACT_MODELS[name]}
+    reversible = kwargs.get("reversible", True)
+    # The task contracts' lengths, hidden size and chunks: JAX's eager calls
+    # reuse the ops compiled for these shapes.
+    data = token_data(length=32)
+    data["padding_mask"][1, 27:] = 0
+    run_backbone_test(
+        ReformerModel,
+        kwargs,
+        data,
+        expected_output_shape=(2, 32, SMALL["hidden_dim"] * (2 if reversible else 1)),
+        # One token, and not a whole number of chunks (the residual model, the
+        # latter: each new length costs JAX seconds of compiling its ops).
+        other_lengths=(1, 17) if reversible else (17,),
+        # Mixed precision casts in the reversible stack; residual blocks are
+        # plain Keras layers (trained in bfloat16 in test_transformer_baselines.py).
+        run_mixed_precision=reversible,
+        tmp_path=tmp_path,
+    )
 
 
 def test_padding_mask_is_optional():
@@ -55,14 +88,6 @@ def test_padded_positions_do_not_change_real_outputs():
     other = {k: v.copy() for k, v in data.items()}
     other["token_ids"][:, 30:] = (other["token_ids"][:, 30:] + 7) % 32
     assert_allclose(model(data)[:, :30], model(other)[:, :30], rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("position_embedding", ["axial", "learned", "sinusoidal"])
-def test_config_round_trip_and_saving(position_embedding, tmp_path):
-    model = small_model(position_embedding=position_embedding, attention_layers=["local", "lsh"])
-    restored = ReformerModel.from_config(model.get_config())
-    assert restored.get_config() == model.get_config()
-    run_model_saving_test(model, token_data(), tmp_path)
 
 
 def test_correct_duplicates_reaches_every_lsh_layer_and_survives_saving(tmp_path):
@@ -89,17 +114,6 @@ def test_summary_shows_the_structure():
         assert name in text
 
 
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_mixed_precision_gives_finite_outputs_and_gradients(policy):
-    model = small_model(dtype=policy, attention_layers=["lsh", "local"])
-    out = model(token_data())
-    assert keras.backend.standardize_dtype(out.dtype) == keras.DTypePolicy(policy).compute_dtype
-    model.compile(optimizer="sgd", loss="mse")
-    data = token_data()
-    history = model.fit(data, np.zeros((2, 40, 32), "float32"), epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
-
-
 def test_fit_with_jit_compile_trains():
     # One block: the walk back over several blocks under jit_compile is the
     # overfitting test's (tests/models/test_reformer_causal_lm.py).
@@ -114,6 +128,28 @@ def test_fit_with_jit_compile_trains():
     history = model.fit(data, target, epochs=3, verbose=0)
     losses = history.history["loss"]
     assert losses[-1] < losses[0]
+
+
+def test_fit_on_bare_token_ids_equals_fit_with_an_all_ones_mask():
+    # On JAX, `fit` reaches `call` without `__call__`: the mask is completed there too.
+    ids = np.random.default_rng(0).integers(0, 16, size=(2, 8)).astype("int32")
+    target = np.random.default_rng(1).normal(size=(2, 8, 16)).astype("float32")  # 2 x hidden
+    losses = []
+    for x in (ids, {"token_ids": ids, "padding_mask": np.ones_like(ids)}):
+        keras.utils.set_random_seed(0)
+        model = ReformerModel(
+            vocabulary_size=16,
+            num_layers=1,
+            hidden_dim=8,
+            num_heads=1,
+            key_dim=4,
+            chunk_length=4,
+            max_sequence_length=16,
+            seed=0,
+        )
+        model.compile(optimizer="sgd", loss="mse")
+        losses.append(model.fit(x, target, verbose=0).history["loss"][0])
+    assert np.isfinite(losses[0]) and losses[0] == losses[1]
 
 
 def test_bad_inputs_say_what_was_wrong():

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from keras_reformer.models import ReformerCausalLM
-from keras_reformer.models import ReformerClassifier
 from keras_reformer.models import ReformerModel
 from keras_reformer.models import language_model_data
+from tests.model_testing import FIT_COMPILE_KWARGS
 from tests.test_case import BACKEND
 from tests.test_case import to_numpy
 
@@ -126,20 +126,9 @@ def saved_lm(tmp_path_factory):
     return saved
 
 
-def test_trained_causal_lm_predicts_identically_after_loading(saved_lm):
-    x, _, _ = lm_data()
-    restored = load_quietly(saved_lm.folder / "lm.keras")
-    np.testing.assert_array_equal(to_numpy(restored(x)), saved_lm.outputs)
-
-
-def test_trained_classifier_predicts_identically_after_loading(tmp_path):
-    model = ReformerClassifier(backbone(causal=False), num_classes=3, dropout=0.1)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=JIT)
-    x, _, _ = lm_data()
-    model.fit(x, np.array([0, 1, 2, 1]), batch_size=2, epochs=1, shuffle=False, verbose=0)
-    model.save(tmp_path / "classifier.keras")
-    restored = load_quietly(tmp_path / "classifier.keras")
-    np.testing.assert_array_equal(to_numpy(restored(x)), to_numpy(model(x)))
+# A trained task model (causal LM, classifier) or backbone predicts identically
+# after loading: the contracts of tests/model_testing.py (run_task_test
+# and run_backbone_test).
 
 
 def test_save_weights_restores_every_seed_state(saved_lm):
@@ -162,6 +151,24 @@ def test_loaded_task_model_is_compiled_and_continues_training(saved_lm):
     assert int(to_numpy(restored.optimizer.iterations)) == 4
     # Where the model it was saved from got to with the same epoch.
     for expected, actual in zip(saved_lm.continued, weights_of(restored)):
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
+
+
+def test_loaded_backbone_is_compiled_and_continues_training(tmp_path):
+    # A backbone trained on its own: TokenIdChecks overrides `compile`, so
+    # Keras' own `compile_from_config` would skip compiling it (with a
+    # warning), leaving the loaded model without optimizer or loss.
+    model = backbone(num_layers=1, attention_layers="lsh")
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse", **FIT_COMPILE_KWARGS)
+    x, _, _ = lm_data()
+    target = np.random.default_rng(1).normal(size=(4, LENGTH, 32)).astype("float32")
+    model.fit(x, target, batch_size=2, epochs=1, shuffle=False, verbose=0)
+    model.save(tmp_path / "backbone.keras")
+    restored = load_quietly(tmp_path / "backbone.keras")
+    assert int(to_numpy(restored.optimizer.iterations)) == 2
+    for fitted in (model, restored):
+        fitted.fit(x, target, batch_size=2, epochs=1, shuffle=False, verbose=0)
+    for expected, actual in zip(weights_of(model), weights_of(restored)):
         np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
 
 

@@ -20,7 +20,6 @@ from tests.gradients import gradients
 from tests.ops.attention_reference import separate_qk_attention
 from tests.test_case import BACKEND
 from tests.test_case import assert_allclose
-from tests.test_case import run_model_saving_test
 from tests.test_case import to_numpy
 
 SMALL = dict(
@@ -190,18 +189,17 @@ def test_reversible_model_keeps_two_streams():
     assert model.output_dim == 2 * SMALL["hidden_dim"]
 
 
-def test_transformer_baseline_trains_as_a_language_model_and_survives_saving(tmp_path):
+def test_transformer_baseline_trains_as_a_language_model():
     # Full and local attention with separate QK in ordinary residual blocks;
     # full attention inside the reversible stack trains in the with_attention
-    # test below.
+    # test below. (Saving such a model trained: tests/models/test_reformer_model.py's
+    # backbone contract.)
     options = dict(attention_layers=["full", "local"], shared_qk=False, reversible=False)
     lm = ReformerCausalLM(small_model(causal=True, dropout=0.1, **options))
     lm.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=JIT)
     x, y, weights = language_model_data(np.random.default_rng(0).integers(0, 32, (4, 25)))
     history = lm.fit(x, y, sample_weight=weights, epochs=3, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
-    restored = run_model_saving_test(lm, x, tmp_path)
-    assert restored.backbone.get_config() == lm.backbone.get_config()
 
 
 def test_non_reversible_classifier_and_mixed_precision():
