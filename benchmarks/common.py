@@ -529,3 +529,36 @@ def format_table(rows, columns, headers=None, markdown=False):
     lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in cells]
     return "\n".join(lines)
+
+
+def best_of_rounds(rows, keys, measure, higher_is_better=True):
+    """One row per configuration: of its rounds, the one with the best `measure`.
+
+    Noise on a shared machine only slows a step down, and it drifts over
+    minutes; a script's `--rounds` runs its whole plan again, so that each
+    configuration and its peers get several chances spread over the run. The
+    kept row lists every ok round's `measure` in `<measure>_rounds`.
+
+    Args:
+        rows: result rows, each with a `status` and the `keys`.
+        keys: the row fields that name a configuration.
+        measure: the field compared across rounds (e.g. `tokens_per_second`).
+        higher_is_better: whether the largest `measure` wins (else the smallest).
+
+    Returns:
+        A list of rows, one per configuration, in the order they first appear.
+    """
+    groups = {}
+    for row in rows:
+        groups.setdefault(tuple(row[key] for key in keys), []).append(row)
+    best = []
+    for group in groups.values():
+        ok = [r for r in group if r["status"] == "ok"]
+        if len(group) == 1 or not ok:
+            best.append(group[0])
+            continue
+        pick = max if higher_is_better else min
+        chosen = dict(pick(ok, key=lambda r: r[measure]))
+        chosen[f"{measure}_rounds"] = [round(r[measure], 1) for r in ok]
+        best.append(chosen)
+    return best

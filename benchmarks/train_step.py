@@ -557,7 +557,7 @@ def main(argv=None):
                 )
             rows.append(row)
             _print_progress(row)
-    rows = best_of_rounds(rows)
+    rows = common.best_of_rounds(rows, CONFIG_KEYS, "tokens_per_second")
     print_tables(rows, args.peers)
     if not args.no_save:
         versions = common.package_versions(
@@ -598,29 +598,6 @@ CONFIG_KEYS = ("implementation", "backend", "length", "depth")
 
 def _same(row, config):
     return all(row[key] == config[key] for key in CONFIG_KEYS)
-
-
-def best_of_rounds(rows):
-    """One row per configuration: of its rounds, the one with the most tokens per second.
-
-    Noise on a shared machine only slows a step down, and it drifts over minutes;
-    `--rounds` runs the whole plan again, so that each configuration and its peers
-    get several chances spread over the run. The kept row lists every round's
-    tokens per second in `tokens_per_second_rounds`.
-    """
-    groups = {}
-    for row in rows:
-        groups.setdefault(tuple(row[key] for key in CONFIG_KEYS), []).append(row)
-    best = []
-    for group in groups.values():
-        ok = [r for r in group if r["status"] == "ok"]
-        if len(group) == 1 or not ok:
-            best.append(group[0])
-            continue
-        chosen = dict(max(ok, key=lambda r: r["tokens_per_second"]))
-        chosen["tokens_per_second_rounds"] = [round(r["tokens_per_second"], 1) for r in ok]
-        best.append(chosen)
-    return best
 
 
 def skip_reason(memory_mib, seconds, limit_mib, timeout, on_gpu=False):

@@ -186,13 +186,27 @@ def test_best_of_rounds_keeps_each_configurations_fastest_round():
         row("keras_reformer", 1, 0.0, "timeout"),
         dict(row("reformer_pytorch", 0, None, "skipped")),
     ]
-    best = {r["implementation"]: r for r in train_step.best_of_rounds(rows)}
+    best = {
+        r["implementation"]: r
+        for r in common.best_of_rounds(rows, train_step.CONFIG_KEYS, "tokens_per_second")
+    }
     assert best["hf_reformer"]["tokens_per_second"] == 1200.0
     assert best["hf_reformer"]["peak_rss_mib"] == 101.0  # the chosen round's own memory
     assert best["hf_reformer"]["tokens_per_second_rounds"] == [900.0, 1200.0]
     assert best["keras_reformer"]["tokens_per_second"] == 1500.0
     assert best["reformer_pytorch"]["status"] == "skipped"
     assert len(best) == 3
+
+
+def test_best_of_rounds_can_keep_the_lowest_measure():
+    rows = [
+        dict(implementation="ours", depth=2, status="ok", host_ms=30.0, aten_ops=10),
+        dict(implementation="ours", depth=2, status="ok", host_ms=20.0, aten_ops=10),
+        dict(implementation="ours", depth=6, status="ok", host_ms=50.0, aten_ops=30),
+    ]
+    best = common.best_of_rounds(rows, ("implementation", "depth"), "host_ms", False)
+    assert [r["host_ms"] for r in best] == [20.0, 50.0]
+    assert best[0]["host_ms_rounds"] == [30.0, 20.0] and "host_ms_rounds" not in best[1]
 
 
 def test_int_list_parses_comma_separated_integers():
