@@ -404,7 +404,13 @@ def _backward(sublayers, rng_states, y, upstream, weights, states, padding_mask,
                     f.weights(weights), states, x2, dy1, padding_mask, training
                 )
             x1 = y1 - f_out
-            return x1, x2, dy1, dy2 + dx2_from_f, _accumulate(weight_grads, g, g_grads, f, f_grads)
+            return (
+                x1,
+                x2,
+                dy1,
+                dy2 + dx2_from_f,
+                _accumulate(weight_grads, ((g, g_grads), (f, f_grads))),
+            )
 
         return run
 
@@ -419,11 +425,12 @@ def _backward(sublayers, rng_states, y, upstream, weights, states, padding_mask,
     return [ops.concatenate([dx1, dx2], axis=-1)] + weight_grads
 
 
-def _accumulate(weight_grads, *sublayers_and_grads):
+def _accumulate(weight_grads, sublayer_grads):
     """`weight_grads` (a list of sums over the stack's weights, see
-    `backend.sum_start`) plus each sublayer's gradients, at its weights' indices."""
+    `backend.sum_start`) plus each `(sublayer, grads)` pair's gradients, at the
+    sublayer's weights' indices."""
     weight_grads = list(weight_grads)
-    for sublayer, grads in zip(sublayers_and_grads[::2], sublayers_and_grads[1::2]):
+    for sublayer, grads in sublayer_grads:
         for index, grad in zip(sublayer.trainable_index, grads):
             weight_grads[index] = backend.add_to_sum(weight_grads[index], grad)
     return weight_grads

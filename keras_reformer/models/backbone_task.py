@@ -3,7 +3,6 @@
 import keras
 
 from keras_reformer.models.input_checks import TokenIdChecks
-from keras_reformer.models.input_checks import check_token_inputs
 from keras_reformer.models.reformer_model import ReformerModel
 
 
@@ -25,16 +24,6 @@ class BackboneTask(TokenIdChecks, keras.Model):
             raise ValueError(
                 f"`backbone` must be a ReformerModel. Received: backbone={type(backbone).__name__}"
             )
-
-    def _complete_inputs(self, inputs):
-        # Structure and shapes only: the backbone's own `__call__` checks the
-        # id values of every eager call (a traced call has none to check).
-        return check_token_inputs(
-            inputs,
-            self.backbone.vocabulary_size,
-            self.backbone.max_sequence_length,
-            check_values=False,
-        )
 
     def __call__(self, inputs, *args, **kwargs):
         # Before Keras' input-spec check, which would refuse a missing padding mask.

@@ -182,14 +182,16 @@ class TokenIdChecks:
         ):
             check_id_values("y", y, vocabulary_size, "vocabulary_size")
 
+    def _complete_inputs(self, inputs, check_values=False):
+        """`inputs` checked (structure, shapes, and the id values where
+        `check_values`) as a dict, bare token ids with an all-ones padding mask."""
+        vocabulary_size, max_sequence_length = self._token_id_limits()
+        return check_token_inputs(inputs, vocabulary_size, max_sequence_length, check_values)
+
     def call(self, inputs, training=None, mask=None):
         # `fit` on JAX reaches `call` through `stateless_call`, without
         # `__call__`: bare token ids get their padding mask here too.
-        vocabulary_size, max_sequence_length = self._token_id_limits()
-        inputs = check_token_inputs(
-            inputs, vocabulary_size, max_sequence_length, check_values=False
-        )
-        return super().call(inputs, training=training, mask=mask)
+        return super().call(self._complete_inputs(inputs), training=training, mask=mask)
 
     def compile(self, *args, **kwargs):
         if not hasattr(self, "_invalid_token_ids"):

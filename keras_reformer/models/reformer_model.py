@@ -26,7 +26,6 @@ from keras_reformer.layers.reversible import ReversibleSequence
 from keras_reformer.layers.sinusoidal_position_embedding import SinusoidalPositionEmbedding
 from keras_reformer.layers.token_embedding import TokenEmbedding
 from keras_reformer.models.input_checks import TokenIdChecks
-from keras_reformer.models.input_checks import check_token_inputs
 from keras_reformer.models.input_checks import real_token_mask
 from keras_reformer.ops.hashing import default_bucket_factors_for_length
 
@@ -516,7 +515,7 @@ class ReformerModel(TokenIdChecks, keras.Model):
 
     def __call__(self, inputs, *args, **kwargs):
         # Before Keras' input-spec check, which would refuse a missing padding mask.
-        inputs = check_token_inputs(inputs, self.vocabulary_size, self.max_sequence_length)
+        inputs = self._complete_inputs(inputs, check_values=True)
         return super().__call__(inputs, *args, **kwargs)
 
     def get_config(self):
