@@ -57,6 +57,15 @@ STATUSES = ("ok", "skipped", "timeout", "failed", "killed")
 # Allocations above 128 KiB get their own mmap and go back to the OS when freed,
 # so the RSS of a child process follows its live tensors (glibc malloc).
 CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+# The allocator settings a benchmark child may run under (`--malloc`): glibc's
+# small mmap threshold (RSS follows live tensors: the memory numbers' default),
+# glibc's defaults (what a user gets), or no mmap at all (freed buffers are
+# reused without page faults: fastest on a CPU, RSS keeps its high-water mark).
+MALLOC_ENVS = {
+    "small-mmap": CHILD_ENV,
+    "default": {},
+    "no-mmap": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)},
+}
 # TensorFlow counts CPU memory (its allocator peak) only in oneDNN's allocator,
 # which it turns on by default only on CPUs with AVX-512 or AMX: children get
 # it everywhere unless the caller's environment says otherwise.

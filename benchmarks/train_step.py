@@ -466,10 +466,18 @@ def parse_args(argv=None):
         help="skip the second JAX compilation that reads memory_analysis()",
     )
     parser.add_argument(
+        "--malloc",
+        choices=sorted(common.MALLOC_ENVS),
+        default="small-mmap",
+        help="glibc allocator settings of the children (common.MALLOC_ENVS): small-mmap "
+        "(RSS follows live tensors), default (what a user gets), no-mmap (fastest on a CPU)",
+    )
+    parser.add_argument(
         "--default-malloc",
-        action="store_true",
-        help="leave glibc's mmap threshold alone in the children (faster steps, "
-        "RSS that may not fall when tensors are freed)",
+        action="store_const",
+        const="default",
+        dest="malloc",
+        help="the same as --malloc default",
     )
     parser.add_argument("--output-dir", default=str(common.RESULTS_DIR))
     parser.add_argument("--note", default="", help="free text stored with the results")
@@ -615,7 +623,7 @@ def skip_reason(memory_mib, seconds, limit_mib, timeout, on_gpu=False):
 
 def child_env(args):
     """The environment every child gets beyond this one (see `common.CHILD_ENV`)."""
-    return {} if args.default_malloc else common.CHILD_ENV
+    return common.MALLOC_ENVS[args.malloc]
 
 
 def _print_progress(row):
