@@ -16,6 +16,7 @@ Run `python examples/char_lm.py --help` for the options.
 import argparse
 import math
 import pathlib
+import random
 import sys
 import sysconfig
 import time
@@ -111,6 +112,19 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def set_random_seed(seed):
+    """`keras.utils.set_random_seed`, without importing TensorFlow on JAX or torch
+    (its C++ start-up lines would be this script's only noise there)."""
+    if keras.backend.backend() == "tensorflow":
+        return keras.utils.set_random_seed(seed)
+    random.seed(seed)  # Keras draws unseeded initializer seeds from Python's `random`
+    np.random.seed(seed)
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.manual_seed(seed)
+
+
 def run(args):
     """Trains (or resumes) the language model, evaluates it and generates a sample.
 
@@ -119,7 +133,7 @@ def run(args):
     "epochs_run" (this run's, fewer after a resume), "training_seconds",
     "checkpoint"}`.
     """
-    keras.utils.set_random_seed(args.seed)
+    set_random_seed(args.seed)
     text = (
         pathlib.Path(args.data).read_bytes()[: args.max_bytes]
         if args.data

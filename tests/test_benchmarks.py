@@ -215,6 +215,17 @@ def test_int_list_parses_comma_separated_integers():
     assert args.lengths == [4096, 16384] and args.depths == [2]
 
 
+def test_malloc_option_chooses_the_childrens_allocator_environment():
+    def env(*argv):
+        return train_step.child_env(train_step.parse_args(["--lengths", "4096", *argv]))
+
+    assert env() == {"MALLOC_MMAP_THRESHOLD_": "131072"}  # RSS follows live tensors
+    assert env("--malloc", "default") == env("--default-malloc") == {}
+    assert env("--malloc", "no-mmap")["MALLOC_MMAP_MAX_"] == "0"
+    with pytest.raises(SystemExit):
+        env("--malloc", "jemalloc")
+
+
 def test_lsh_attention_builds_the_duplicate_corrected_variant():
     import lsh_attention
 

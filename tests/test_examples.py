@@ -4,7 +4,9 @@ records them (`benchmarks/example_results.py`) writes their results."""
 import importlib.util
 import json
 import math
+import os
 import pathlib
+import subprocess
 import sys
 
 import pytest
@@ -65,6 +67,31 @@ def test_examples_are_self_contained(name):
     source = (EXAMPLES / f"{name}.py").read_text()
     assert "sys.path" not in source and "import common" not in source
     assert "results-dir" not in source
+
+
+@pytest.mark.parametrize("name", ["duplication", "char_lm"])
+def test_seeding_imports_tensorflow_only_on_its_backend(name):
+    """The README's first command runs an example on JAX: seeding must not import
+    TensorFlow there (its C++ start-up lines were the run's only noise), and must
+    seed Python's and numpy's generators as `keras.utils.set_random_seed` does."""
+    program = (
+        "import importlib.util, random, sys, numpy as np\n"
+        f"spec = importlib.util.spec_from_file_location('e', {str(EXAMPLES / (name + '.py'))!r})\n"
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+        "module.set_random_seed(7); drawn = (random.random(), np.random.rand())\n"
+        "random.seed(7); np.random.seed(7)\n"
+        "assert drawn == (random.random(), np.random.rand()), drawn\n"
+        "print('tensorflow' in sys.modules)\n"
+    )
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    output = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "KERAS_BACKEND": backend},
+    ).stdout
+    assert output.split()[-1] == str(backend == "tensorflow")
 
 
 def test_duplication_smoke(capsys):
