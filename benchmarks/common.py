@@ -101,6 +101,15 @@ def machine_info():
     }
 
 
+def backend_threads(backend):
+    """The threads a backend computes with: torch's `get_num_threads`, else the CPU count."""
+    if backend == "torch":
+        import torch
+
+        return torch.get_num_threads()
+    return os.cpu_count()
+
+
 def accelerator_name():
     """The GPU the backends will use (`nvidia-smi`'s name), or "none" on a CPU-only machine."""
     try:

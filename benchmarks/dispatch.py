@@ -38,7 +38,6 @@ Usage:
 import argparse
 import collections
 import os
-import random
 import sys
 from pathlib import Path
 
@@ -64,38 +63,14 @@ def build_keras_step(depth, jit_compile=False):
     """`ReformerCausalLM`'s `train_on_batch` on this benchmark's model and data, as a
     function returning the loss (`jit_compile` as in `model.compile`)."""
     import keras
-    import numpy as np
 
-    from keras_reformer.models import ReformerCausalLM
-    from keras_reformer.models import ReformerModel
-
-    random.seed(0)
-    backbone = ReformerModel(
-        vocabulary_size=SIZES["vocabulary"],
-        num_layers=depth,
-        hidden_dim=SIZES["hidden"],
-        num_heads=SIZES["heads"],
-        key_dim=SIZES["head_size"],
-        intermediate_dim=SIZES["intermediate"],
-        chunk_length=SIZES["chunk"],
-        num_hashes=SIZES["hashes"],
-        causal=True,
-        dropout=0.0,
-        max_sequence_length=LENGTH,
-        seed=0,
-    )
-    model = ReformerCausalLM(backbone)
+    model = peer_models.build_causal_lm(SIZES, LENGTH, depth)
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate=1e-3),
         jit_compile=jit_compile,
         weighted_metrics=None,
     )
-    tokens = np.random.default_rng(0).integers(0, SIZES["vocabulary"], size=(1, LENGTH + 1))
-    x = {
-        "token_ids": tokens[:, :-1].astype("int32"),
-        "padding_mask": np.ones((1, LENGTH), dtype="int32"),
-    }
-    y = tokens[:, 1:].astype("int32")
+    x, y = peer_models.next_token_batch(SIZES["vocabulary"], LENGTH)
     return lambda: float(model.train_on_batch(x, y, return_dict=True)["loss"])
 
 

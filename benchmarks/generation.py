@@ -80,7 +80,6 @@ Usage:
 
 import argparse
 import os
-import random
 import statistics
 import sys
 import time
@@ -195,28 +194,9 @@ def measure_keras(spec):
     import keras
     import numpy as np
 
-    from keras_reformer.models import ReformerCausalLM
-    from keras_reformer.models import ReformerModel
-
     backend = keras.backend.backend()
     length = spec["length"]
-    random.seed(0)  # Keras draws unseeded initializer seeds from Python's `random`
-    backbone = ReformerModel(
-        vocabulary_size=SIZES["vocabulary"],
-        num_layers=SIZES["layers"],
-        hidden_dim=SIZES["hidden"],
-        num_heads=SIZES["heads"],
-        key_dim=SIZES["head_size"],
-        intermediate_dim=SIZES["intermediate"],
-        chunk_length=SIZES["chunk"],
-        num_hashes=SIZES["hashes"],
-        causal=True,
-        dropout=0.0,
-        max_sequence_length=length,
-        attention_layers="lsh",
-        seed=0,
-    )
-    lm = ReformerCausalLM(backbone)
+    lm = peer_models.build_causal_lm(SIZES, length, SIZES["layers"], attention_layers="lsh")
     lm.compile(sampler="greedy")
     import keras_nlp  # noqa: F401  (generate imports it on first use: not a cost of the first call)
 
@@ -247,7 +227,7 @@ def measure_keras(spec):
     return {
         "rows": rows,
         "backend": backend,
-        "threads": _threads(backend),
+        "threads": common.backend_threads(backend),
         "peak_rss_mib": common.peak_rss_mib(),
         "num_parameters": int(lm.count_params()),
     }
@@ -371,14 +351,6 @@ def measure_hf(spec):
 
 def _rounded(values):
     return [round(v, 4) for v in values]
-
-
-def _threads(backend):
-    if backend == "torch":
-        import torch
-
-        return torch.get_num_threads()
-    return os.cpu_count()
 
 
 def child(spec):

@@ -79,22 +79,7 @@ TABLE_FIRST = (
     "threads",
 )
 TABLE_COLUMNS = {
-    "train_step": [
-        "implementation",
-        "backend",
-        "length",
-        "depth",
-        "status",
-        "tokens_per_second",
-        "step_seconds_median",
-        "peak_rss_mib",
-        "training_rss_mib",
-        "step_peak_rss_mib",
-        "backend_peak_mib",
-        "device_peak_mib",
-        "threads",
-        "load_average_before",
-    ],
+    "train_step": train_step.TABLE_COLUMNS,
     "reversible_memory": [
         "backend",
         "length",

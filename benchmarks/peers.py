@@ -1,4 +1,8 @@
-"""The models keras_reformer is compared with, each with a torch train step.
+"""The benchmarks' models: keras_reformer's causal LM and the models it is compared
+with, each of those with a torch train step.
+
+`build_causal_lm` builds ours at the benchmark's sizes and `next_token_batch` its
+data, for every script that times it.
 
 - `hf_reformer`: Hugging Face transformers' `ReformerModelWithLMHead`, every layer LSH.
 - `reformer_pytorch`: lucidrains' `reformer_pytorch.ReformerLM`.
@@ -15,10 +19,63 @@ torch sees one (as Keras' torch backend does), else on the CPU.
 
 import importlib.util
 import math
+import random
 
 PEERS = ("hf_reformer", "reformer_pytorch", "full", "full_sdpa")
 PEER_PACKAGES = {"hf_reformer": "transformers", "reformer_pytorch": "reformer_pytorch"}
 PEER_ALIASES = {"hf": "hf_reformer", "reformer-pytorch": "reformer_pytorch"}
+
+
+def build_causal_lm(sizes, length, depth, **backbone_kwargs):
+    """keras_reformer's `ReformerCausalLM` at the benchmark's sizes, uncompiled.
+
+    Args:
+        sizes: dict with vocabulary, hidden, heads, head_size, intermediate,
+            chunk, hashes.
+        length: the longest sequence (`max_sequence_length`).
+        depth: number of layers.
+        **backbone_kwargs: further `ReformerModel` arguments.
+
+    Returns:
+        The model on `KERAS_BACKEND`, causal, without dropout, its weights drawn
+        after `random.seed(0)` (Keras takes unseeded initializer seeds from
+        Python's `random`; not `keras.utils.set_random_seed`, which imports
+        TensorFlow where installed: memory that is no cost of this library).
+    """
+    from keras_reformer.models import ReformerCausalLM
+    from keras_reformer.models import ReformerModel
+
+    random.seed(0)
+    backbone = ReformerModel(
+        vocabulary_size=sizes["vocabulary"],
+        num_layers=depth,
+        hidden_dim=sizes["hidden"],
+        num_heads=sizes["heads"],
+        key_dim=sizes["head_size"],
+        intermediate_dim=sizes["intermediate"],
+        chunk_length=sizes["chunk"],
+        num_hashes=sizes["hashes"],
+        causal=True,
+        dropout=0.0,
+        max_sequence_length=length,
+        seed=0,
+        **backbone_kwargs,
+    )
+    return ReformerCausalLM(backbone)
+
+
+def next_token_batch(vocabulary, length):
+    """One sequence of `length + 1` random tokens as `(x, y)` for a causal LM's
+    `train_on_batch`: x the first `length` (with an all-ones padding mask), y the
+    last `length`."""
+    import numpy as np
+
+    tokens = np.random.default_rng(0).integers(0, vocabulary, size=(1, length + 1))
+    x = {
+        "token_ids": tokens[:, :-1].astype("int32"),
+        "padding_mask": np.ones((1, length), dtype="int32"),
+    }
+    return x, tokens[:, 1:].astype("int32")
 
 
 def peer_available(name):

@@ -20,7 +20,6 @@ Usage:
 
 import argparse
 import os
-import random
 import sys
 from pathlib import Path
 
@@ -38,6 +37,23 @@ LEARNING_RATE = 1e-3
 # Import + build RSS of a fresh process per backend (MiB), for the skip estimates.
 BASE_MIB = {"jax": 700, "tensorflow": 1100, "torch": 700}
 PER_TOKEN_MIB = 0.06  # LSH scores + reversible recompute, independent of depth
+# A row's columns in the printed table and the docs' table (make_figures.py).
+TABLE_COLUMNS = [
+    "implementation",
+    "backend",
+    "length",
+    "depth",
+    "status",
+    "tokens_per_second",
+    "step_seconds_median",
+    "peak_rss_mib",
+    "training_rss_mib",
+    "step_peak_rss_mib",
+    "backend_peak_mib",
+    "device_peak_mib",
+    "threads",
+    "load_average_before",
+]
 RATIO_COLUMNS = [
     "backend",
     "length",
@@ -75,48 +91,20 @@ SECONDS_PER_TOKEN_LAYER = {
 
 def measure_keras(spec):
     """Builds the Keras model on `KERAS_BACKEND` and times its compiled train step."""
-    import numpy as np
-
     import_start = common.rss_mib()
     import keras
 
-    from keras_reformer.models import ReformerCausalLM
-    from keras_reformer.models import ReformerModel
-
     backend = keras.backend.backend()
     length, depth = spec["length"], spec["depth"]
-    # Keras draws unseeded initializer seeds from Python's `random`. Not
-    # `keras.utils.set_random_seed`: it imports TensorFlow when installed, about
-    # 460 MiB of RSS that is no cost of this library on JAX or torch.
-    random.seed(0)
-    backbone = ReformerModel(
-        vocabulary_size=SIZES["vocabulary"],
-        num_layers=depth,
-        hidden_dim=SIZES["hidden"],
-        num_heads=SIZES["heads"],
-        key_dim=SIZES["head_size"],
-        intermediate_dim=SIZES["intermediate"],
-        chunk_length=SIZES["chunk"],
-        num_hashes=SIZES["hashes"],
-        causal=True,
-        dropout=0.0,
-        max_sequence_length=length,
-        seed=0,
-        **spec.get("model_kwargs", {}),  # e.g. longest_sequence.py's attention memory mode
-    )
-    model = ReformerCausalLM(backbone)
+    # e.g. longest_sequence.py's attention memory mode
+    model = peer_models.build_causal_lm(SIZES, length, depth, **spec.get("model_kwargs", {}))
     jit_compile = spec["jit_compile"]
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate=LEARNING_RATE),
         jit_compile=jit_compile,
         weighted_metrics=None,
     )
-    tokens = np.random.default_rng(0).integers(0, SIZES["vocabulary"], size=(1, length + 1))
-    x = {
-        "token_ids": tokens[:, :-1].astype("int32"),
-        "padding_mask": np.ones((1, length), dtype="int32"),
-    }
-    y = tokens[:, 1:].astype("int32")
+    x, y = peer_models.next_token_batch(SIZES["vocabulary"], length)
     baseline = common.rss_mib()
     losses = []
 
@@ -136,7 +124,7 @@ def measure_keras(spec):
         backend=backend,
         jit_compile=jit_compile,
         num_parameters=int(model.count_params()),
-        threads=_threads(backend),
+        threads=common.backend_threads(backend),
     )
     if backend == "tensorflow":
         result.update(
@@ -223,14 +211,6 @@ def _row(spec, timing, marks, baseline, import_start, losses, backend):
     }
 
 
-def _threads(backend):
-    if backend == "torch":
-        import torch
-
-        return torch.get_num_threads()
-    return os.cpu_count()
-
-
 def child(spec):
     if spec["implementation"] == "keras_reformer":
         return measure_keras(spec)
@@ -305,22 +285,7 @@ def _affine(a, b, key, length):
 
 
 def print_tables(rows, peer_names):
-    columns = [
-        "implementation",
-        "backend",
-        "length",
-        "depth",
-        "status",
-        "tokens_per_second",
-        "step_seconds_median",
-        "peak_rss_mib",
-        "training_rss_mib",
-        "step_peak_rss_mib",
-        "backend_peak_mib",
-        "device_peak_mib",
-        "threads",
-        "load_average_before",
-    ]
+    columns = TABLE_COLUMNS
     headers = [
         "implementation",
         "backend",
