@@ -107,10 +107,38 @@ def _tensor(x):
 
 
 def gather_along_sequence(x, indices):
-    x, indices = _tensor(x), _tensor(indices).long()
+    # Whole rows of the batch-flattened `x` (index_select along the first axis):
+    # on a CPU about 5x faster than `torch.gather` with an index expanded over
+    # the features, which reads one int64 per value, and its backward about 2x
+    # (3.8 -> 0.7 and 4.3 -> 1.9 ms for LSH's sort at L 4096).
+    x, indices = _tensor(x), _tensor(indices)
+    if x.ndim == 2:  # one value per position: gather's index is no larger than x's rows
+        return torch.gather(x, 1, indices.long())
+    batch, length = x.shape[:2]
     feature_shape = tuple(x.shape[2:])
-    index = indices.reshape(tuple(indices.shape) + (1,) * len(feature_shape))
-    return torch.gather(x, 1, index.expand(tuple(indices.shape) + feature_shape))
+    rows = torch.add(indices, _constant(_row_offsets, batch, length, x.device))
+    gathered = x.reshape((batch * length,) + feature_shape).index_select(0, rows.view(-1))
+    return gathered.view((batch, indices.shape[1]) + feature_shape)
+
+
+def _row_offsets(batch, length, device):
+    """`(batch, 1)` int64: the first row of each batch element in `(batch * length, ...)`."""
+    return torch.mul(torch.arange(batch, device=device), length).unsqueeze(-1)
+
+
+def _constant(builder, *args):
+    """`builder(*args)`, a tensor or tuple of tensors that depends on its (hashable)
+    arguments only, built once per arguments (except while torch.compile traces)
+    and never an inference tensor, so that it serves training after inference."""
+    if torch.compiler.is_compiling():
+        return builder(*args)
+    return _cached_constant(builder, *args)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_constant(builder, *args):
+    with torch.inference_mode(False), torch.no_grad():
+        return builder(*args)
 
 
 def reshape(x, shape):
@@ -215,8 +243,7 @@ class _MaskedSoftmax(torch.autograd.Function):
 
 
 def _window_layout(batch, num_chunks, chunk_length, lookback, lookahead, device):
-    """Constants of `chunked_attention`'s windows (cached per shape and device, except
-    while torch.compile traces).
+    """Constants of `chunked_attention`'s windows (build through `_constant`).
 
     Returns:
         `(rows, outside, own)`: `rows`, `(batch * num_chunks * window,)` int64,
@@ -227,37 +254,22 @@ def _window_layout(batch, num_chunks, chunk_length, lookback, lookahead, device)
         sequence, or `None` where there are none; `own`, `(chunk_length,
         window)` bool, each query's own slot in its own chunk.
     """
-    args = (batch, num_chunks, chunk_length, lookback, lookahead, device)
-    if torch.compiler.is_compiling():
-        return _build_window_layout(*args)
-    return _cached_window_layout(*args)
-
-
-def _build_window_layout(batch, num_chunks, chunk_length, lookback, lookahead, device):
-    # Not inference tensors even under inference_mode: the cache serves training too.
-    with torch.inference_mode(False), torch.no_grad():
-        chunks = torch.arange(num_chunks, device=device).unsqueeze(-1) + torch.arange(
-            -lookback, lookahead + 1, device=device
-        )
-        within = torch.arange(chunk_length, device=device)
-        tokens = (chunks % num_chunks).unsqueeze(-1) * chunk_length + within
-        # Rows of the batch-flattened tensor: on a CPU, index_select along
-        # its first axis copies whole rows, about 10x faster than along the
-        # sequence axis of `(batch, length, ...)`, and its backward too.
-        length = num_chunks * chunk_length
-        rows = torch.arange(batch, device=device).unsqueeze(-1) * length + tokens.reshape(-1)
-        outside = None
-        if lookback or lookahead:
-            outside = (chunks < 0) | (chunks >= num_chunks)
-            outside = outside.repeat_interleave(chunk_length, dim=1).unsqueeze(1)
-        window = (lookback + 1 + lookahead) * chunk_length
-        own = torch.arange(window, device=device) == (within + lookback * chunk_length).unsqueeze(
-            -1
-        )
-        return rows.reshape(-1), outside, own
-
-
-_cached_window_layout = functools.lru_cache(maxsize=32)(_build_window_layout)
+    chunks = torch.arange(num_chunks, device=device).unsqueeze(-1) + torch.arange(
+        -lookback, lookahead + 1, device=device
+    )
+    within = torch.arange(chunk_length, device=device)
+    tokens = (chunks % num_chunks).unsqueeze(-1) * chunk_length + within
+    # Rows of the batch-flattened tensor: on a CPU, index_select along its
+    # first axis copies whole rows, about 10x faster than along the sequence
+    # axis of `(batch, length, ...)` (and its backward about 2x).
+    rows = _row_offsets(batch, num_chunks * chunk_length, device) + tokens.reshape(-1)
+    outside = None
+    if lookback or lookahead:
+        outside = (chunks < 0) | (chunks >= num_chunks)
+        outside = outside.repeat_interleave(chunk_length, dim=1).unsqueeze(1)
+    window = (lookback + 1 + lookahead) * chunk_length
+    own = torch.arange(window, device=device) == (within + lookback * chunk_length).unsqueeze(-1)
+    return rows.reshape(-1), outside, own
 
 
 def chunked_attention(
@@ -295,10 +307,12 @@ def chunked_attention(
         )
     num_chunks = length // chunk_length
     layout = (num_chunks, chunk_length, lookback, lookahead, queries.device)
-    rows, outside, own = _window_layout(batch, *layout)
+    rows, outside, own = _constant(_window_layout, batch, *layout)
 
     def windows(x):  # (batch or 1, length, ...) -> (batch or 1, num_chunks, window, ...)
-        rows_of_x = rows if x.shape[0] == batch else _window_layout(x.shape[0], *layout)[0]
+        rows_of_x = (
+            rows if x.shape[0] == batch else _constant(_window_layout, x.shape[0], *layout)[0]
+        )
         rest = tuple(x.shape[2:])
         flat = x.reshape((x.shape[0] * length,) + rest).index_select(0, rows_of_x)
         return flat.view((x.shape[0], num_chunks, -1) + rest)
