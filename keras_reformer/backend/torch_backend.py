@@ -195,64 +195,97 @@ def portable_normal(shape, seed):
     return torch.mul(radius, torch.cos(torch.mul(u2, 2.0 * 3.141592653589793))).reshape(shape)
 
 
-class _MaskedSoftmax(torch.autograd.Function):
-    """`(softmax(masked logits), logsumexp(masked logits))` over the last axis.
+class _WindowWeights(torch.autograd.Function):
+    """Attention weights of chunked queries over their windows of keys, and the
+    log-sum-exp of the masked logits: `(softmax(masked logits),
+    logsumexp(masked logits))` over the last axis, the logits being
+    `queries @ keys^T - logit_bias`.
 
-    The masks replace logits (as `where` does: no gradient reaches a
-    replaced logit), `replaced_by_self` with `self_value`, then `masked` with
-    `masked_value`; both broadcast against `logits` and may be `None`.
-    Window slots in `outside` (a subset of `masked`: keys beyond the sequence,
-    which the shared code pads with zeros) get weight exactly 0 afterwards, as
-    the zero values there would: they only count where every key is masked
-    (then the weights are uniform over the whole window). One pass of exp:
-    log-sum-exp = max - log(largest weight), the largest weight being
-    exp(0) / sum. The backward is written out: autograd through that formula
-    would subtract two terms near 1 for the log-sum-exp's gradient (which is
-    the softmax), losing its precision where the weights are small, and
-    the masks zero the gradient in place.
+    The masks replace logits (as `where` does: no gradient reaches a replaced
+    logit): a query's own key with `self_value` (`self_offset`: the window
+    slot of the diagonal, or the bool `self_mask`), then `masked` and the
+    `edges`' slots (keys beyond the sequence) with `masked_value`; where both
+    apply the latter wins. Slots beyond the sequence, which the shared code
+    pads with zeros, get weight exactly 0 afterwards, as the zero values there
+    would: they only count where every key is masked (then the weights are
+    uniform over the whole window). The logits are this function's own
+    tensor, so the masks are written in place, the diagonal and the edges
+    only where they are. One pass of exp: log-sum-exp = max - log(largest
+    weight), the largest weight being exp(0) / sum. The backward is written
+    out: autograd through that formula would subtract two terms near 1 for
+    the log-sum-exp's gradient (which is the softmax), losing its precision
+    where the weights are small, and the masks zero the gradient in place.
     """
 
     @staticmethod
-    def forward(ctx, logits, self_mask, masked, outside, self_value, masked_value):
-        # The self value first: where another mask applies too, it wins.
-        if self_mask is not None:
-            logits = logits.masked_fill(self_mask, self_value)
-            if masked is not None:
-                logits.masked_fill_(masked, masked_value)
-        elif masked is not None:
-            logits = logits.masked_fill(masked, masked_value)
+    def forward(
+        ctx,
+        queries,
+        keys,
+        logit_bias,
+        self_offset,
+        self_mask,
+        masked,
+        edges,
+        self_value,
+        masked_value,
+    ):
+        logits = torch.matmul(queries, keys.transpose(-1, -2))
+        if logit_bias is not None:
+            logits.sub_(logit_bias)
+        _fill_self(logits, self_offset, self_mask, self_value)
+        if masked is not None:
+            logits.masked_fill_(masked, masked_value)
+        for chunks, outside in edges:
+            logits[:, chunks].masked_fill_(outside, masked_value)
         weights = torch.softmax(logits, dim=-1)
         logsumexp = torch.sub(logits.amax(-1), torch.log(weights.amax(-1)))
-        if outside is not None:
-            weights.masked_fill_(outside, 0.0)
-        ctx.save_for_backward(weights, self_mask, masked)
+        del logits
+        for chunks, outside in edges:
+            weights[:, chunks].masked_fill_(outside, 0.0)
+        ctx.save_for_backward(queries, keys, weights, self_mask, masked)
+        ctx.self_offset = self_offset
         return weights, logsumexp
 
     @staticmethod
     def backward(ctx, weights_grad, logsumexp_grad):
-        weights, self_mask, masked = ctx.saved_tensors
+        queries, keys, weights, self_mask, masked = ctx.saved_tensors
         inner = torch.sum(torch.mul(weights_grad, weights), dim=-1, keepdim=True)
         grad = torch.mul(
             weights, torch.add(torch.sub(weights_grad, inner), logsumexp_grad.unsqueeze(-1))
         )
+        # Slots beyond the sequence have weight 0 and so gradient 0 already.
         if masked is not None:
             grad.masked_fill_(masked, 0.0)
-        if self_mask is not None:
-            grad.masked_fill_(self_mask, 0.0)
-        return grad, None, None, None, None, None
+        _fill_self(grad, ctx.self_offset, self_mask, 0.0)
+        queries_grad = keys_grad = None
+        if ctx.needs_input_grad[0]:
+            queries_grad = torch.matmul(grad, keys)
+        if ctx.needs_input_grad[1]:
+            keys_grad = torch.matmul(grad.transpose(-1, -2), queries)
+        return (queries_grad, keys_grad) + (None,) * 7
+
+
+def _fill_self(scores, self_offset, self_mask, value):
+    """Writes `value` where a query meets its own key, in place: the window
+    slot `self_offset` of each query's row (a diagonal), or `self_mask`."""
+    if self_offset is not None:
+        scores.diagonal(self_offset, -2, -1).fill_(value)
+    elif self_mask is not None:
+        scores.masked_fill_(self_mask, value)
 
 
 def _window_layout(batch, num_chunks, chunk_length, lookback, lookahead, device):
     """Constants of `chunked_attention`'s windows (build through `_constant`).
 
     Returns:
-        `(rows, outside, own)`: `rows`, `(batch * num_chunks * window,)` int64,
-        the row of a `(batch * length, ...)` tensor that every window slot of
-        every chunk reads (each chunk's `lookback` previous chunks, itself,
-        its `lookahead` next ones; slots beyond the sequence wrap around);
-        `outside`, `(num_chunks, 1, window)` bool, the slots beyond the
-        sequence, or `None` where there are none; `own`, `(chunk_length,
-        window)` bool, each query's own slot in its own chunk.
+        `(rows, edges)`: `rows`, `(batch * num_chunks * window,)` int64, the
+        row of a `(batch * length, ...)` tensor that every window slot of every
+        chunk reads (each chunk's `lookback` previous chunks, itself, its
+        `lookahead` next ones; slots beyond the sequence wrap around); `edges`,
+        a tuple of `(chunks, outside)` pairs: a slice of the chunks (the first
+        `lookback`, the last `lookahead`) and their slots beyond the sequence,
+        `(len(chunks), 1, window)` bool. Only those chunks have such slots.
     """
     chunks = torch.arange(num_chunks, device=device).unsqueeze(-1) + torch.arange(
         -lookback, lookahead + 1, device=device
@@ -263,13 +296,14 @@ def _window_layout(batch, num_chunks, chunk_length, lookback, lookahead, device)
     # first axis copies whole rows, about 10x faster than along the sequence
     # axis of `(batch, length, ...)` (and its backward about 2x).
     rows = _row_offsets(batch, num_chunks * chunk_length, device) + tokens.reshape(-1)
-    outside = None
-    if lookback or lookahead:
-        outside = (chunks < 0) | (chunks >= num_chunks)
-        outside = outside.repeat_interleave(chunk_length, dim=1).unsqueeze(1)
-    window = (lookback + 1 + lookahead) * chunk_length
-    own = torch.arange(window, device=device) == (within + lookback * chunk_length).unsqueeze(-1)
-    return rows.reshape(-1), outside, own
+    outside = (chunks < 0) | (chunks >= num_chunks)
+    outside = outside.repeat_interleave(chunk_length, dim=1).unsqueeze(1)
+    edges = []
+    for first, last in ((0, lookback), (num_chunks - lookahead, num_chunks)):
+        first = max(first, 0)
+        if first < last:
+            edges.append((slice(first, last), outside[first:last]))
+    return rows.reshape(-1), tuple(edges)
 
 
 def chunked_attention(
@@ -307,7 +341,7 @@ def chunked_attention(
         )
     num_chunks = length // chunk_length
     layout = (num_chunks, chunk_length, lookback, lookahead, queries.device)
-    rows, outside, own = _constant(_window_layout, batch, *layout)
+    rows, edges = _constant(_window_layout, batch, *layout)
 
     def windows(x):  # (batch or 1, length, ...) -> (batch or 1, num_chunks, window, ...)
         rows_of_x = (
@@ -320,15 +354,15 @@ def chunked_attention(
     def chunked(x):  # (batch, length, ...) -> (batch, num_chunks, chunk_length, ...)
         return x.reshape((x.shape[0], num_chunks, chunk_length) + tuple(x.shape[2:]))
 
-    logits = torch.matmul(chunked(queries), windows(_tensor(keys)).transpose(-1, -2))
-    masked_value, self_value = mask_values(logits.dtype)
+    masked_value, self_value = mask_values(queries.dtype)
+    logit_bias = None
     if query_round_chunks is not None:
         query_rounds = chunked(_tensor(query_round_chunks)).unsqueeze(-2)
         key_rounds = windows(_tensor(key_round_chunks)).unsqueeze(2)
         distance = key_rounds - query_rounds  # (batch, chunks, chunk_length, window, rounds)
         counts = ((distance >= -lookback) & (distance <= lookahead)).sum(-1)
-        logits = logits - torch.log(counts.clamp(min=1).to(logits.dtype))
-    masked = outside
+        logit_bias = torch.log(counts.clamp(min=1).to(queries.dtype))
+    hidden = None
     if causal or (mask_self and not self_on_diagonal):
         key_positions = _tensor(key_positions)
         never = torch.iinfo(key_positions.dtype).max  # no query's position
@@ -340,21 +374,23 @@ def chunked_attention(
             hidden = key_window > query_positions
         elif key_mask is not None:
             hidden = key_window == never
-        else:
-            hidden = None
     elif key_mask is not None:
         hidden = windows(_tensor(key_mask).bool().logical_not()).unsqueeze(-2)
-    else:
-        hidden = None
-    if hidden is not None:
-        masked = hidden if masked is None else hidden | masked
-    is_self = None
+    self_offset = is_self = None
     if self_on_diagonal:
-        is_self = own
+        self_offset = lookback * chunk_length
     elif mask_self:
         is_self = query_positions == key_window
-    weights, logsumexp = _MaskedSoftmax.apply(
-        logits, is_self, masked, outside, self_value, masked_value
+    weights, logsumexp = _WindowWeights.apply(
+        chunked(queries),
+        windows(_tensor(keys)),
+        logit_bias,
+        self_offset,
+        is_self,
+        hidden,
+        edges,
+        self_value,
+        masked_value,
     )
     if dropout_rate > 0.0:
         weights = weights * keras.random.dropout(torch.ones_like(weights), dropout_rate, seed=seed)

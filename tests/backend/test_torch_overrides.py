@@ -87,6 +87,8 @@ ATTENTION_CASES = {
     "look_ahead_no_self_mask": _attention_case(lookahead=1, mask_self=False, key_mask=True),
     "duplicates": _attention_case(causal=True, rounds=3),
     "own_chunk_only": _attention_case(lookback=0, key_mask=True),
+    # Windows of 4 chunks over 3: slots beyond the sequence in every chunk.
+    "window_wider_than_the_sequence": _attention_case(lookback=2, lookahead=1, key_mask=True),
 }
 
 
