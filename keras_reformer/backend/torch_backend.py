@@ -195,11 +195,11 @@ def portable_normal(shape, seed):
     return torch.mul(radius, torch.cos(torch.mul(u2, 2.0 * 3.141592653589793))).reshape(shape)
 
 
-class _WindowWeights(torch.autograd.Function):
-    """Attention weights of chunked queries over their windows of keys, and the
-    log-sum-exp of the masked logits: `(softmax(masked logits),
-    logsumexp(masked logits))` over the last axis, the logits being
-    `queries @ keys^T - logit_bias`.
+class _WindowAttention(torch.autograd.Function):
+    """Chunked queries attending to their windows of keys and values:
+    `(weights @ values, logsumexp(masked logits))`, the weights being
+    `softmax(masked logits)` over the window (times `keep`, dropout's scaled
+    keep-mask, where given) and the logits `queries @ keys^T - logit_bias`.
 
     The masks replace logits (as `where` does: no gradient reaches a replaced
     logit): a query's own key with `self_value` (`self_offset`: the window
@@ -211,10 +211,14 @@ class _WindowWeights(torch.autograd.Function):
     uniform over the whole window). The logits are this function's own
     tensor, so the masks are written in place, the diagonal and the edges
     only where they are. One pass of exp: log-sum-exp = max - log(largest
-    weight), the largest weight being exp(0) / sum. The backward is written
-    out: autograd through that formula would subtract two terms near 1 for
-    the log-sum-exp's gradient (which is the softmax), losing its precision
-    where the weights are small, and the masks zero the gradient in place.
+    weight), the largest weight being exp(0) / sum.
+
+    The backward is written out: autograd through that formula would subtract
+    two terms near 1 for the log-sum-exp's gradient (which is the softmax),
+    losing its precision where the weights are small. The softmax's row term
+    `sum(weights_grad * weights)` is `sum(outputs_grad * outputs)` (per query,
+    over the value features rather than the whole window), and the score-sized
+    gradient is formed in place.
     """
 
     @staticmethod
@@ -222,11 +226,13 @@ class _WindowWeights(torch.autograd.Function):
         ctx,
         queries,
         keys,
+        values,
         logit_bias,
         self_offset,
         self_mask,
         masked,
         edges,
+        keep,
         self_value,
         masked_value,
     ):
@@ -243,27 +249,34 @@ class _WindowWeights(torch.autograd.Function):
         del logits
         for chunks, outside in edges:
             weights[:, chunks].masked_fill_(outside, 0.0)
-        ctx.save_for_backward(queries, keys, weights, self_mask, masked)
+        outputs = torch.matmul(weights if keep is None else weights * keep, values)
+        ctx.save_for_backward(queries, keys, values, weights, keep, outputs, self_mask, masked)
         ctx.self_offset = self_offset
-        return weights, logsumexp
+        return outputs, logsumexp
 
     @staticmethod
-    def backward(ctx, weights_grad, logsumexp_grad):
-        queries, keys, weights, self_mask, masked = ctx.saved_tensors
-        inner = torch.sum(torch.mul(weights_grad, weights), dim=-1, keepdim=True)
-        grad = torch.mul(
-            weights, torch.add(torch.sub(weights_grad, inner), logsumexp_grad.unsqueeze(-1))
+    def backward(ctx, outputs_grad, logsumexp_grad):
+        queries, keys, values, weights, keep, outputs, self_mask, masked = ctx.saved_tensors
+        kept = weights if keep is None else weights * keep
+        values_grad = torch.matmul(kept.transpose(-1, -2), outputs_grad)
+        del kept
+        grad = torch.matmul(outputs_grad, values.transpose(-1, -2))  # of the weights
+        if keep is not None:
+            grad.mul_(keep)
+        row_term = torch.sub(
+            torch.sum(torch.mul(outputs_grad, outputs), dim=-1, keepdim=True),
+            logsumexp_grad.unsqueeze(-1),
         )
+        grad.sub_(row_term).mul_(weights)  # of the logits
         # Slots beyond the sequence have weight 0 and so gradient 0 already.
         if masked is not None:
             grad.masked_fill_(masked, 0.0)
         _fill_self(grad, ctx.self_offset, self_mask, 0.0)
-        queries_grad = keys_grad = None
-        if ctx.needs_input_grad[0]:
-            queries_grad = torch.matmul(grad, keys)
+        queries_grad = torch.matmul(grad, keys) if ctx.needs_input_grad[0] else None
+        keys_grad = None
         if ctx.needs_input_grad[1]:
             keys_grad = torch.matmul(grad.transpose(-1, -2), queries)
-        return (queries_grad, keys_grad) + (None,) * 7
+        return (queries_grad, keys_grad, values_grad) + (None,) * 8
 
 
 def _fill_self(scores, self_offset, self_mask, value):
@@ -381,20 +394,25 @@ def chunked_attention(
         self_offset = lookback * chunk_length
     elif mask_self:
         is_self = query_positions == key_window
-    weights, logsumexp = _WindowWeights.apply(
-        chunked(queries),
-        windows(_tensor(keys)),
+    queries, keys, values = chunked(queries), windows(_tensor(keys)), windows(values)
+    keep = None
+    if dropout_rate > 0.0:
+        window_shape = queries.shape[:-1] + keys.shape[-2:-1]
+        ones = torch.ones(window_shape, dtype=queries.dtype, device=queries.device)
+        keep = keras.random.dropout(ones, dropout_rate, seed=seed)
+    outputs, logsumexp = _WindowAttention.apply(
+        queries,
+        keys,
+        values,
         logit_bias,
         self_offset,
         is_self,
         hidden,
         edges,
+        keep,
         self_value,
         masked_value,
     )
-    if dropout_rate > 0.0:
-        weights = weights * keras.random.dropout(torch.ones_like(weights), dropout_rate, seed=seed)
-    outputs = torch.matmul(weights, windows(values))
     return outputs.view(batch, length, -1), logsumexp.view(batch, length)
 
 

@@ -187,20 +187,29 @@ def test_torch_chunked_attention_equals_the_shared_code_with_gradients(case):
     reason="keras.random on torch tensors: runs in the KERAS_BACKEND=torch run",
 )
 def test_torch_chunked_attention_draws_the_shared_codes_dropout():
-    # Both draw one keep-mask of the same shape from the same seed state.
+    # Both draw one keep-mask of the same shape from the same seed state; the
+    # gradients (torch's autograd through the shared code) agree too.
     (q, k, v, *positions), kwargs = ATTENTION_CASES["causal_padded_separate_positions"]
     shared = backend.OVERRIDABLE["chunked_attention"]
-    results = []
+    cotangents = [
+        torch.from_numpy(RNG.normal(size=s).astype("float32")) for s in ((2, 12, 3), (2, 12))
+    ]
+    results, grads = [], []
     for attend in (shared, torch_backend.chunked_attention):
         seed = keras.random.SeedGenerator(5)
-        results.append(
-            attend(
-                *(_torch(x) for x in (q, k, v, *positions)),
-                dropout_rate=0.4,
-                seed=seed,
-                **{n: _torch(x) for n, x in kwargs.items()},
-            )
+        inputs = [torch.tensor(x, requires_grad=True) for x in (q, k, v)]
+        got = attend(
+            *inputs,
+            *(_torch(p) for p in positions),
+            dropout_rate=0.4,
+            seed=seed,
+            **{n: _torch(x) for n, x in kwargs.items()},
         )
+        loss = sum((g * c).sum() for g, c in zip(got, cotangents))
+        grads.append(torch.autograd.grad(loss, inputs))
+        results.append([g.detach() for g in got])
     for got, expected in zip(*results):
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    for got, expected in zip(*grads):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
     assert not np.allclose(results[0][0].numpy(), shared(q, k, v, *positions, **kwargs)[0].numpy())
