@@ -256,9 +256,12 @@ class _WindowAttention(torch.autograd.Function):
             logits.masked_fill_(masked, masked_value)
         for chunks, outside in edges:
             logits[:, chunks].masked_fill_(outside, masked_value)
-        weights = torch.softmax(logits, dim=-1)
-        logsumexp = torch.sub(logits.amax(-1), torch.log(weights.amax(-1)))
-        del logits
+        top = logits.amax(-1)
+        # In place: a score-sized tensor less to allocate (on a CPU, fresh pages
+        # for every one above glibc's mmap threshold, which cost more than the
+        # softmax itself at L 4096).
+        weights = torch.softmax(logits, dim=-1, out=logits)
+        logsumexp = torch.sub(top, torch.log(weights.amax(-1)))
         for chunks, outside in edges:
             weights[:, chunks].masked_fill_(outside, 0.0)
         outputs = torch.matmul(weights if keep is None else weights * keep, values)
