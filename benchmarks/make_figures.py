@@ -142,6 +142,8 @@ TABLE_HEADERS = {
     "stopped_by": "stopped by",
 }
 # Benchmarks whose tables keep their JSON keys as headers (pages name the columns so).
+# Columns a table states once, above it, when every row has the same value.
+SHARED_COLUMNS = ("backend", "status", "threads", "load_average_before")
 KEY_HEADERS = ("generation", "dispatch", "torch_compile")
 # Benchmarks whose settings are not all in their command (the examples' defaults): their
 # sections list the result's `config`.
@@ -368,6 +370,24 @@ def table_columns(rows, benchmark=None):
     return first + sorted(keys - set(first))
 
 
+def _shared_columns(rows, columns):
+    """`SHARED_COLUMNS` said once instead of in every row (narrower tables): the
+    value of each that all rows share, the range of the load averages. Empty
+    unless every such column in `columns` can be said once."""
+    present = [c for c in SHARED_COLUMNS if c in columns]
+    said = []
+    for column in present:
+        values = [r.get(column) for r in rows]
+        if column == "load_average_before" and all(isinstance(v, (int, float)) for v in values):
+            low, high = common.format_value(min(values)), common.format_value(max(values))
+            said.append(f"load average before {low}" + (f"-{high}" if high != low else ""))
+        elif len(set(map(str, values))) == 1:
+            said.append(f"{TABLE_HEADERS.get(column, column)} {common.format_value(values[0])}")
+        else:
+            return ""
+    return ", ".join(said)
+
+
 def depth_pivot(rows):
     """Reversible-memory rows, one per (backend, length, variant): MiB at each depth
     (`d1`, `d2`, ...) and the MiB per extra layer from depth 2 to the deepest."""
@@ -422,14 +442,18 @@ def result_section(result, heading=True):
         lines.append(f"- Config: {config}.")
     if result.get("note"):
         lines.append(f"- Note: {result['note']}")
-    lines += ["", "Reproduce with:", "", "```bash", result.get("command", "?"), "```", ""]
     rows = result["rows"]
     if result["benchmark"] == "reversible_memory":
         rows = depth_pivot(rows)
     if result["benchmark"] == "longest_sequence":
         rows = longest_sequence.summary_rows(rows)  # one row per search; its tries stay in the JSON
+    columns = table_columns(rows, result["benchmark"]) if rows else []
+    shared = _shared_columns(rows, columns)
+    if shared:
+        lines.append(f"- In every row: {shared}.")
+        columns = [c for c in columns if c not in SHARED_COLUMNS]
+    lines += ["", "Reproduce with:", "", "```bash", result.get("command", "?"), "```", ""]
     if rows:
-        columns = table_columns(rows, result["benchmark"])
         headers = (
             columns
             if result["benchmark"] in KEY_HEADERS
@@ -451,7 +475,8 @@ def result_section(result, heading=True):
                 "",
                 _ratio_table(ratios),
             ]
-        targets = train_step.target_lines(rows)
+        on_gpu = result["machine"].get("accelerator", "none") != "none"
+        targets = train_step.target_lines(rows, on_gpu)
         if targets:
             lines += ["", "Targets (against Hugging Face in the same run):", ""]
             lines += [f"- {line.removeprefix('target ')}" for line in targets]

@@ -57,8 +57,10 @@ def test_make_figures_writes_the_memory_table(tmp_path):
     common.write_result(result, directory=results)
     make_figures.main(["--results", str(results), "--docs", str(docs)])
     table = (docs / "benchmarks" / "tables" / "memory_vs_depth.md").read_text()
-    assert "| jax | 4096 | reversible | 50 | 100 | 104 | 120 | 2 |" in table
-    assert "| jax | 4096 | plain | - | 200 | 400 | 1200 | 100 |" in table
+    # One backend: said once above the table instead of in every row.
+    assert "- In every row: backend jax." in table
+    assert "| 4096 | reversible | 50 | 100 | 104 | 120 | 2 |" in table
+    assert "| 4096 | plain | - | 200 | 400 | 1200 | 100 |" in table
     assert (docs / "figures" / "benchmarks" / "reversible_memory.png").exists()
     assert json.loads(next(results.glob("*.json")).read_text())["benchmark"] == "reversible_memory"
 
@@ -224,6 +226,40 @@ def test_malloc_option_chooses_the_childrens_allocator_environment():
     assert env("--malloc", "no-mmap")["MALLOC_MMAP_MAX_"] == "0"
     with pytest.raises(SystemExit):
         env("--malloc", "jemalloc")
+
+
+def test_columns_shared_by_every_row_are_said_once():
+    rows = [
+        dict(backend="torch", status="ok", threads=2, load_average_before=1.5, length=4096),
+        dict(backend="torch", status="ok", threads=2, load_average_before=1.25, length=16384),
+    ]
+    columns = ["backend", "length", "status", "threads", "load_average_before"]
+    assert make_figures._shared_columns(rows, columns) == (
+        "backend torch, status ok, threads 2, load average before 1.25-1.5"
+    )
+    rows[1]["backend"] = "jax"  # a column that differs keeps them all in the table
+    assert make_figures._shared_columns(rows, columns) == ""
+
+
+def test_torch_speed_target_is_one_and_a_half_hf_on_a_cpu_and_one_on_a_gpu():
+    def row(implementation, seconds):
+        return dict(
+            implementation=implementation,
+            backend="torch",
+            length=4096,
+            depth=2,
+            status="ok",
+            tokens_per_second=4096 / seconds,
+            peak_rss_mib=1.0,
+            training_rss_mib=1.0,
+            step_peak_rss_mib=1.0,
+        )
+
+    rows = [row("keras_reformer", 1.0), row("hf_reformer", 1.4)]  # 1.4x
+    (cpu,) = train_step.target_lines(rows)
+    (gpu,) = train_step.target_lines(rows, on_gpu=True)
+    assert "speed >= 1.5x HF MISSED (1.40x)" in cpu
+    assert "speed >= 1x HF met (1.40x)" in gpu
 
 
 def test_lsh_attention_builds_the_duplicate_corrected_variant():
