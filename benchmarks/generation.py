@@ -274,34 +274,17 @@ def measure_hf(spec):
     """HF's `ReformerModelWithLMHead.generate(..., use_cache=True)`, greedy, on torch."""
     import torch
     import transformers
-    from transformers import ReformerConfig
     from transformers import ReformerModelWithLMHead
 
     transformers.logging.set_verbosity_error()
     length = spec["length"]
     torch.manual_seed(0)
-    hidden = SIZES["hidden"]
-    config = ReformerConfig(
-        vocab_size=SIZES["vocabulary"],
-        hidden_size=hidden,
-        num_attention_heads=SIZES["heads"],
-        attention_head_size=SIZES["head_size"],
-        feed_forward_size=SIZES["intermediate"],
-        attn_layers=["lsh"] * SIZES["layers"],
-        lsh_attn_chunk_length=SIZES["chunk"],
-        lsh_num_chunks_before=1,
-        lsh_num_chunks_after=0,
-        num_hashes=SIZES["hashes"],
+    config = peer_models.hf_reformer_config(
+        SIZES,
+        length,
+        SIZES["layers"],
         num_buckets=hf_num_buckets(length, SIZES["chunk"]),
-        is_decoder=True,
         use_cache=True,
-        hidden_dropout_prob=0.0,
-        lsh_attention_probs_dropout_prob=0.0,
-        local_attention_probs_dropout_prob=0.0,
-        axial_pos_embds=True,
-        axial_pos_shape=peer_models.axial_shape(length),
-        axial_pos_embds_dim=(hidden // 4, hidden - hidden // 4),
-        max_position_embeddings=length,
         pad_token_id=0,
         eos_token_id=None,
     )

@@ -158,14 +158,23 @@ def _next_token_loss(logits, token_ids):
     )
 
 
-def _hf_reformer(name, length, depth, sizes):
-    from transformers import ReformerConfig
-    from transformers import ReformerModelWithLMHead
+def hf_reformer_config(sizes, length, depth, **overrides):
+    """Hugging Face's `ReformerConfig` of the benchmark's model: causal, every layer
+    LSH, no dropout, axial position embeddings of `axial_shape(length)`.
 
-    first, second = axial_shape(length)
-    config = ReformerConfig(
+    Args:
+        sizes: dict with vocabulary, hidden, heads, head_size, intermediate,
+            chunk, hashes.
+        length: sequence length (HF's axial embeddings need exactly it in training).
+        depth: number of layers.
+        **overrides: further `ReformerConfig` arguments (e.g. `use_cache=True`).
+    """
+    from transformers import ReformerConfig
+
+    hidden = sizes["hidden"]
+    arguments = dict(
         vocab_size=sizes["vocabulary"],
-        hidden_size=sizes["hidden"],
+        hidden_size=hidden,
         num_attention_heads=sizes["heads"],
         attention_head_size=sizes["head_size"],
         feed_forward_size=sizes["intermediate"],
@@ -180,11 +189,18 @@ def _hf_reformer(name, length, depth, sizes):
         lsh_attention_probs_dropout_prob=0.0,
         local_attention_probs_dropout_prob=0.0,
         axial_pos_embds=True,
-        axial_pos_shape=(first, second),
+        axial_pos_shape=axial_shape(length),
         # HF needs the axial dims to sum to hidden_size; 1/4 + 3/4 as its defaults (64, 192).
-        axial_pos_embds_dim=(sizes["hidden"] // 4, sizes["hidden"] - sizes["hidden"] // 4),
+        axial_pos_embds_dim=(hidden // 4, hidden - hidden // 4),
         max_position_embeddings=length,
     )
+    return ReformerConfig(**{**arguments, **overrides})
+
+
+def _hf_reformer(name, length, depth, sizes):
+    from transformers import ReformerModelWithLMHead
+
+    config = hf_reformer_config(sizes, length, depth)
     model = ReformerModelWithLMHead(config)
 
     def loss_fn(model, token_ids):
