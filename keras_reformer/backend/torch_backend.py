@@ -107,10 +107,10 @@ def _tensor(x):
 
 
 def gather_along_sequence(x, indices):
-    # Whole rows of the batch-flattened `x` (index_select along the first axis):
-    # on a CPU about 5x faster than `torch.gather` with an index expanded over
-    # the features, which reads one int64 per value, and its backward about 2x
-    # (3.8 -> 0.7 and 4.3 -> 1.9 ms for LSH's sort at L 4096).
+    # Whole rows of the batch-flattened `x` (index_select along the first axis)
+    # copy contiguous memory; `torch.gather` with an index expanded over the
+    # features reads one int64 index per value, forward and backward (the
+    # measurements are in the changelog).
     x, indices = _tensor(x), _tensor(indices)
     if x.ndim == 2:  # one value per position: gather's index is no larger than x's rows
         return torch.gather(x, 1, indices.long())
@@ -147,7 +147,8 @@ def reshape(x, shape):
 
 def angular_bucket(rotated):
     # The largest and the smallest of xR in two reductions over `half` values,
-    # not one over a concatenated [xR ; -xR]: 3x faster on a CPU. Both return
+    # not one over a concatenated [xR ; -xR], which is a copy twice the size
+    # of xR to make and reduce. Both return
     # the first index of their extreme, and a tie goes to the first half, as
     # argmax over the concatenation does.
     rotated = _tensor(rotated)
@@ -258,8 +259,8 @@ class _WindowAttention(torch.autograd.Function):
             logits[:, chunks].masked_fill_(outside, masked_value)
         top = logits.amax(-1)
         # In place: a score-sized tensor less to allocate (on a CPU, fresh pages
-        # for every one above glibc's mmap threshold, which cost more than the
-        # softmax itself at L 4096).
+        # for every one above glibc's mmap threshold, which can cost more than
+        # the softmax itself).
         weights = torch.softmax(logits, dim=-1, out=logits)
         logsumexp = torch.sub(top, torch.log(weights.amax(-1)))
         for chunks, outside in edges:
@@ -320,9 +321,9 @@ def _window_layout(batch, num_chunks, chunk_length, lookback, lookahead, device)
     )
     within = torch.arange(chunk_length, device=device)
     tokens = (chunks % num_chunks).unsqueeze(-1) * chunk_length + within
-    # Rows of the batch-flattened tensor: on a CPU, index_select along its
-    # first axis copies whole rows, about 10x faster than along the sequence
-    # axis of `(batch, length, ...)` (and its backward about 2x).
+    # Rows of the batch-flattened tensor: index_select along its first axis
+    # copies whole rows, where along the sequence axis of `(batch, length,
+    # ...)` it copies value by value.
     rows = _row_offsets(batch, num_chunks * chunk_length, device) + tokens.reshape(-1)
     outside = (chunks < 0) | (chunks >= num_chunks)
     outside = outside.repeat_interleave(chunk_length, dim=1).unsqueeze(1)
