@@ -53,6 +53,10 @@ def run_in_sequence(steps, carry):
     return carry
 
 
+def walks_run_eagerly():
+    return not torch.compiler.is_compiling()
+
+
 def scan(fn, init, xs):
     carry, ys = init, []
     for i in range(xs[0].shape[0]):

@@ -9,6 +9,7 @@ from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import check_bool
 from keras_reformer.argument_checks import check_int
 from keras_reformer.argument_checks import check_num_buckets
+from keras_reformer.layers import forward_memo
 from keras_reformer.layers.local_self_attention import LocalSelfAttention
 from keras_reformer.layers.randomness import FixedSeed
 from keras_reformer.layers.randomness import call_seed
@@ -195,8 +196,11 @@ class LSHSelfAttention(LocalSelfAttention):
         del keys
         query_key = queries
         length = axis_size(query_key, 1)
-        _, sort_indices, undo_indices = self._hash_and_sort(
-            query_key, key_mask, self._bucket_factors(length), training
+        # The reversible stack's recompute reuses the forward's sort (see forward_memo).
+        sort_indices, undo_indices = forward_memo.remember(
+            lambda: self._hash_and_sort(
+                query_key, key_mask, self._bucket_factors(length), training
+            )[1:]
         )
         if self.attention_slices is not None:
             return self._attend_in_slices(

@@ -12,6 +12,7 @@ from keras import ops
 from keras_reformer import backend
 from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import check_seed
+from keras_reformer.layers import forward_memo
 from keras_reformer.layers.position_wise import chunk_size_of
 from keras_reformer.layers.randomness import SavesSeedStates
 from keras_reformer.layers.randomness import concrete_seed
@@ -217,6 +218,13 @@ class ReversibleSequence(SavesSeedStates, keras.layers.Layer):
     deterministic. Other non-trainable state updates of the sublayers (e.g.
     BatchNormalization statistics) are not kept.
 
+    Where the backend runs the walks as plain Python calls (torch, eagerly)
+    the recompute reuses what a sublayer's forward call remembered
+    (`keras_reformer.layers.forward_memo`): `LSHSelfAttention` keeps its sort
+    by bucket, 8 bytes per token, head and hash round (HF's Reformer keeps its
+    int64 buckets, the same size), and does not hash again. In compiled loops
+    (JAX, TensorFlow) it hashes again from the same seed states.
+
     Args:
         blocks: a non-empty list of `keras_reformer.layers.ReversibleBlock`.
         seed: optional int seeding the re-drawing of sublayer seed states
@@ -354,15 +362,22 @@ def _reversible_stack(sublayers, inputs, weight_values, state_values, padding_ma
     def stack(x, *values):
         weights, states = list(values[:num_weights]), list(values[num_weights:])
         rng_states = [None] * depth  # torch's global RNG before F and G of each block
+        # What F and G of each block keep for their recompute (see forward_memo).
+        records = [(None, None)] * depth
+        keep = backend.walks_run_eagerly()
 
         def forward_block(i):
             f, g = sublayers[i]
 
             def run(x1, x2):
                 f_rng = backend.rng_state()
-                x1 = x1 + f.apply(f.weights(weights), states, x2, padding_mask, training)
-                rng_states[i] = (f_rng, backend.rng_state())
-                x2 = x2 + g.apply(g.weights(weights), states, x1, padding_mask, training)
+                with forward_memo.recording(keep) as f_record:
+                    x1 = x1 + f.apply(f.weights(weights), states, x2, padding_mask, training)
+                g_rng = backend.rng_state()
+                with forward_memo.recording(keep) as g_record:
+                    x2 = x2 + g.apply(g.weights(weights), states, x1, padding_mask, training)
+                rng_states[i] = (f_rng, g_rng)
+                records[i] = (f_record, g_record)
                 return x1, x2
 
             return run
@@ -376,7 +391,7 @@ def _reversible_stack(sublayers, inputs, weight_values, state_values, padding_ma
             if upstream is None:
                 (upstream,) = upstream_args
             grads = _backward(
-                sublayers, rng_states, y, upstream, weights, states, padding_mask, training
+                sublayers, rng_states, records, y, upstream, weights, states, padding_mask, training
             )
             return (grads[0], *grads[1:], *[None] * len(states))
 
@@ -385,21 +400,24 @@ def _reversible_stack(sublayers, inputs, weight_values, state_values, padding_ma
     return stack(inputs, *weight_values, *state_values)
 
 
-def _backward(sublayers, rng_states, y, upstream, weights, states, padding_mask, training):
+def _backward(sublayers, rng_states, records, y, upstream, weights, states, padding_mask, training):
     """Walks the blocks in reverse: rebuild inputs, pull gradients back."""
 
     def backward_block(i):
         f, g = sublayers[i]
         f_rng, g_rng = rng_states[i]
+        f_record, g_record = records[i]
 
         def run(y1, y2, dy1, dy2, weight_grads):
-            with backend.replay_rng(g_rng):  # G(Y1), then X2 = Y2 - G(Y1)
+            # G(Y1), then X2 = Y2 - G(Y1)
+            with backend.replay_rng(g_rng), forward_memo.replaying(g_record):
                 g_out, g_grads, dy1_from_g = g.vjp(
                     g.weights(weights), states, y1, dy2, padding_mask, training
                 )
             x2 = y2 - g_out
             dy1 = dy1 + dy1_from_g  # total gradient of Y1
-            with backend.replay_rng(f_rng):  # F(X2), then X1 = Y1 - F(X2)
+            # F(X2), then X1 = Y1 - F(X2)
+            with backend.replay_rng(f_rng), forward_memo.replaying(f_record):
                 f_out, f_grads, dx2_from_f = f.vjp(
                     f.weights(weights), states, x2, dy1, padding_mask, training
                 )

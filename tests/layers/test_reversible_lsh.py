@@ -4,11 +4,15 @@ rotations and dropout are replayed exactly in the backward pass."""
 import numpy as np
 import pytest
 
+from keras_reformer import backend
 from keras_reformer.layers.chunked_feed_forward import ChunkedFeedForward
 from keras_reformer.layers.lsh_self_attention import LSHSelfAttention
 from keras_reformer.layers.pre_layer_norm import PreLayerNorm
 from keras_reformer.layers.reversible import ReversibleBlock
+from keras_reformer.layers.reversible import ReversibleSequence
+from tests.gradients import layer_gradients
 from tests.layers.reversible_testing import assert_same_gradients
+from tests.test_case import BACKEND
 from tests.test_case import jit_compile_modes
 
 WIDTH = 8
@@ -35,3 +39,25 @@ def test_gradients_equal_plain_stack_with_lsh_attention(jit):
     padding_mask = np.ones((2, 20), "int32")
     padding_mask[1, 15:] = 0
     assert_same_gradients(lsh_blocks(2), x, jit, {"training": True, "padding_mask": padding_mask})
+
+
+def test_recompute_reuses_the_forward_sort_where_the_walks_run_eagerly(monkeypatch):
+    # torch, eagerly: each LSH layer hashes and sorts once per step (its
+    # recompute replays the forward's sort, see forward_memo); in a compiled
+    # loop (JAX, TensorFlow) the recompute hashes again from the same seeds.
+    # The gradient tests above show that both give the plain stack's gradients.
+    calls = []
+    hash_and_sort = LSHSelfAttention._hash_and_sort
+
+    def counted(self, *args, **kwargs):
+        calls.append(self.name)
+        return hash_and_sort(self, *args, **kwargs)
+
+    stack = ReversibleSequence(lsh_blocks(2))
+    x = np.random.default_rng(1).normal(size=(2, 20, 2 * WIDTH)).astype("float32")
+    stack.build(x.shape)
+    monkeypatch.setattr(LSHSelfAttention, "_hash_and_sort", counted)
+    layer_gradients(stack, x, np.ones_like(x), training=True)
+    expected = 1 if backend.walks_run_eagerly() else 2
+    assert sorted(calls) == sorted([block.f.layer.name for block in stack.blocks] * expected)
+    assert backend.walks_run_eagerly() == (BACKEND == "torch")
