@@ -120,14 +120,16 @@ def gather_along_sequence(x, indices):
         return torch.gather(x, 1, indices.long())
     batch, length = x.shape[:2]
     feature_shape = tuple(x.shape[2:])
-    rows = torch.add(indices, _constant(_row_offsets, batch, length, x.device))
+    # Offsets of the indices' dtype: an int32 + int64 sum would convert first.
+    offsets = _constant(_row_offsets, batch, length, x.device, indices.dtype)
+    rows = torch.add(indices, offsets)
     gathered = x.reshape((batch * length,) + feature_shape).index_select(0, rows.view(-1))
     return gathered.view((batch, indices.shape[1]) + feature_shape)
 
 
-def _row_offsets(batch, length, device):
-    """`(batch, 1)` int64: the first row of each batch element in `(batch * length, ...)`."""
-    return torch.mul(torch.arange(batch, device=device), length).unsqueeze(-1)
+def _row_offsets(batch, length, device, dtype=torch.int64):
+    """`(batch, 1)` integers: the first row of each batch element in `(batch * length, ...)`."""
+    return torch.mul(torch.arange(batch, device=device, dtype=dtype), length).unsqueeze(-1)
 
 
 def _constant(builder, *args):
@@ -146,7 +148,15 @@ def _cached_constant(builder, *args):
 
 
 def reshape(x, shape):
-    return torch.reshape(_tensor(x), shape if isinstance(shape, (tuple, list)) else (shape,))
+    x = _tensor(x)
+    shape = shape if isinstance(shape, (tuple, list)) else (shape,)
+    # `torch.reshape` of a contiguous tensor dispatches a view in a reshape (two ops).
+    return x.view(shape) if x.is_contiguous() else torch.reshape(x, shape)
+
+
+def layer_norm(x, gamma, beta, epsilon):
+    x = _tensor(x)
+    return torch.nn.functional.layer_norm(x, x.shape[-1:], _tensor(gamma), _tensor(beta), epsilon)
 
 
 def angular_bucket(rotated):
@@ -170,7 +180,21 @@ def inverse_permutation(permutation):
 
 
 def zero_padding(x, padding_mask):
-    return torch.where(_tensor(padding_mask).bool().unsqueeze(-1), _tensor(x), 0.0)
+    x = _tensor(x)
+    zero = _constant(_scalar, 0, x.dtype, x.device)
+    return torch.where(_as_bool(_tensor(padding_mask)).unsqueeze(-1), x, zero)
+
+
+def _as_bool(x):
+    # `x.bool()` dispatches an op even where `x` is bool already.
+    return x if x.dtype == torch.bool else x.bool()
+
+
+def _scalar(value, dtype, device):
+    """A 0-d tensor (build through `_constant`): an operand that torch uses as
+    it is, where a Python float in float32 arithmetic is first wrapped in a
+    float64 tensor and converted (four more dispatched ops)."""
+    return torch.full((), value, dtype=dtype, device=device)
 
 
 def scalar_like(value, like):
@@ -400,7 +424,7 @@ def chunked_attention(
         key_positions = _tensor(key_positions)
         never = torch.iinfo(key_positions.dtype).max  # no query's position
         if key_mask is not None:
-            key_positions = torch.where(_tensor(key_mask).bool(), key_positions, never)
+            key_positions = torch.where(_as_bool(_tensor(key_mask)), key_positions, never)
         key_window = windows(key_positions).unsqueeze(-2)
         query_positions = chunked(_tensor(query_positions)).unsqueeze(-1)
         if causal:
@@ -408,7 +432,7 @@ def chunked_attention(
         elif key_mask is not None:
             hidden = key_window == never
     elif key_mask is not None:
-        hidden = windows(_tensor(key_mask).bool().logical_not()).unsqueeze(-2)
+        hidden = windows(_as_bool(_tensor(key_mask)).logical_not()).unsqueeze(-2)
     self_offset = is_self = None
     if self_on_diagonal:
         self_offset = lookback * chunk_length
@@ -438,12 +462,16 @@ def chunked_attention(
 
 def shared_qk_keys(queries, epsilon=1e-6):
     queries = _tensor(queries)
-    wide = queries.double() if queries.dtype == torch.float64 else queries.float()
-    squared_norm = torch.sum(torch.square(wide), dim=-1, keepdim=True)
+    # Each step one op: no conversion of float32 to itself, and no Python
+    # float in float32 arithmetic (see `_scalar`).
+    wide = queries if queries.dtype in (torch.float32, torch.float64) else queries.float()
+    squared_norm = torch.sum(torch.mul(wide, wide), dim=-1, keepdim=True)
     scale = torch.mul(
-        torch.rsqrt(torch.clamp(squared_norm, min=epsilon)), queries.shape[-1] ** -0.5
+        torch.rsqrt(torch.clamp_min(squared_norm, epsilon)),
+        _constant(_scalar, queries.shape[-1] ** -0.5, wide.dtype, wide.device),
     )
-    return torch.mul(wide, scale).to(queries.dtype)
+    keys = torch.mul(wide, scale)
+    return keys if keys.dtype == queries.dtype else keys.to(queries.dtype)
 
 
 def sort_by_bucket(buckets, num_buckets):

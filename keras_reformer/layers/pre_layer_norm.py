@@ -11,6 +11,7 @@ from keras_reformer.layers.sublayer_arguments import call_sublayer_with_cache
 from keras_reformer.layers.sublayer_arguments import prefill_sublayer
 from keras_reformer.layers.sublayer_arguments import sublayer_kwargs
 from keras_reformer.ops.masks import zero_padding
+from keras_reformer.ops.normalization import layer_norm
 
 
 @reformer_export
@@ -108,7 +109,7 @@ class PreLayerNorm(keras.layers.Layer):
     def _normalize(self, inputs, gamma, beta):
         # `keras.layers.LayerNormalization.call` with the weights given.
         norm = self.layer_norm
-        outputs = keras.ops.layer_normalization(inputs, gamma, beta, norm.axis, norm.epsilon)
+        outputs = layer_norm(inputs, gamma, beta, norm.epsilon)
         return keras.ops.cast(outputs, norm.compute_dtype)
 
     def build_cache(self, inputs, padding_mask=None):
