@@ -35,15 +35,18 @@ def recording(enabled=True):
     Yields:
         The record: a list that `remember` fills in call order, or `None`.
     """
-    global _record
+    global _record, _replay
     if not enabled:
         yield None
         return
-    outer, _record = _record, []
+    # A forward call inside a replay (a reversible stack nested in a sublayer
+    # that is being recomputed) records its own values and replays nothing.
+    outer = _record, _replay
+    _record, _replay = [], None
     try:
         yield _record
     finally:
-        _record = outer
+        _record, _replay = outer
 
 
 @contextlib.contextmanager
@@ -54,15 +57,16 @@ def replaying(record):
         record: what `recording` yielded for the forward call being
             recomputed; `None` replays nothing (`remember` computes).
     """
-    global _replay
+    global _record, _replay
     if record is None:
         yield
         return
-    outer, _replay = _replay, iter(record)
+    outer = _record, _replay
+    _record, _replay = None, iter(record)
     try:
         yield
     finally:
-        _replay = outer
+        _record, _replay = outer
 
 
 def remember(compute):

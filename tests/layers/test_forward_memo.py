@@ -47,3 +47,17 @@ def test_records_nest_and_the_outer_one_resumes():
             forward_memo.remember(lambda: "b")
         forward_memo.remember(lambda: "c")
     assert outer == ["a", "c"] and inner == ["b"]
+
+
+def test_a_recording_inside_a_replay_computes_and_keeps_its_own_values():
+    # A reversible stack nested in a sublayer: its forward runs again inside
+    # the outer sublayer's recompute, and must not consume the outer record.
+    with forward_memo.recording() as outer:
+        forward_memo.remember(lambda: "outer")
+    with forward_memo.replaying(outer):
+        with forward_memo.recording() as inner:
+            assert forward_memo.remember(lambda: "inner") == "inner"
+        with forward_memo.replaying(inner):
+            assert forward_memo.remember(lambda: "recomputed") == "inner"
+        assert forward_memo.remember(lambda: "recomputed") == "outer"
+    assert inner == ["inner"]

@@ -61,3 +61,16 @@ def test_recompute_reuses_the_forward_sort_where_the_walks_run_eagerly(monkeypat
     expected = 1 if backend.walks_run_eagerly() else 2
     assert sorted(calls) == sorted([block.f.layer.name for block in stack.blocks] * expected)
     assert backend.walks_run_eagerly() == (BACKEND == "torch")
+
+
+def test_gradients_equal_plain_stack_with_a_reversible_stack_nested_in_a_sublayer():
+    # The inner stack runs its forward again inside the outer recompute: it
+    # must hash for itself, not take the outer sublayer's remembered sort.
+    def lsh(seed):
+        return PreLayerNorm(
+            LSHSelfAttention(num_heads=2, key_dim=4, chunk_length=4, num_hashes=2, seed=seed)
+        )
+
+    inner = ReversibleSequence([ReversibleBlock(lsh(1), PreLayerNorm(ChunkedFeedForward(8)))])
+    x = np.random.default_rng(2).normal(size=(2, 12, 2 * WIDTH)).astype("float32")
+    assert_same_gradients([ReversibleBlock(inner, lsh(2))], x, False, {"training": True})
