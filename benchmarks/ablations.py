@@ -45,9 +45,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARK_DIR = Path(__file__).resolve().parent
-EXAMPLES_DIR = BENCHMARK_DIR.parent / "examples"
-sys.path.insert(0, str(BENCHMARK_DIR))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
@@ -114,6 +112,16 @@ QUICK = {
     "cost_repeats": 1,
 }
 SCHEMA = 1  # bump when a result's meaning changes: older results are then rerun
+# The columns of the cost table (the docs' table adds the backend).
+COST_COLUMNS = [
+    "variant",
+    "length",
+    "status",
+    "step_seconds_median",
+    "tokens_per_second",
+    "backend_peak_mib",
+    "peak_rss_mib",
+]
 
 
 # === Variants ===
@@ -344,8 +352,13 @@ def quiet_load_results(directory):
 # === Models ===
 
 
+# The sizes of the language model (`lm`, `shared_qk`, `reversible`, `cost`): flags and
+# `build_causal_lm` arguments of the same names.
+LM_SIZES = ("hidden_dim", "num_heads", "num_layers", "chunk_length")
+
+
 def build_causal_lm(
-    variant, vocabulary_size, length, hidden_dim, num_heads, num_layers, chunk_length, seed
+    variant, vocabulary_size, length, seed, hidden_dim, num_heads, num_layers, chunk_length
 ):
     """A `ReformerCausalLM` of one variant; the variants differ only in attention / stack."""
     import keras_reformer
@@ -374,14 +387,6 @@ def with_variant(model, variant):
     return keras_reformer.models.with_attention(
         model, attention_layers=options["attention_layers"], num_hashes=options["num_hashes"]
     )
-
-
-def _examples(name):
-    if str(EXAMPLES_DIR) not in sys.path:
-        sys.path.insert(0, str(EXAMPLES_DIR))
-    import importlib
-
-    return importlib.import_module(name)
 
 
 class TrainingClock:
@@ -445,17 +450,17 @@ def run_duplication(args, variant, log_dir):
 
     import keras_reformer
 
-    duplication = _examples("duplication")
+    duplication = common.load_example("duplication")
     keras.utils.set_random_seed(args.seed)
     model = build_causal_lm(
         variant,
         duplication.VOCABULARY_SIZE,
         args.dup_length,
-        args.dup_hidden_dim,
-        args.dup_num_heads,
-        1,
-        args.dup_chunk_length,
         args.seed,
+        hidden_dim=args.dup_hidden_dim,
+        num_heads=args.dup_num_heads,
+        num_layers=1,
+        chunk_length=args.dup_chunk_length,
     )
     model.compile(optimizer=keras.optimizers.Adam(args.dup_learning_rate))
     epochs = max(1, min(10, args.dup_steps // 50))
@@ -505,7 +510,7 @@ def load_corpus(data, max_bytes):
     text = (
         Path(data).read_bytes()[:max_bytes]
         if data
-        else _examples("char_lm").standard_library_text(max_bytes)
+        else common.load_example("char_lm").standard_library_text(max_bytes)
     )
     tokens = np.frombuffer(text, dtype=np.uint8).astype("int32")
     split = int(0.95 * len(tokens))
@@ -517,19 +522,11 @@ def run_lm(args, variant, log_dir, corpus):
     `eval_every` steps; returns the result rows (one per evaluation, the last the final)."""
     import keras
 
-    char_lm = _examples("char_lm")
+    char_lm = common.load_example("char_lm")
     train_tokens, valid_tokens = corpus
     keras.utils.set_random_seed(args.seed)
-    model = build_causal_lm(
-        variant,
-        BYTE_VOCABULARY,
-        args.length,
-        args.hidden_dim,
-        args.num_heads,
-        args.num_layers,
-        args.chunk_length,
-        args.seed,
-    )
+    sizes = {key: getattr(args, key) for key in LM_SIZES}
+    model = build_causal_lm(variant, BYTE_VOCABULARY, args.length, args.seed, **sizes)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
     train = char_lm.WindowData(
         train_tokens, args.batch_size, args.length, args.eval_every, args.seed
@@ -560,41 +557,19 @@ def measure_cost(spec):
     """Child: times the compiled train step of one LM variant at one length (batch 1)."""
     import random
 
-    import numpy as np
-
     import_start = common.rss_mib()
     import keras
+    import peers
     import train_step
 
     random.seed(0)
     length = spec["length"]
-    model = build_causal_lm(
-        spec["variant"],
-        BYTE_VOCABULARY,
-        length,
-        spec["hidden_dim"],
-        spec["num_heads"],
-        spec["num_layers"],
-        spec["chunk_length"],
-        0,
-    )
+    sizes = {key: spec[key] for key in LM_SIZES}
+    model = build_causal_lm(spec["variant"], BYTE_VOCABULARY, length, 0, **sizes)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True, weighted_metrics=None)
-    tokens = np.random.default_rng(0).integers(0, BYTE_VOCABULARY, size=(1, length + 1))
-    x = {
-        "token_ids": tokens[:, :-1].astype("int32"),
-        "padding_mask": np.ones((1, length), dtype="int32"),
-    }
-    y = tokens[:, 1:].astype("int32")
-    baseline, losses, marks = common.rss_mib(), [], {}
+    x, y = peers.next_token_batch(BYTE_VOCABULARY, length)
+    result = train_step.time_train_on_batch(model, x, y, spec, import_start, warmup=1)
     backend = keras.backend.backend()
-
-    def step():
-        losses.append(float(model.train_on_batch(x, y, return_dict=True)["loss"]))
-
-    timing = common.time_steps(
-        step, 1, spec["repeats"], after_warmup=lambda: train_step._mark_peak(marks, backend)
-    )
-    result = train_step._row(spec, timing, marks, baseline, import_start, losses, backend)
     if backend == "jax":
         result.update(train_step._jax_memory(model, x, y))
     result.update(
@@ -609,15 +584,8 @@ def measure_cost(spec):
 def run_cost(args, variant, backend):
     rows = []
     for length in args.cost_lengths:
-        spec = {
-            "variant": variant,
-            "length": length,
-            "hidden_dim": args.hidden_dim,
-            "num_heads": args.num_heads,
-            "num_layers": args.num_layers,
-            "chunk_length": args.chunk_length,
-            "repeats": args.cost_repeats,
-        }
+        spec = {"variant": variant, "length": length, "repeats": args.cost_repeats}
+        spec.update({key: getattr(args, key) for key in LM_SIZES})
         row = common.run_fresh(
             __file__, spec, env={"KERAS_BACKEND": backend}, timeout=args.cost_timeout
         )
@@ -822,20 +790,7 @@ def main(argv=None):
     costs = cost_rows(results)
     if costs:
         print("\ncost: train step against length")
-        print(
-            common.format_table(
-                costs,
-                [
-                    "variant",
-                    "length",
-                    "status",
-                    "step_seconds_median",
-                    "tokens_per_second",
-                    "backend_peak_mib",
-                    "peak_rss_mib",
-                ],
-            )
-        )
+        print(common.format_table(costs, COST_COLUMNS))
     return 0
 
 

@@ -33,7 +33,10 @@ Row keys that `make_figures.py` understands (use these names, add any others):
 - time: `step_seconds_median`, `step_seconds` (list), `tokens_per_second`, `warmup_seconds`.
 """
 
+import argparse
 import datetime
+import functools
+import importlib.util
 import json
 import os
 import platform
@@ -53,7 +56,6 @@ REPO_ROOT = BENCHMARK_DIR.parent
 RESULTS_DIR = BENCHMARK_DIR / "results"
 RESULT_MARKER = "@@BENCHMARK_RESULT@@"
 REQUIRED_KEYS = ("benchmark", "date", "machine", "backend", "rows")
-STATUSES = ("ok", "skipped", "timeout", "failed", "killed")
 # Allocations above 128 KiB get their own mmap and go back to the OS when freed,
 # so the RSS of a child process follows its live tensors (glibc malloc).
 CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
@@ -498,6 +500,14 @@ def write_result(result, directory=RESULTS_DIR, stem=None):
     return path
 
 
+def save_result(benchmark, backend, rows, output_dir, **fields):
+    """`make_result` (`fields`: config, versions, note, command) written into
+    `output_dir`; prints and returns the path."""
+    path = write_result(make_result(benchmark, backend, rows, **fields), output_dir)
+    print(f"\nwrote {path}")
+    return path
+
+
 def load_results(directory=RESULTS_DIR):
     """Every valid result file under `directory` (not in `tmp/`), oldest first, with `_path`."""
     results = []
@@ -512,12 +522,58 @@ def load_results(directory=RESULTS_DIR):
     return sorted(results, key=lambda r: r["date"])
 
 
+@functools.cache
+def load_example(name):
+    """The module of `examples/<name>.py`, loaded from its file (once per process)."""
+    path = REPO_ROOT / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 # === Command-line arguments ===
+
+BACKENDS = ("jax", "tensorflow", "torch")
+# The packages whose versions every multi-backend result records.
+BACKEND_PACKAGES = ("keras", "jax", "jaxlib", "tensorflow", "torch")
 
 
 def int_list(text):
     """`"1024,4096"` as `[1024, 4096]`: an argparse `type` for comma-separated integers."""
     return [int(v) for v in text.split(",") if v]
+
+
+def choice_list(choices, aliases=None):
+    """An argparse `type` for comma-separated names out of `choices` ("none" for none).
+
+    `aliases` maps short names to names in `choices` (e.g. `hf` to `hf_reformer`);
+    an unknown name is a usage error.
+    """
+
+    def parse(text):
+        names = [(aliases or {}).get(v, v) for v in text.split(",") if v and v != "none"]
+        unknown = [v for v in names if v not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {list(choices)}")
+        return names
+
+    return parse
+
+
+def add_output_arguments(parser, dry_run_help=None):
+    """The options of where and whether a script saves its result: `--output-dir`,
+    `--note`, `--no-save`, and `--dry-run` when `dry_run_help` says what it prints."""
+    parser.add_argument("--output-dir", default=str(RESULTS_DIR))
+    parser.add_argument("--note", default="", help="free text stored with the results")
+    parser.add_argument("--no-save", action="store_true")
+    if dry_run_help:
+        parser.add_argument("--dry-run", action="store_true", help=dry_run_help)
+
+
+def memory_guard_mib(limit_gib):
+    """The parent's memory guard: `--memory-limit-gib` in MiB, by default 90% of the memory."""
+    return limit_gib * 1024 if limit_gib else 0.9 * total_memory_mib()
 
 
 # === Printing ===
@@ -534,7 +590,13 @@ def format_value(value):
 
 
 def format_table(rows, columns, headers=None, markdown=False):
-    """Rows of dicts as an aligned text table (or a markdown table)."""
+    """Rows of dicts as an aligned text table (or a markdown table).
+
+    `columns` is a list of row keys (each its own header unless `headers` are
+    given) or a dict of row key to header.
+    """
+    if isinstance(columns, dict):
+        columns, headers = list(columns), headers or list(columns.values())
     headers = headers or columns
     cells = [[format_value(row.get(column)) for column in columns] for row in rows]
     if markdown:

@@ -142,24 +142,15 @@ def by_file(sites):
     return files
 
 
-SUMMARY_COLUMNS = [
-    "depth",
-    "ours_aten_ops",
-    "hf_aten_ops",
-    "aten_ops_ratio",
-    "ours_host_ms",
-    "hf_host_ms",
-    "host_ms_ratio",
-]
-SUMMARY_HEADERS = [
-    "depth",
-    "aten ops (ours)",
-    "aten ops (HF)",
-    "ops ours / HF",
-    "host ms (ours)",
-    "host ms (HF)",
-    "host ms ours / HF",
-]
+SUMMARY_COLUMNS = {
+    "depth": "depth",
+    "ours_aten_ops": "aten ops (ours)",
+    "hf_aten_ops": "aten ops (HF)",
+    "aten_ops_ratio": "ops ours / HF",
+    "ours_host_ms": "host ms (ours)",
+    "hf_host_ms": "host ms (HF)",
+    "host_ms_ratio": "host ms ours / HF",
+}
 
 
 def summary_rows(rows):
@@ -186,17 +177,16 @@ def summary_rows(rows):
 
 def print_tables(rows, where):
     ok = [r for r in rows if r.get("status") == "ok"]
-    print(
-        "\n"
-        + common.format_table(
-            ok,
-            ["implementation", "depth", "aten_ops", "host_ms"],
-            ["implementation", "depth", "aten ops per step", "host ms per step"],
-        )
-    )
+    columns = {
+        "implementation": "implementation",
+        "depth": "depth",
+        "aten_ops": "aten ops per step",
+        "host_ms": "host ms per step",
+    }
+    print("\n" + common.format_table(ok, columns))
     summary = summary_rows(rows)
     if summary:
-        print("\n" + common.format_table(summary, SUMMARY_COLUMNS, SUMMARY_HEADERS))
+        print("\n" + common.format_table(summary, SUMMARY_COLUMNS))
     for implementation in IMPLEMENTATIONS:
         mine = {r["depth"]: r for r in ok if r["implementation"] == implementation}
         if len(mine) < 2:
@@ -255,21 +245,15 @@ def parse_args(argv):
         default=25,
         help="rows of the per-file and per-call-site tables (0: none)",
     )
-    parser.add_argument("--output-dir", default=str(common.RESULTS_DIR))
-    parser.add_argument("--no-save", action="store_true")
-    parser.add_argument("--note", default="")
+    common.add_output_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     implementations = [i.strip() for i in args.implementations.split(",") if i.strip()]
-    if "hf_reformer" in implementations and not peer_models.peer_available("hf_reformer"):
-        print(
-            "transformers is not installed: HF's Reformer left out "
-            "(pip install keras-reformer[peers])"
-        )
-        implementations.remove("hf_reformer")
+    if "hf_reformer" in implementations:
+        implementations = peer_models.installed_peers(implementations)
     machine = common.machine_info()
     print(f"machine: {machine['cpu']}, {machine['cores']} cores; torch threads 1")
     rows = []
@@ -296,10 +280,15 @@ def main(argv=None):
         config = dict(
             SIZES, length=LENGTH, batch=1, optimizer="SGD", torch_threads=1, rounds=args.rounds
         )
-        result = common.make_result(
-            BENCHMARK, "torch", rows, config=config, versions=versions, note=args.note
+        common.save_result(
+            BENCHMARK,
+            "torch",
+            rows,
+            args.output_dir,
+            config=config,
+            versions=versions,
+            note=args.note,
         )
-        print(f"\nwrote {common.write_result(result, args.output_dir)}")
     return rows
 
 

@@ -19,7 +19,6 @@ own (`python examples/duplication.py --help`).
 """
 
 import argparse
-import importlib.util
 import shlex
 import sys
 from pathlib import Path
@@ -27,17 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
+from common import load_example  # noqa: E402
 
-EXAMPLES_DIR = common.REPO_ROOT / "examples"
 EXAMPLES = ("duplication", "char_lm")
-
-
-def load_example(name):
-    """The module of `examples/<name>.py`, loaded from its file."""
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES_DIR / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def duplication_result(args, outcome, backend, command):

@@ -91,67 +91,53 @@ import common  # noqa: E402
 import peers as peer_models  # noqa: E402
 
 BENCHMARK = "generation"
-BACKENDS = ("jax", "tensorflow", "torch")
+BACKENDS = common.BACKENDS
 SIZES = dict(
     vocabulary=256, layers=2, hidden=64, heads=2, head_size=32, intermediate=256, chunk=64, hashes=2
 )
 DEFAULT_LENGTHS = [1024, 4096, 16384]
+MODES = ("cached", "uncached")
 # The targets of the issue.
 FLAT_RATIO = 1.5  # cached ms/token at the longest length <= this x that at the shortest
 SPEEDUP = 20.0  # cached at least this many times faster than uncached at the longest length
 HF_TARGET_BACKENDS = ("jax", "tensorflow")  # ours cached faster than HF's cached there
-ROW_COLUMNS = [
-    "implementation",
-    "mode",
-    "backend",
-    "length",
-    "status",
-    "prompt_length",
-    "new_tokens",
-    "ms_per_token",
-    "whole_call_ms_per_token",
-    "one_token_seconds",
-    "first_call_seconds",
-    "compile_seconds",
-    "agree",
+# A row's columns and the printed table's headers (the docs' table keeps the keys).
+ROW_COLUMNS = {
+    "implementation": "implementation",
+    "mode": "mode",
+    "backend": "backend",
+    "length": "L",
+    "status": "status",
+    "prompt_length": "prompt",
+    "new_tokens": "new tokens",
+    "ms_per_token": "ms/token",
+    "whole_call_ms_per_token": "call ms/token",
+    "one_token_seconds": "1-token call s",
+    "first_call_seconds": "first call s",
+    "compile_seconds": "compile s",
+    "agree": "agree",
+    "threads": "thr",
+    "other_busy_cores": "others' cores",
+}
+SUMMARY_COLUMNS = {
+    "backend": "backend",
+    "length": "L",
+    "cached_ms": "cached ms/token",
+    "uncached_ms": "uncached ms/token",
+    "speedup": "uncached / cached",
+    "hf_cached_ms": "HF cached ms/token",
+    "vs_hf": "HF / ours cached",
+}
+# What a child reports once for all its rows, copied into each.
+SHARED_KEYS = (
     "threads",
+    "peak_rss_mib",
+    "num_parameters",
+    "num_buckets",
+    "axial_pos_shape",
+    "wall_seconds",
     "other_busy_cores",
-]
-ROW_HEADERS = [
-    "implementation",
-    "mode",
-    "backend",
-    "L",
-    "status",
-    "prompt",
-    "new tokens",
-    "ms/token",
-    "call ms/token",
-    "1-token call s",
-    "first call s",
-    "compile s",
-    "agree",
-    "thr",
-    "others' cores",
-]
-SUMMARY_COLUMNS = [
-    "backend",
-    "length",
-    "cached_ms",
-    "uncached_ms",
-    "speedup",
-    "hf_cached_ms",
-    "vs_hf",
-]
-SUMMARY_HEADERS = [
-    "backend",
-    "L",
-    "cached ms/token",
-    "uncached ms/token",
-    "uncached / cached",
-    "HF cached ms/token",
-    "HF / ours cached",
-]
+)
 
 
 # === Child process: one (implementation, backend, length) ===
@@ -189,6 +175,31 @@ def _cap_new_tokens(target, calibration, seconds_per_token, call_seconds):
     return target
 
 
+def _alternate(repeats, full_call, one_call):
+    """`repeats` timings of each of two calls, alternating: `(full_times, one_times)`."""
+    full_times, one_times = [], []
+    for _ in range(repeats):
+        full_times.append(full_call())
+        one_times.append(one_call())
+    return full_times, one_times
+
+
+def _calibrated_row(spec, target, call, prompt_length):
+    """A cached row: `call(n, full)` times a call of `n` new tokens (`full`) or its
+    one-token counterpart. A first call (compiling) and one pair estimate the time per
+    token, which caps n (`_cap_new_tokens`); then `spec["repeats"]` pairs of n."""
+    calibration = max(2, min(target, spec["calibration_tokens"]))
+    first = call(calibration, True)
+    prefill = call(calibration, False)
+    again = call(calibration, True)
+    estimate = (again - prefill) / (calibration - 1)
+    n = _cap_new_tokens(target, calibration, estimate, spec["call_seconds"])
+    full_times, one_times = _alternate(
+        spec["repeats"], lambda: call(n, True), lambda: call(n, False)
+    )
+    return _difference_row(n, prompt_length(n), target, calibration, first, full_times, one_times)
+
+
 def measure_keras(spec):
     """Builds our model on `KERAS_BACKEND` and times its cached and uncached `generate`."""
     import keras
@@ -210,10 +221,11 @@ def measure_keras(spec):
     if "uncached" in spec["modes"]:
         n = spec["uncached_new_tokens"]
         first, uncached_output = generate(length - n, False)  # compiles
-        full_times, one_times = [], []
-        for _ in range(spec["repeats"]):
-            full_times.append(generate(length - n, False)[0])
-            one_times.append(generate(length - 1, False)[0])
+        full_times, one_times = _alternate(
+            spec["repeats"],
+            lambda: generate(length - n, False)[0],
+            lambda: generate(length - 1, False)[0],
+        )
         rows["uncached"] = _difference_row(n, length - n, n, n, first, full_times, one_times)
     if "cached" in spec["modes"]:
         rows["cached"] = _measure_cached(spec, generate, length)
@@ -236,17 +248,11 @@ def measure_keras(spec):
 def _measure_cached(spec, generate, length):
     """Ours, cached: calls of n new tokens minus prefill-only calls (prompt L - 1)."""
     target = min(spec["new_tokens"] or length // 2, length - 1)
-    calibration = max(2, min(target, spec["calibration_tokens"]))
-    first = generate(length - calibration, True)[0]  # compiles
-    prefill = generate(length - 1, True)[0]
-    again = generate(length - calibration, True)[0]
-    estimate = (again - prefill) / (calibration - 1)
-    n = _cap_new_tokens(target, calibration, estimate, spec["call_seconds"])
-    full_times, one_times = [], []
-    for _ in range(spec["repeats"]):
-        full_times.append(generate(length - n, True)[0])
-        one_times.append(generate(length - 1, True)[0])
-    return _difference_row(n, length - n, target, calibration, first, full_times, one_times)
+
+    def call(n, full):  # the first call compiles
+        return generate(length - n if full else length - 1, True)[0]
+
+    return _calibrated_row(spec, target, call, lambda n: length - n)
 
 
 def _difference_row(n, prompt_length, target, calibration, first, full_times, one_times):
@@ -308,21 +314,12 @@ def measure_hf(spec):
     target = min(spec["new_tokens"] or length // 2, length - 1)
     if spec.get("hf_new_tokens"):
         target = min(target, spec["hf_new_tokens"])
-    calibration = max(2, min(target, spec["calibration_tokens"]))
-    first = generate(prompt_for(calibration), calibration)[0]
-    prefill = generate(prompt_for(calibration), 1)[0]
-    again = generate(prompt_for(calibration), calibration)[0]
-    n = _cap_new_tokens(
-        target, calibration, (again - prefill) / (calibration - 1), spec["call_seconds"]
-    )
-    prompt_length = prompt_for(n)
-    full_times, one_times = [], []
-    for _ in range(spec["repeats"]):
-        full_times.append(generate(prompt_length, n)[0])
-        one_times.append(generate(prompt_length, 1)[0])
-    row = _difference_row(n, prompt_length, target, calibration, first, full_times, one_times)
+
+    def call(n, full):
+        return generate(prompt_for(n), n if full else 1)[0]
+
     return {
-        "rows": {"cached": row},
+        "rows": {"cached": _calibrated_row(spec, target, call, prompt_for)},
         "backend": "torch",
         "threads": torch.get_num_threads(),
         "peak_rss_mib": common.peak_rss_mib(),
@@ -362,19 +359,7 @@ def plan(args):
 
 def expand(config, result, load_average, modes):
     """The child's result as one row per mode (cached, uncached)."""
-    shared = {
-        k: result[k]
-        for k in (
-            "threads",
-            "peak_rss_mib",
-            "num_parameters",
-            "num_buckets",
-            "axial_pos_shape",
-            "wall_seconds",
-            "other_busy_cores",
-        )
-        if k in result
-    }
+    shared = {k: result[k] for k in SHARED_KEYS if k in result}
     if result.get("status", "ok") != "ok":  # the child failed as a whole
         return [
             dict(
@@ -441,8 +426,8 @@ def target_lines(rows):
         {r["backend"] for r in rows if r["implementation"] == "keras_reformer"},
         key=lambda b: BACKENDS.index(b) if b in BACKENDS else 9,
     )
-    for backend in backends:
-        cached = {
+    cached = {  # per backend, {length: row} of ours cached
+        backend: {
             r["length"]: r
             for r in rows
             if r["implementation"] == "keras_reformer"
@@ -450,31 +435,25 @@ def target_lines(rows):
             and r["backend"] == backend
             and r["status"] == "ok"
         }
-        if len(cached) >= 2:
-            short, long = min(cached), max(cached)
-            ratio = cached[long]["ms_per_token"] / cached[short]["ms_per_token"]
+        for backend in backends
+    }
+    for backend, by_length in cached.items():
+        if len(by_length) >= 2:
+            short, long = min(by_length), max(by_length)
+            ratio = by_length[long]["ms_per_token"] / by_length[short]["ms_per_token"]
             lines.append(
                 f"{_verdict(ratio <= FLAT_RATIO)}: {backend} cached ms/token at "
                 f"L={long} <= {FLAT_RATIO:g}x that at L={short} ({ratio:.2f}x)"
             )
-    for backend in backends:
-        lengths = [
-            r["length"]
-            for r in rows
-            if r["implementation"] == "keras_reformer"
-            and r["backend"] == backend
-            and r["mode"] == "cached"
-            and r["status"] == "ok"
-        ]
-        for length in [max(lengths)] if lengths else []:
-            cached = _ok(rows, "keras_reformer", "cached", backend, length)
-            uncached = _ok(rows, "keras_reformer", "uncached", backend, length)
-            if uncached:
-                speedup = uncached["ms_per_token"] / cached["ms_per_token"]
-                lines.append(
-                    f"{_verdict(speedup >= SPEEDUP)}: {backend} L={length} cached >= "
-                    f"{SPEEDUP:g}x faster than uncached ({speedup:.1f}x)"
-                )
+    for backend, by_length in cached.items():
+        length = max(by_length, default=None)
+        uncached = _ok(rows, "keras_reformer", "uncached", backend, length)
+        if uncached:
+            speedup = uncached["ms_per_token"] / by_length[length]["ms_per_token"]
+            lines.append(
+                f"{_verdict(speedup >= SPEEDUP)}: {backend} L={length} cached >= "
+                f"{SPEEDUP:g}x faster than uncached ({speedup:.1f}x)"
+            )
     for backend in [b for b in backends if b in HF_TARGET_BACKENDS]:
         for row in summary_rows(rows):
             if row["backend"] == backend and row.get("vs_hf") is not None:
@@ -490,10 +469,10 @@ def _verdict(passed):
 
 
 def print_tables(rows):
-    print("\n" + common.format_table(rows, ROW_COLUMNS, ROW_HEADERS))
+    print("\n" + common.format_table(rows, ROW_COLUMNS))
     summary = summary_rows(rows)
     if summary:
-        print("\n" + common.format_table(summary, SUMMARY_COLUMNS, SUMMARY_HEADERS))
+        print("\n" + common.format_table(summary, SUMMARY_COLUMNS))
     for line in target_lines(rows):
         print(line)
     for row in rows:
@@ -505,14 +484,11 @@ def print_tables(rows):
 
 
 def parse_args(argv=None):
-    def names(text):
-        return [v for v in text.split(",") if v and v != "none"]
-
     def new_tokens(text):
         return None if text == "half" else int(text)
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backends", type=names, default=list(BACKENDS))
+    parser.add_argument("--backends", type=common.choice_list(BACKENDS), default=list(BACKENDS))
     parser.add_argument(
         "--lengths",
         type=common.int_list,
@@ -520,7 +496,10 @@ def parse_args(argv=None):
         help="max_length values (the model's max_sequence_length too)",
     )
     parser.add_argument(
-        "--modes", type=names, default=["cached", "uncached"], help="ours: cached, uncached or both"
+        "--modes",
+        type=common.choice_list(MODES),
+        default=list(MODES),
+        help="ours: cached, uncached or both",
     )
     parser.add_argument(
         "--new-tokens",
@@ -560,16 +539,11 @@ def parse_args(argv=None):
         "(default: torch's own choice, one per core)",
     )
     parser.add_argument("--timeout", type=float, default=900, help="seconds per process")
-    parser.add_argument("--output-dir", default=str(common.RESULTS_DIR))
-    parser.add_argument("--note", default="", help="free text stored with the results")
-    parser.add_argument("--no-save", action="store_true")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan only")
+    common.add_output_arguments(parser, dry_run_help="print the plan only")
     args = parser.parse_args(argv)
     args.lengths = sorted(args.lengths)
-    unknown = [b for b in args.backends if b not in BACKENDS]
-    unknown += [m for m in args.modes if m not in ("cached", "uncached")]
-    if unknown or not args.modes:
-        parser.error(f"unknown backends / modes {unknown}")
+    if not args.modes:
+        parser.error("--modes: none given")
     if args.repeats < 1 or args.uncached_new_tokens < 1 or args.calibration_tokens < 2:
         parser.error("--repeats and --uncached-new-tokens must be >= 1, --calibration-tokens >= 2")
     return args
@@ -577,12 +551,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.hf and not peer_models.peer_available("hf_reformer"):
-        print(
-            "transformers is not installed: HF's Reformer left out "
-            "(pip install keras-reformer[peers])"
-        )
-        args.hf = False
+    args.hf = args.hf and bool(peer_models.installed_peers(["hf_reformer"]))
     configs = plan(args)
     machine = common.machine_info()
     print(
@@ -615,7 +584,7 @@ def main(argv=None):
     print_tables(rows)
     if not args.no_save:
         versions = common.package_versions(
-            ["keras", "keras-hub", "jax", "jaxlib", "tensorflow", "torch", "transformers", "numpy"]
+            [*common.BACKEND_PACKAGES, "keras-hub", "transformers", "numpy"]
         )
         config = dict(
             SIZES,
@@ -634,10 +603,15 @@ def main(argv=None):
             keras_reformer_revision=source_revision(),
         )
         backends = ",".join(sorted({row["backend"] for row in rows}))
-        result = common.make_result(
-            BENCHMARK, backends, rows, config=config, versions=versions, note=args.note
+        common.save_result(
+            BENCHMARK,
+            backends,
+            rows,
+            args.output_dir,
+            config=config,
+            versions=versions,
+            note=args.note,
         )
-        print(f"\nwrote {common.write_result(result, args.output_dir)}")
     return rows
 
 

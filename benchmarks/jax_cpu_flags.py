@@ -34,6 +34,18 @@ BENCHMARK = "jax_cpu_flags"
 NO_YNN_REDUCE = "--xla_cpu_experimental_ynn_fusion_type=-reduce"
 NO_YNN = "--xla_cpu_experimental_ynn_fusion_type="  # every YNNPACK fusion off
 VARIANTS = {"default": "", "no_ynn_reduce": NO_YNN_REDUCE, "no_ynn": NO_YNN}
+# The docs' table (make_figures.py); the printed one leaves out the flags.
+TABLE_COLUMNS = [
+    "variant",
+    "xla_flags",
+    "length",
+    "depth",
+    "rounds",
+    "step_seconds_median",
+    "tokens_per_second",
+    "speedup",
+    "training_rss_mib",
+]
 
 
 def summarise(runs):
@@ -87,8 +99,7 @@ def main(argv=None):
     )
     parser.add_argument("--repeats", type=int, default=2, help="timed steps per process")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per process")
-    parser.add_argument("--output-dir", default=str(common.RESULTS_DIR))
-    parser.add_argument("--no-save", action="store_true")
+    common.add_output_arguments(parser)
     args = parser.parse_args(argv)
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
@@ -122,21 +133,7 @@ def main(argv=None):
                         flush=True,
                     )
     rows = summarise(runs)
-    print(
-        common.format_table(
-            rows,
-            [
-                "variant",
-                "length",
-                "depth",
-                "rounds",
-                "step_seconds_median",
-                "tokens_per_second",
-                "speedup",
-                "training_rss_mib",
-            ],
-        )
-    )
+    print(common.format_table(rows, [c for c in TABLE_COLUMNS if c != "xla_flags"]))
     if not args.no_save:
         versions = common.package_versions(["keras", "jax", "jaxlib"])
         config = dict(
@@ -146,8 +143,15 @@ def main(argv=None):
             repeats=args.repeats,
             variants={v: VARIANTS[v] for v in args.variants},
         )
-        result = common.make_result(BENCHMARK, "jax", rows, config=config, versions=versions)
-        print(f"\nwrote {common.write_result(result, args.output_dir)}")
+        common.save_result(
+            BENCHMARK,
+            "jax",
+            rows,
+            args.output_dir,
+            config=config,
+            versions=versions,
+            note=args.note,
+        )
     return rows
 
 

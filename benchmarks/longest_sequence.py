@@ -48,11 +48,6 @@ def headers(columns):
     return [HEADERS.get(c, c) for c in columns]
 
 
-def child(spec):
-    """train_step's child (ReformerModel refuses an argument it lacks)."""
-    return train_step.child(spec)
-
-
 def _name(row):
     return " ".join(str(row[k]) for k in SEARCH_KEYS)
 
@@ -198,13 +193,19 @@ def print_tables(rows):
 
 
 def parse_args(argv=None):
-    def names(text):
-        return [v for v in text.split(",") if v and v != "none"]
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backends", type=names, default=list(train_step.BACKENDS))
-    parser.add_argument("--modes", type=names, default=list(MODES), help="attention memory mode")
-    parser.add_argument("--peers", type=names, default=["hf"], help="hf, or none")
+    parser.add_argument(
+        "--backends", type=common.choice_list(common.BACKENDS), default=list(common.BACKENDS)
+    )
+    parser.add_argument(
+        "--modes", type=common.choice_list(MODES), default=list(MODES), help="attention memory mode"
+    )
+    parser.add_argument(
+        "--peers",
+        type=common.choice_list(peer_models.PEERS, peer_models.PEER_ALIASES),
+        default=["hf_reformer"],
+        help="hf, or none",
+    )
     parser.add_argument("--depths", type=common.int_list, default=[2, 6])
     parser.add_argument("--start-length", type=int, default=4096)
     parser.add_argument("--max-length", type=int, default=2**21)
@@ -215,28 +216,14 @@ def parse_args(argv=None):
         "--memory-limit-gib", type=float, default=None, help="kill above (default: 90%% of RAM)"
     )
     parser.add_argument("--no-skip", action="store_true", help="try even what estimates refuse")
-    parser.add_argument("--output-dir", default=str(common.RESULTS_DIR))
-    parser.add_argument("--note", default="", help="free text stored with the results")
-    parser.add_argument("--no-save", action="store_true")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
-    args = parser.parse_args(argv)
-    args.peers = [peer_models.PEER_ALIASES.get(p, p) for p in args.peers]
-    unknown = [p for p in args.peers if p not in peer_models.PEERS]
-    unknown += [b for b in args.backends if b not in train_step.BACKENDS]
-    unknown += [m for m in args.modes if m not in MODES]
-    if unknown:
-        parser.error(f"unknown peers / backends / modes {unknown}")
-    return args
+    common.add_output_arguments(parser, dry_run_help="print the plan and exit")
+    return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    missing = [p for p in args.peers if not peer_models.peer_available(p)]
-    if missing:
-        print(f"not installed, left out: {missing}")
-        args.peers = [p for p in args.peers if p not in missing]
-    gib = args.memory_limit_gib
-    limit_mib = gib * 1024 if gib else 0.9 * common.total_memory_mib()
+    args.peers = peer_models.installed_peers(args.peers)
+    limit_mib = common.memory_guard_mib(args.memory_limit_gib)
     machine, plan = common.machine_info(), searches(args)
     print(
         f"machine: {machine['cpu']}, {machine['threads']} threads, {machine['memory_gib']} GiB; "
@@ -260,9 +247,7 @@ def main(argv=None):
                   memory_guard_mib=limit_mib, start_length=args.start_length,
                   max_length=args.max_length, modes={m: MODES[m] for m in args.modes},
                   peers=args.peers)  # fmt: skip
-    versions = common.package_versions(
-        ["keras", "jax", "jaxlib", "tensorflow", "torch", "transformers", "numpy"]
-    )
+    versions = common.package_versions([*common.BACKEND_PACKAGES, "transformers", "numpy"])
     backends = ",".join(sorted({search["backend"] for search in plan}))
     result = common.make_result(BENCHMARK, backends, [], config, versions, args.note)
     rows = []
@@ -278,6 +263,6 @@ def main(argv=None):
 
 if __name__ == "__main__":
     if "--child" in sys.argv:
-        common.child_main(child)
+        common.child_main(train_step.child)  # a try is train_step's child
     else:
         main()

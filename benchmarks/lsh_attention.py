@@ -184,17 +184,45 @@ def measure(spec):
 
 # === Parent ===
 
+# Printed after each configuration, and as the summary at the end.
+ROW_COLUMNS = [
+    "backend",
+    "implementation",
+    "length",
+    "status",
+    "threads",
+    "step_seconds_median",
+    "backend_peak_mib",
+    "device_peak_mib",
+    "peak_rss_mib",
+    "estimate_mib",
+]
+SUMMARY_COLUMNS = [
+    "backend",
+    "implementation",
+    "length",
+    "status",
+    "step_seconds_median",
+    "backend_peak_mib",
+    "peak_rss_mib",
+    "error",
+]
 
-def main():
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--backends",
+        type=common.choice_list(common.BACKENDS),
         default=os.environ.get("KERAS_BACKEND", "jax"),
         help="comma-separated; each configuration runs in a fresh process",
     )
-    parser.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)))
+    parser.add_argument("--lengths", type=common.int_list, default=list(DEFAULT_LENGTHS))
     parser.add_argument(
-        "--implementations", default="lsh,full", help=f"comma-separated, any of {IMPLEMENTATIONS}"
+        "--implementations",
+        type=common.choice_list(IMPLEMENTATIONS),
+        default=["lsh", "full"],
+        help=f"comma-separated, any of {IMPLEMENTATIONS}",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
@@ -209,20 +237,16 @@ def main():
     parser.add_argument("--dry-run", action="store_true", help="print the plan only")
     parser.add_argument("--no-write", action="store_true", help="do not write results/*.json")
     parser.add_argument("--output-dir", default=str(common.RESULTS_DIR))
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
-    backends = [b for b in args.backends.split(",") if b]
-    lengths = [int(n) for n in args.lengths.split(",") if n]
-    implementations = [i for i in args.implementations.split(",") if i]
-    unknown = sorted(set(implementations) - set(IMPLEMENTATIONS))
-    if unknown:
-        parser.error(f"--implementations: unknown {unknown}; choose from {IMPLEMENTATIONS}")
-    script = Path(__file__).resolve()
+
+def main(argv=None):
+    args = parse_args(argv)
     print(f"machine: {common.machine_info()}  load average: {os.getloadavg()}")
     rows = []
-    for backend in backends:
-        for length in lengths:
-            for implementation in implementations:
+    for backend in args.backends:
+        for length in args.lengths:
+            for implementation in args.implementations:
                 estimate = estimate_mib(implementation, length)
                 budget = args.memory_fraction * common.available_memory_mib()
                 row = {
@@ -248,7 +272,7 @@ def main():
                     }
                     row.update(
                         common.run_fresh(
-                            script,
+                            __file__,
                             spec,
                             env={"KERAS_BACKEND": backend},
                             timeout=args.timeout,
@@ -256,29 +280,12 @@ def main():
                         )
                     )
                 rows.append(row)
-                print(
-                    common.format_table(
-                        [row],
-                        [
-                            "backend",
-                            "implementation",
-                            "length",
-                            "status",
-                            "threads",
-                            "step_seconds_median",
-                            "backend_peak_mib",
-                            "device_peak_mib",
-                            "peak_rss_mib",
-                            "estimate_mib",
-                        ],
-                    ),
-                    flush=True,
-                )
+                print(common.format_table([row], ROW_COLUMNS), flush=True)
     _summary(rows)
     if not args.dry_run and not args.no_write:
         result = common.make_result(
             "lsh_attention",
-            ",".join(backends),
+            ",".join(args.backends),
             rows,
             config={
                 "d_model": D_MODEL,
@@ -299,21 +306,7 @@ def main():
 
 def _summary(rows):
     print("\nSummary")
-    print(
-        common.format_table(
-            [r for r in rows],
-            [
-                "backend",
-                "implementation",
-                "length",
-                "status",
-                "step_seconds_median",
-                "backend_peak_mib",
-                "peak_rss_mib",
-                "error",
-            ],
-        )
-    )
+    print(common.format_table(rows, SUMMARY_COLUMNS))
     ok = {
         (r["backend"], r["implementation"], r["length"]): r for r in rows if r.get("status") == "ok"
     }

@@ -39,8 +39,10 @@ import ablations  # noqa: E402
 import common  # noqa: E402
 import dispatch  # noqa: E402
 import generation  # noqa: E402
+import jax_cpu_flags  # noqa: E402
 import longest_sequence  # noqa: E402
 import summary  # noqa: E402
+import torch_compile  # noqa: E402
 import train_step  # noqa: E402
 
 # docs/benchmarks/tables/<file> per benchmark (placeholders named by the docs page).
@@ -58,7 +60,9 @@ TABLE_FILES = {
 GPU_RESULTS = "gpu"
 GPU_TABLE_FILE = "gpu.md"
 SERIES_KEYS = ("implementation", "variant", "attention", "stack")
-MEMORY_KEYS = ("peak_rss_mib", "training_rss_mib", "backend_peak_mib", "memory_mib", "peak_mib")
+MEMORY_KEYS = ("peak_rss_mib", "training_rss_mib", "backend_peak_mib")
+# The backend's own numbers first (lsh_attention, reversible_memory).
+OWN_MEMORY_FIRST = ("backend_peak_mib", "training_rss_mib", "peak_rss_mib")
 LINE_STYLES = {"jax": "-", "tensorflow": "--", "torch": ":"}
 TABLE_FIRST = (
     "implementation",
@@ -95,29 +99,11 @@ TABLE_COLUMNS = {
     ],
     "duplication": ["backend", "hash_rounds", "accuracy", "training_seconds"],
     "char_lm": ["backend", "bits_per_character", "steps", "steps_this_run", "training_seconds"],
-    "jax_cpu_flags": [
-        "variant",
-        "xla_flags",
-        "length",
-        "depth",
-        "rounds",
-        "step_seconds_median",
-        "tokens_per_second",
-        "speedup",
-        "training_rss_mib",
-    ],
+    "jax_cpu_flags": jax_cpu_flags.TABLE_COLUMNS,
     "generation": generation.ROW_COLUMNS,
     "longest_sequence": longest_sequence.SUMMARY_COLUMNS,
     "dispatch": ["implementation", "depth", "status", "aten_ops", "host_ms", "threads"],
-    "torch_compile": [
-        "depth",
-        "length",
-        "first_step_seconds",
-        "compiled_step_ms",
-        "eager_step_ms",
-        "graph_breaks",
-        "frames",
-    ],
+    "torch_compile": torch_compile.TABLE_COLUMNS,
 }
 # Table headers with spaces, which a narrow page can wrap (the JSON keys cannot be);
 # keys not named here are their own header.
@@ -206,13 +192,21 @@ def memory_key(rows, preferred=MEMORY_KEYS):
 # === Figures ===
 
 
-def plot(rows, x, y, path, title, ylabel, facet=None, logy=True):
-    """One line per series of `y` against `x`; one panel per value of `facet`."""
+def _pyplot():
+    """`matplotlib.pyplot`, drawing into files only (the Agg backend)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker  # noqa: F401  (used as matplotlib.ticker)
+
+    return plt
+
+
+def plot(rows, x, y, path, title, ylabel, facet=None, logy=True):
+    """One line per series of `y` against `x`; one panel per value of `facet`."""
+    import matplotlib.ticker
+
+    plt = _pyplot()
 
     rows = [
         r for r in rows if isinstance(r.get(x), (int, float)) and isinstance(r.get(y), (int, float))
@@ -248,12 +242,10 @@ def plot(rows, x, y, path, title, ylabel, facet=None, logy=True):
 
 def save_figure(figure, path):
     """Writes a matplotlib figure as a PNG (creating its folder), closes it; returns `path`."""
-    import matplotlib.pyplot as plt
-
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _pyplot().close(figure)
     return path
 
 
@@ -264,93 +256,32 @@ def _facet_order(value):
 
 def make_figures(results, figure_dir):
     """Writes every figure the results allow; returns `{benchmark: [paths]}`."""
-    written = defaultdict(list)
-
-    def add(benchmark, path):
-        if path is not None:
-            written[benchmark].append(path)
-
-    rows = latest_rows(results, "train_step")
-    add(
-        "train_step",
-        plot(
-            rows,
-            "length",
-            "tokens_per_second",
-            figure_dir / "train_step_throughput.png",
-            "Train step throughput",
-            "tokens / s",
-            facet="depth",
-        ),
-    )
-    add(
-        "train_step",
-        plot(
-            rows,
-            "length",
-            "peak_rss_mib",
-            figure_dir / "train_step_memory.png",
-            "Train step peak RSS",
-            "peak RSS (MiB)",
-            facet="depth",
-        ),
-    )
+    train = latest_rows(results, "train_step")
+    attention = latest_rows(results, "lsh_attention")
+    reversible = latest_rows(results, "reversible_memory")
+    for row in reversible:  # one line per stack and length
+        row["_series"] = f"{row['_series']} L={row['length']}"
     # The backend's own numbers differ in kind between backends (JAX compiled temp
     # bytes, TensorFlow allocator peak, torch saved tensors): one panel per backend.
-    own_first = ("backend_peak_mib", "training_rss_mib", "peak_rss_mib", "memory_mib", "peak_mib")
-    rows = latest_rows(results, "lsh_attention")
-    key = memory_key(rows, own_first)
-    if key:
-        add(
-            "lsh_attention",
-            plot(
-                rows,
-                "length",
-                key,
-                figure_dir / "lsh_attention_memory.png",
-                "Attention memory, LSH vs full",
-                key,
-                facet="backend",
-            ),
-        )
-    time_key = next(
-        (
-            k
-            for k in ("step_seconds_median", "seconds_median", "seconds")
-            if any(k in r for r in rows)
-        ),
-        None,
-    )
-    if time_key:
-        add(
-            "lsh_attention",
-            plot(
-                rows,
-                "length",
-                time_key,
-                figure_dir / "lsh_attention_time.png",
-                "Attention time, LSH vs full",
-                time_key,
-                facet="backend",
-            ),
-        )
-    rows = latest_rows(results, "reversible_memory")
-    for row in rows:  # one line per stack and length
-        row["_series"] = f"{row['_series']} L={row['length']}"
-    key = memory_key(rows, own_first)
-    if key:
-        add(
-            "reversible_memory",
-            plot(
-                rows,
-                "depth",
-                key,
-                figure_dir / "reversible_memory.png",
-                "Training memory vs depth",
-                key,
-                facet="backend",
-            ),
-        )
+    attention_memory = memory_key(attention, OWN_MEMORY_FIRST)
+    reversible_memory = memory_key(reversible, OWN_MEMORY_FIRST)
+    figures = [  # benchmark, rows, x, y, file, title, y label, one panel per
+        ("train_step", train, "length", "tokens_per_second", "train_step_throughput",
+         "Train step throughput", "tokens / s", "depth"),
+        ("train_step", train, "length", "peak_rss_mib", "train_step_memory",
+         "Train step peak RSS", "peak RSS (MiB)", "depth"),
+        ("lsh_attention", attention, "length", attention_memory, "lsh_attention_memory",
+         "Attention memory, LSH vs full", attention_memory, "backend"),
+        ("lsh_attention", attention, "length", "step_seconds_median", "lsh_attention_time",
+         "Attention time, LSH vs full", "step_seconds_median", "backend"),
+        ("reversible_memory", reversible, "depth", reversible_memory, "reversible_memory",
+         "Training memory vs depth", reversible_memory, "backend"),
+    ]  # fmt: skip
+    written = defaultdict(list)
+    for benchmark, rows, x, y, name, title, ylabel, facet in figures:
+        path = plot(rows, x, y, figure_dir / f"{name}.png", title, ylabel, facet) if y else None
+        if path is not None:
+            written[benchmark].append(path)
     return written
 
 
@@ -501,9 +432,7 @@ def result_section(result, heading=True):
                 "",
                 "keras_reformer beside Hugging Face, same depth (the target: ours / HF at most 1):",
                 "",
-                common.format_table(
-                    summary, dispatch.SUMMARY_COLUMNS, dispatch.SUMMARY_HEADERS, markdown=True
-                ),
+                common.format_table(summary, dispatch.SUMMARY_COLUMNS, markdown=True),
             ]
     if result["benchmark"] == "generation":
         summary = generation.summary_rows(rows)
@@ -513,9 +442,7 @@ def result_section(result, heading=True):
                 "Milliseconds per generated token, per backend and length "
                 "(ratios above 1: ours cached is faster):",
                 "",
-                common.format_table(
-                    summary, generation.SUMMARY_COLUMNS, generation.SUMMARY_HEADERS, markdown=True
-                ),
+                common.format_table(summary, generation.SUMMARY_COLUMNS, markdown=True),
             ]
         targets = generation.target_lines(rows)
         if targets:
@@ -525,12 +452,12 @@ def result_section(result, heading=True):
 
 def _ratio_table(ratios):
     """The ratio rows as markdown, without columns that no row has (GPU memory on a CPU)."""
-    pairs = [
-        (c, h)
-        for c, h in zip(train_step.RATIO_COLUMNS, train_step.RATIO_HEADERS)
-        if any(r.get(c) is not None for r in ratios)
-    ]
-    return common.format_table(ratios, [c for c, _ in pairs], [h for _, h in pairs], markdown=True)
+    columns = {
+        column: header
+        for column, header in train_step.RATIO_COLUMNS.items()
+        if any(r.get(column) is not None for r in ratios)
+    }
+    return common.format_table(ratios, columns, markdown=True)
 
 
 def write_tables(results, figures, tables_dir):
@@ -615,14 +542,9 @@ def figure_link(figure, tables_dir):
 
 def plot_curves(curves, path, title):
     """Held-out bits per byte against training step, one line per variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not curves:
         return None
-    figure, axis = plt.subplots(figsize=(5.6, 4.2))
+    figure, axis = _pyplot().subplots(figsize=(5.6, 4.2))
     for label, points in curves.items():
         axis.plot(
             [p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=label
@@ -682,22 +604,14 @@ def write_ablation_tables(results, figure_dir, tables_dir):
     group = [r for r in results if r["benchmark"] == ablations.BENCHMARKS["lm"]]
     finals = ablations.lm_final_rows(group)
     if finals:
-        columns = [
-            "variant",
-            "bits_per_byte",
-            "steps",
-            "training_seconds",
-            "steps_per_second",
-            "backend",
-        ]
-        headers = [
-            "variant",
-            "held-out bits per byte",
-            "steps",
-            "training s",
-            "steps / s",
-            "backend",
-        ]
+        columns = {
+            "variant": "variant",
+            "bits_per_byte": "held-out bits per byte",
+            "steps": "steps",
+            "training_seconds": "training s",
+            "steps_per_second": "steps / s",
+            "backend": "backend",
+        }
         for experiment, title in (
             ("lm", "Full attention and LSH (Figure 4)"),
             ("shared_qk", "Shared vs separate QK (Figure 3)"),
@@ -707,7 +621,7 @@ def write_ablation_tables(results, figure_dir, tables_dir):
             figure = plot_curves(curves, figure_dir / f"ablation_{experiment}_curves.png", title)
             body = [figure_link(figure, tables_dir), ""] if figure else []
             if experiment == "lm":
-                body += [common.format_table(finals, columns, headers, markdown=True), ""]
+                body += [common.format_table(finals, columns, markdown=True), ""]
             if figure or experiment == "lm":
                 write(f"ablation_{experiment}.md", group, body)
     group = [r for r in results if r["benchmark"] == ablations.BENCHMARKS["cost"]]
@@ -729,27 +643,14 @@ def write_ablation_tables(results, figure_dir, tables_dir):
             )
             if figure:
                 body += [figure_link(figure, tables_dir), ""]
-        columns = [
-            "variant",
-            "length",
-            "status",
-            "step_seconds_median",
-            "tokens_per_second",
-            "backend_peak_mib",
-            "peak_rss_mib",
-            "backend",
-        ]
-        headers = [
-            "variant",
-            "length",
-            "status",
-            "step s (median)",
-            "tokens / s",
-            "JAX temp MiB",
-            "peak RSS MiB",
-            "backend",
-        ]
-        body += [common.format_table(rows, columns, headers, markdown=True), ""]
+        headers = {
+            "step_seconds_median": "step s (median)",
+            "tokens_per_second": "tokens / s",
+            "backend_peak_mib": "JAX temp MiB",
+            "peak_rss_mib": "peak RSS MiB",
+        }
+        columns = {c: headers.get(c, c) for c in [*ablations.COST_COLUMNS, "backend"]}
+        body += [common.format_table(rows, columns, markdown=True), ""]
         write("ablation_cost.md", group, body)
     return paths
 

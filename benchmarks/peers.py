@@ -84,6 +84,14 @@ def peer_available(name):
     return importlib.util.find_spec(package) is not None
 
 
+def installed_peers(names):
+    """`names` without the peers whose package is not installed, which it names."""
+    missing = [name for name in names if not peer_available(name)]
+    if missing:
+        print(f"not installed, left out: {missing} (pip install keras-reformer[peers])")
+    return [name for name in names if name not in missing]
+
+
 def axial_shape(length):
     """Two factors of `length`, near its square root, for axial position embeddings."""
     first = 2 ** math.ceil(math.log2(length) / 2)

@@ -19,22 +19,20 @@ import train_step
 
 BACKENDS = {"jax": "JAX", "tensorflow": "TensorFlow", "torch": "PyTorch"}
 SUMMARY_FILE = "summary.md"
-HF_COLUMNS = ["backend", "speed", "memory", "depth", "source"]
-HF_HEADERS = [
-    "backend",
-    "speed (tokens/s, ours ÷ HF)",
-    "memory (ours ÷ HF)",
-    "depths",
-    "machine and result file",
-]
-FULL_COLUMNS = ["backend", "length", "speed", "memory", "source"]
-FULL_HEADERS = [
-    "backend",
-    "L",
-    "speed (full time ÷ LSH time)",
-    "memory (LSH ÷ full)",
-    "machine and result file",
-]
+HF_COLUMNS = {
+    "backend": "backend",
+    "speed": "speed (tokens/s, ours ÷ HF)",
+    "memory": "memory (ours ÷ HF)",
+    "depth": "depths",
+    "source": "machine and result file",
+}
+FULL_COLUMNS = {
+    "backend": "backend",
+    "length": "L",
+    "speed": "speed (full time ÷ LSH time)",
+    "memory": "memory (LSH ÷ full)",
+    "source": "machine and result file",
+}
 # What each ratio means, one sentence each (shown under its table).
 HF_MEANING = [
     "**Speed**: tokens per second of one training step (forward, backward, SGD) of the same "
@@ -168,25 +166,13 @@ def markdown(results, gpu_results):
         "Do not edit: rerun the script. -->",
         "",
     ]
-    for title, rows, columns, headers, meaning in (
-        (
-            "Against Hugging Face's Reformer (one training step)",
-            hf,
-            HF_COLUMNS,
-            HF_HEADERS,
-            HF_MEANING,
-        ),
-        (
-            "Against full attention (one attention layer)",
-            full,
-            FULL_COLUMNS,
-            FULL_HEADERS,
-            FULL_MEANING,
-        ),
+    for title, rows, columns, meaning in (
+        ("Against Hugging Face's Reformer (one training step)", hf, HF_COLUMNS, HF_MEANING),
+        ("Against full attention (one attention layer)", full, FULL_COLUMNS, FULL_MEANING),
     ):
         lines += [f"**{title}**", ""]
         if rows:
-            lines += [common.format_table(rows, columns, headers, markdown=True), ""]
+            lines += [common.format_table(rows, columns, markdown=True), ""]
         else:
             lines += ["Not yet measured.", ""]
         lines += [f"- {sentence}" for sentence in meaning] + [""]

@@ -19,22 +19,31 @@ import sys
 import time
 from pathlib import Path
 
-os.environ["KERAS_BACKEND"] = "torch"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 import dispatch  # noqa: E402
 
 BENCHMARK = "torch_compile"
+# The printed table and the docs' (make_figures.py).
+TABLE_COLUMNS = [
+    "depth",
+    "length",
+    "first_step_seconds",
+    "compiled_step_ms",
+    "eager_step_ms",
+    "graph_breaks",
+    "frames",
+]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--output-dir", default=str(common.RESULTS_DIR))
-    parser.add_argument("--no-save", action="store_true")
+    common.add_output_arguments(parser)
     args = parser.parse_args(argv)
+    os.environ["KERAS_BACKEND"] = "torch"  # before anything imports Keras
     import torch
     from torch._dynamo.utils import counters
 
@@ -59,31 +68,19 @@ def main(argv=None):
         "frames": counters["frames"].get("total", 0),
         "break_reasons": dict(breaks),
     }
-    print(
-        common.format_table(
-            [row],
-            [
-                "depth",
-                "length",
-                "first_step_seconds",
-                "compiled_step_ms",
-                "eager_step_ms",
-                "graph_breaks",
-                "frames",
-            ],
-        )
-    )
+    print(common.format_table([row], TABLE_COLUMNS))
     for reason, count in sorted(breaks.items(), key=lambda item: -item[1]):
         print(f"{count:5d}  {reason}")
     if not args.no_save:
-        result = common.make_result(
+        common.save_result(
             BENCHMARK,
             "torch",
             [row],
+            args.output_dir,
             config=dict(dispatch.SIZES, torch_threads=1),
             versions=common.package_versions(["keras", "torch"]),
+            note=args.note,
         )
-        print(f"\nwrote {common.write_result(result, args.output_dir)}")
 
 
 if __name__ == "__main__":

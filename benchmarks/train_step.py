@@ -29,7 +29,7 @@ import common  # noqa: E402
 import peers as peer_models  # noqa: E402
 
 BENCHMARK = "train_step"
-BACKENDS = ("jax", "tensorflow", "torch")
+BACKENDS = common.BACKENDS
 SIZES = dict(
     vocabulary=256, hidden=256, heads=4, head_size=64, intermediate=1024, chunk=64, hashes=4
 )
@@ -37,45 +37,35 @@ LEARNING_RATE = 1e-3
 # Import + build RSS of a fresh process per backend (MiB), for the skip estimates.
 BASE_MIB = {"jax": 700, "tensorflow": 1100, "torch": 700}
 PER_TOKEN_MIB = 0.06  # LSH scores + reversible recompute, independent of depth
-# A row's columns in the printed table and the docs' table (make_figures.py).
-TABLE_COLUMNS = [
-    "implementation",
-    "backend",
-    "length",
-    "depth",
-    "status",
-    "tokens_per_second",
-    "step_seconds_median",
-    "peak_rss_mib",
-    "training_rss_mib",
-    "step_peak_rss_mib",
-    "backend_peak_mib",
-    "device_peak_mib",
-    "threads",
-    "load_average_before",
-]
-RATIO_COLUMNS = [
-    "backend",
-    "length",
-    "depth",
-    "peer",
-    "speed_ratio",
-    "peak_rss_ratio",
-    "training_rss_ratio",
-    "step_peak_rss_ratio",
-    "device_peak_ratio",
-]
-RATIO_HEADERS = [
-    "backend",
-    "L",
-    "depth",
-    "vs",
-    "tokens/s ratio",
-    "peak RSS ratio",
-    "training RSS ratio",
-    "step peak RSS ratio",
-    "GPU peak ratio",
-]
+# A row's columns and their headers in the printed table; the docs' table
+# (make_figures.py) shows the same columns.
+TABLE_COLUMNS = {
+    "implementation": "implementation",
+    "backend": "backend",
+    "length": "L",
+    "depth": "depth",
+    "status": "status",
+    "tokens_per_second": "tokens/s",
+    "step_seconds_median": "step s",
+    "peak_rss_mib": "peak RSS MiB",
+    "training_rss_mib": "train RSS MiB",
+    "step_peak_rss_mib": "step peak RSS",
+    "backend_peak_mib": "backend MiB",
+    "device_peak_mib": "GPU MiB",
+    "threads": "thr",
+    "load_average_before": "load",
+}
+RATIO_COLUMNS = {
+    "backend": "backend",
+    "length": "L",
+    "depth": "depth",
+    "peer": "vs",
+    "speed_ratio": "tokens/s ratio",
+    "peak_rss_ratio": "peak RSS ratio",
+    "training_rss_ratio": "training RSS ratio",
+    "step_peak_rss_ratio": "step peak RSS ratio",
+    "device_peak_ratio": "GPU peak ratio",
+}
 # Rough step time per token and layer (s), for the plan's wall-time estimate.
 SECONDS_PER_TOKEN_LAYER = {
     "keras_reformer": 2.5e-4,
@@ -105,21 +95,7 @@ def measure_keras(spec):
         weighted_metrics=None,
     )
     x, y = peer_models.next_token_batch(SIZES["vocabulary"], length)
-    baseline = common.rss_mib()
-    losses = []
-
-    def step():
-        losses.append(float(model.train_on_batch(x, y, return_dict=True)["loss"]))
-
-    marks = {}
-
-    def after_warmup():
-        _mark_peak(marks, backend)
-        if backend == "tensorflow":
-            common.tf_reset_peak_memory()
-
-    timing = common.time_steps(step, spec["warmup"], spec["repeats"], after_warmup=after_warmup)
-    result = _row(spec, timing, marks, baseline, import_start, losses, backend)
+    result = time_train_on_batch(model, x, y, spec, import_start)
     result.update(
         backend=backend,
         jit_compile=jit_compile,
@@ -134,6 +110,28 @@ def measure_keras(spec):
     elif backend == "jax" and jit_compile and spec.get("jax_memory_analysis", True):
         result.update(_jax_memory(model, x, y))
     return result
+
+
+def time_train_on_batch(model, x, y, spec, import_start, warmup=None):
+    """Times a compiled Keras model's `train_on_batch(x, y)`: `warmup` untimed steps
+    (default `spec["warmup"]`), then `spec["repeats"]` timed ones; returns `_row`."""
+    import keras
+
+    backend = keras.backend.backend()
+    baseline = common.rss_mib()
+    losses, marks = [], {}
+
+    def step():
+        losses.append(float(model.train_on_batch(x, y, return_dict=True)["loss"]))
+
+    def after_warmup():
+        _mark_peak(marks, backend)
+        if backend == "tensorflow":
+            common.tf_reset_peak_memory()
+
+    warmup = spec["warmup"] if warmup is None else warmup
+    timing = common.time_steps(step, warmup, spec["repeats"], after_warmup=after_warmup)
+    return _row(spec, timing, marks, baseline, import_start, losses, backend)
 
 
 def _jax_memory(model, x, y):
@@ -285,28 +283,11 @@ def _affine(a, b, key, length):
 
 
 def print_tables(rows, peer_names, on_gpu=False):
-    columns = TABLE_COLUMNS
-    headers = [
-        "implementation",
-        "backend",
-        "L",
-        "depth",
-        "status",
-        "tokens/s",
-        "step s",
-        "peak RSS MiB",
-        "train RSS MiB",
-        "step peak RSS",
-        "backend MiB",
-        "GPU MiB",
-        "thr",
-        "load",
-    ]
-    print("\n" + common.format_table(rows, columns, headers))
+    print("\n" + common.format_table(rows, TABLE_COLUMNS))
     ratios = ratio_rows(rows, peer_names)
     if ratios:
         print("\nkeras_reformer / peer (tokens/s ratio > 1: faster; memory ratio < 1: smaller)")
-        print(common.format_table(ratios, RATIO_COLUMNS, RATIO_HEADERS))
+        print(common.format_table(ratios, RATIO_COLUMNS))
     for line in target_lines(rows, on_gpu):
         print(line)
     skipped = [r for r in rows if r["status"] != "ok"]
@@ -393,17 +374,14 @@ def target_lines(rows, on_gpu=False):
 
 
 def parse_args(argv=None):
-    def names(text):
-        return [v for v in text.split(",") if v and v != "none"]
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backends", type=names, default=list(BACKENDS))
+    parser.add_argument("--backends", type=common.choice_list(BACKENDS), default=list(BACKENDS))
     parser.add_argument("--lengths", type=common.int_list, default=[1024, 4096, 16384, 65536])
     parser.add_argument("--depths", type=common.int_list, default=[2, 6, 12])
     parser.add_argument(
         "--peers",
-        type=names,
-        default=["hf", "reformer_pytorch", "full"],
+        type=common.choice_list(peer_models.PEERS, peer_models.PEER_ALIASES),
+        default=["hf_reformer", "reformer_pytorch", "full"],
         help=f"any of {peer_models.PEERS} (hf = hf_reformer), or none",
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed steps (median)")
@@ -445,29 +423,16 @@ def parse_args(argv=None):
         dest="malloc",
         help="the same as --malloc default",
     )
-    parser.add_argument("--output-dir", default=str(common.RESULTS_DIR))
-    parser.add_argument("--note", default="", help="free text stored with the results")
-    parser.add_argument("--no-save", action="store_true")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and estimates")
+    common.add_output_arguments(parser, dry_run_help="print the plan and estimates")
     args = parser.parse_args(argv)
     args.lengths, args.depths = sorted(args.lengths), sorted(args.depths)
-    args.peers = [peer_models.PEER_ALIASES.get(p, p) for p in args.peers]
-    unknown = [p for p in args.peers if p not in peer_models.PEERS]
-    unknown += [b for b in args.backends if b not in BACKENDS]
-    if unknown:
-        parser.error(f"unknown peers / backends {unknown}")
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    missing = [p for p in args.peers if not peer_models.peer_available(p)]
-    if missing:
-        print(f"not installed, left out: {missing} (pip install keras-reformer[peers])")
-        args.peers = [p for p in args.peers if p not in missing]
-    limit_mib = (
-        args.memory_limit_gib * 1024 if args.memory_limit_gib else 0.9 * common.total_memory_mib()
-    )
+    args.peers = peer_models.installed_peers(args.peers)
+    limit_mib = common.memory_guard_mib(args.memory_limit_gib)
     configs = plan(args)
     machine = common.machine_info()
     print(
@@ -535,16 +500,7 @@ def main(argv=None):
     print_tables(rows, args.peers, on_gpu=machine["accelerator"] != "none")
     if not args.no_save:
         versions = common.package_versions(
-            [
-                "keras",
-                "jax",
-                "jaxlib",
-                "tensorflow",
-                "torch",
-                "transformers",
-                "reformer-pytorch",
-                "numpy",
-            ]
+            [*common.BACKEND_PACKAGES, "transformers", "reformer-pytorch", "numpy"]
         )
         config = dict(
             SIZES,
@@ -560,10 +516,15 @@ def main(argv=None):
             env=child_env(args),
         )
         backends = ",".join(sorted({row["backend"] for row in rows}))
-        result = common.make_result(
-            BENCHMARK, backends, rows, config=config, versions=versions, note=args.note
+        common.save_result(
+            BENCHMARK,
+            backends,
+            rows,
+            args.output_dir,
+            config=config,
+            versions=versions,
+            note=args.note,
         )
-        print(f"\nwrote {common.write_result(result, args.output_dir)}")
     return rows
 
 
