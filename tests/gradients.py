@@ -72,8 +72,8 @@ def layer_gradients(layer, x, cotangent, jit=False, **call_kwargs):
         layer: a built layer.
         x: numpy array, the layer's input.
         cotangent: numpy array shaped like the output.
-        jit: compile the step (`jax.jit`; `tf.function(jit_compile=True)`);
-            eager on torch.
+        jit: compile the step (`jax.jit`; `tf.function(jit_compile=True)`,
+            or TensorFlow's graph runtime with `"graph"`); eager on torch.
         **call_kwargs: passed to the call.
 
     Returns:
@@ -108,7 +108,7 @@ def layer_gradients(layer, x, cotangent, jit=False, **call_kwargs):
             return output, x_grad, weight_grads
 
         if jit:
-            step = tf.function(step, jit_compile=True)
+            step = tf.function(step, jit_compile=jit != "graph")
         output, x_grad, weight_grads = step(tf.constant(x))
     else:
         import torch

@@ -240,9 +240,9 @@ def walks_run_eagerly():
 
     Then a value a step computes may be kept for a later walk (see
     `keras_reformer.layers.forward_memo`); in a compiled loop (JAX,
-    TensorFlow with XLA, torch.compile) it cannot leave its step. Only torch,
-    eagerly, answers True (TensorFlow's graph runtime could, but Keras
-    compiles its steps with XLA where it can).
+    TensorFlow with XLA, torch.compile) it cannot leave its step. torch
+    eagerly and TensorFlow without XLA (eagerly, or in its graph runtime,
+    where the walks are unrolled) answer True.
 
     Returns:
         A Python bool.

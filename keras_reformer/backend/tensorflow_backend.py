@@ -39,6 +39,11 @@ def run_in_sequence(steps, carry):
     return carry
 
 
+def walks_run_eagerly():
+    # `run_in_sequence` unrolls its steps as Python calls except under XLA.
+    return not _compiling_with_xla()
+
+
 def _compiling_with_xla():
     # TensorFlow has no public way to ask; tf.function(jit_compile=True) traces
     # inside an XLA control-flow context. Should the private module move, the

@@ -218,12 +218,13 @@ class ReversibleSequence(SavesSeedStates, keras.layers.Layer):
     deterministic. Other non-trainable state updates of the sublayers (e.g.
     BatchNormalization statistics) are not kept.
 
-    Where the backend runs the walks as plain Python calls (torch, eagerly)
-    the recompute reuses what a sublayer's forward call remembered
-    (`keras_reformer.layers.forward_memo`): `LSHSelfAttention` keeps its sort
-    by bucket, 8 bytes per token, head and hash round (HF's Reformer keeps its
-    int64 buckets, the same size), and does not hash again. In compiled loops
-    (JAX, TensorFlow) it hashes again from the same seed states.
+    Where the backend runs the walks as plain Python calls (torch eagerly,
+    TensorFlow without XLA) the recompute reuses what a sublayer's forward
+    call remembered (`keras_reformer.layers.forward_memo`):
+    `LSHSelfAttention` keeps its sort by bucket, 8 bytes per token, head and
+    hash round (HF's Reformer keeps its int64 buckets, the same size), and
+    does not hash again. In compiled loops (JAX, XLA, torch.compile) it
+    hashes again from the same seed states.
 
     Args:
         blocks: a non-empty list of `keras_reformer.layers.ReversibleBlock`.
