@@ -185,6 +185,15 @@ def zero_padding(x, padding_mask):
     return torch.where(_as_bool(_tensor(padding_mask)).unsqueeze(-1), x, zero)
 
 
+def valid_ids(ids, limit):
+    # Each bound a cached 0-d tensor of the ids' dtype: a Python int would be
+    # converted on every call (see `_scalar`).
+    ids = _tensor(ids)
+    low = _constant(_scalar, 0, ids.dtype, ids.device)
+    high = _constant(_scalar, limit, ids.dtype, ids.device)
+    return torch.logical_and(torch.ge(ids, low), torch.lt(ids, high))
+
+
 def _as_bool(x):
     # `x.bool()` dispatches an op even where `x` is bool already.
     return x if x.dtype == torch.bool else x.bool()
@@ -192,8 +201,9 @@ def _as_bool(x):
 
 def _scalar(value, dtype, device):
     """A 0-d tensor (build through `_constant`): an operand that torch uses as
-    it is, where a Python float in float32 arithmetic is first wrapped in a
-    float64 tensor and converted (four more dispatched ops)."""
+    it is, where a Python number in arithmetic on a narrower dtype (a float
+    with float32, an int with int32) is first wrapped in a 64-bit tensor and
+    converted (four more dispatched ops)."""
     return torch.full((), value, dtype=dtype, device=device)
 
 

@@ -206,7 +206,8 @@ class LSHSelfAttention(LocalSelfAttention):
             return self._attend_in_slices(
                 query_key, values, key_mask, dropout, sort_indices, undo_indices
             )
-        if key_mask is not None:
+        rows = query_key.shape[0]
+        if key_mask is not None and (rows is None or key_mask.shape[0] != rows):
             # (batch * heads, length) even where the mask was shared.
             key_mask = ops.logical_and(key_mask, ops.ones_like(query_key[..., 0], dtype="bool"))
         positions = sort_indices % length  # original position of each sorted token

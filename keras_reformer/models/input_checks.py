@@ -21,6 +21,7 @@ from keras import ops
 
 from keras_reformer import backend
 from keras_reformer.backend import is_concrete
+from keras_reformer.ops.masks import valid_ids
 
 
 def check_token_inputs(inputs, vocabulary_size, max_sequence_length, check_values=True):
@@ -137,11 +138,6 @@ def real_token_mask(token_ids, padding_mask, vocabulary_size):
         `(batch, length)` booleans.
     """
     return ops.logical_and(ops.cast(padding_mask, "bool"), valid_ids(token_ids, vocabulary_size))
-
-
-def valid_ids(ids, limit):
-    """`ids` in `[0, limit)`, as booleans of the same shape."""
-    return ops.logical_and(ops.greater_equal(ids, 0), ops.less(ids, limit))
 
 
 def _count_invalid(ids, limit):

@@ -88,3 +88,26 @@ def zero_padding(x, padding_mask):
     """
     real = ops.expand_dims(ops.cast(padding_mask, "bool"), -1)
     return ops.where(real, x, ops.zeros_like(x))
+
+
+@overridable
+def valid_ids(ids, limit):
+    """Which of `ids` lie in `[0, limit)`.
+
+    Args:
+        ids: an integer tensor.
+        limit: a Python int, the number of valid ids.
+
+    Returns:
+        Booleans of the shape of `ids`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_reformer.ops.masks import valid_ids
+
+    valid_ids(np.array([-1, 0, 3, 4]), 4)  # [False, True, True, False]
+    ```
+    """
+    return ops.logical_and(ops.greater_equal(ids, 0), ops.less(ids, limit))
