@@ -48,10 +48,10 @@ def test_gradients_equal_plain_stack_with_lsh_attention(jit):
 
 
 def test_recompute_reuses_the_forward_sort_where_the_walks_run_eagerly(monkeypatch):
-    # torch, eagerly: each LSH layer hashes and sorts once per step (its
-    # recompute replays the forward's sort, see forward_memo); in a compiled
-    # loop (JAX, TensorFlow) the recompute hashes again from the same seeds.
-    # The gradient tests above show that both give the plain stack's gradients.
+    # torch and TensorFlow, eagerly: each LSH layer hashes and sorts once per
+    # step (its recompute replays the forward's sort, see forward_memo); in
+    # JAX's compiled loop the recompute hashes again from the same seeds. The
+    # gradient tests above show that both give the plain stack's gradients.
     calls = []
     hash_and_sort = LSHSelfAttention._hash_and_sort
 
