@@ -470,6 +470,18 @@ def chunked_attention(
     return outputs.view(batch, length, -1), logsumexp.view(batch, length)
 
 
+def combine_hash_rounds(outputs, logsumexp):
+    outputs, logsumexp = _tensor(outputs), _tensor(logsumexp)
+    if logsumexp.shape[1] == 1:
+        return outputs[:, 0]
+    # In float32 where the CPU has no float16 softmax, as Keras' softmax does.
+    half_on_cpu = logsumexp.dtype == torch.float16 and logsumexp.device.type == "cpu"
+    weights = torch.softmax(logsumexp.float() if half_on_cpu else logsumexp, dim=1)
+    if weights.dtype != logsumexp.dtype:
+        weights = weights.to(logsumexp.dtype)
+    return torch.sum(torch.mul(outputs, weights.unsqueeze(-1)), dim=1)
+
+
 def shared_qk_keys(queries, epsilon=1e-6):
     queries = _tensor(queries)
     # Each step one op: no conversion of float32 to itself, and no Python

@@ -234,6 +234,7 @@ def _chunk_in_range(num_chunks, offset):
     return ops.logical_and(neighbour >= 0, neighbour < num_chunks)
 
 
+@backend.overridable
 def combine_hash_rounds(outputs, logsumexp):
     """Combines the attention outputs of several hash rounds (paper, appendix A).
 

@@ -26,6 +26,14 @@ SAMPLE_ARGS = {
         (TIES.astype("float32"),),  # ties go to the first index, of the first half first
         (RNG.normal(size=(3, 4)).astype("float16"),),
     ],
+    "combine_hash_rounds": [
+        (
+            RNG.normal(size=(2, rounds, 5, 3)).astype(dtype),
+            RNG.normal(size=(2, rounds, 5)).astype(dtype),
+        )
+        for rounds in (1, 3)
+        for dtype in ("float32", "float16")
+    ],
     "gather_along_sequence": [
         (RNG.normal(size=(3, 11, 2, 4)).astype("float32"), PERMUTATIONS[:, :7]),
         (RNG.normal(size=(3, 11)).astype("float32"), PERMUTATIONS),
@@ -106,8 +114,8 @@ ATTENTION_CASES = {
 }
 
 
-# log, cos, rsqrt, a mean and a variance: equal to the last bits of each backend's kernels.
-ROUNDED = ("portable_normal", "shared_qk_keys", "layer_norm")
+# log, cos, rsqrt, a mean and a variance, a softmax: equal to the last bits of each backend's kernels.
+ROUNDED = ("portable_normal", "shared_qk_keys", "layer_norm", "combine_hash_rounds")
 
 
 def _torch(x):
@@ -134,7 +142,7 @@ def test_torch_replacement_equals_the_shared_code(name):
             assert g.dtype == e.dtype and g.shape == e.shape
             if name in ROUNDED:
                 eps = np.finfo(e.dtype).eps
-                np.testing.assert_allclose(g, e, rtol=8 * eps, atol=eps)
+                np.testing.assert_allclose(g, e, rtol=8 * eps, atol=8 * eps)  # values of order 1
             else:
                 np.testing.assert_array_equal(g, e)
 
