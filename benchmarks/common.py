@@ -502,7 +502,10 @@ def write_result(result, directory=RESULTS_DIR, stem=None):
 
 def save_result(benchmark, backend, rows, output_dir, **fields):
     """`make_result` (`fields`: config, versions, note, command) written into
-    `output_dir`; prints and returns the path."""
+    `output_dir`; prints and returns the path. `backend=None`: the rows'
+    backends, comma-separated."""
+    if backend is None:
+        backend = ",".join(sorted({row["backend"] for row in rows}))
     path = write_result(make_result(benchmark, backend, rows, **fields), output_dir)
     print(f"\nwrote {path}")
     return path

@@ -602,10 +602,9 @@ def main(argv=None):
             torch_threads=args.torch_threads,
             keras_reformer_revision=source_revision(),
         )
-        backends = ",".join(sorted({row["backend"] for row in rows}))
         common.save_result(
             BENCHMARK,
-            backends,
+            None,
             rows,
             args.output_dir,
             config=config,

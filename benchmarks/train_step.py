@@ -515,10 +515,9 @@ def main(argv=None):
             rounds=args.rounds,
             env=child_env(args),
         )
-        backends = ",".join(sorted({row["backend"] for row in rows}))
         common.save_result(
             BENCHMARK,
-            backends,
+            None,
             rows,
             args.output_dir,
             config=config,
