@@ -181,17 +181,15 @@ def inverse_permutation(permutation):
 
 def zero_padding(x, padding_mask):
     x = _tensor(x)
-    zero = _constant(_scalar, 0, x.dtype, x.device)
-    return torch.where(_as_bool(_tensor(padding_mask)).unsqueeze(-1), x, zero)
+    return torch.where(_as_bool(_tensor(padding_mask)).unsqueeze(-1), x, scalar_like(0, x))
 
 
 def valid_ids(ids, limit):
-    # Each bound a cached 0-d tensor of the ids' dtype: a Python int would be
-    # converted on every call (see `_scalar`).
+    # Each bound a 0-d tensor of the ids' dtype (see `scalar_like`).
     ids = _tensor(ids)
-    low = _constant(_scalar, 0, ids.dtype, ids.device)
-    high = _constant(_scalar, limit, ids.dtype, ids.device)
-    return torch.logical_and(torch.ge(ids, low), torch.lt(ids, high))
+    return torch.logical_and(
+        torch.ge(ids, scalar_like(0, ids)), torch.lt(ids, scalar_like(limit, ids))
+    )
 
 
 def _as_bool(x):
@@ -199,17 +197,17 @@ def _as_bool(x):
     return x if x.dtype == torch.bool else x.bool()
 
 
-def _scalar(value, dtype, device):
-    """A 0-d tensor (build through `_constant`): an operand that torch uses as
-    it is, where a Python number in arithmetic on a narrower dtype (a float
-    with float32, an int with int32) is first wrapped in a 64-bit tensor and
-    converted (four more dispatched ops)."""
-    return torch.full((), value, dtype=dtype, device=device)
-
-
 def scalar_like(value, like):
+    # Built once per value, dtype and device. A 0-d tensor is an operand torch
+    # uses as it is, where a Python number in arithmetic on a narrower dtype
+    # (a float with float32, an int with int32) is first wrapped in a 64-bit
+    # tensor and converted (four more dispatched ops).
     like = _tensor(like)
-    return torch.full((), value, dtype=like.dtype, device=like.device)
+    return _constant(_scalar, value, like.dtype, like.device)
+
+
+def _scalar(value, dtype, device):
+    return torch.full((), value, dtype=dtype, device=device)
 
 
 # Wellons' lowbias32 and the Box-Muller transform of keras_reformer.ops.portable_normal,
@@ -485,12 +483,12 @@ def combine_hash_rounds(outputs, logsumexp):
 def shared_qk_keys(queries, epsilon=1e-6):
     queries = _tensor(queries)
     # Each step one op: no conversion of float32 to itself, and no Python
-    # float in float32 arithmetic (see `_scalar`).
+    # float in float32 arithmetic (see `scalar_like`).
     wide = queries if queries.dtype in (torch.float32, torch.float64) else queries.float()
     squared_norm = torch.sum(torch.mul(wide, wide), dim=-1, keepdim=True)
     scale = torch.mul(
         torch.rsqrt(torch.clamp_min(squared_norm, epsilon)),
-        _constant(_scalar, queries.shape[-1] ** -0.5, wide.dtype, wide.device),
+        scalar_like(queries.shape[-1] ** -0.5, wide),
     )
     keys = torch.mul(wide, scale)
     return keys if keys.dtype == queries.dtype else keys.to(queries.dtype)
