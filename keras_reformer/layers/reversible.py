@@ -6,6 +6,8 @@ only the stack's output and rebuilds every block's input on the way back, so
 training memory does not grow with depth.
 """
 
+import contextlib
+
 import keras
 from keras import ops
 
@@ -362,23 +364,22 @@ def _reversible_stack(sublayers, inputs, weight_values, state_values, padding_ma
     @ops.custom_gradient
     def stack(x, *values):
         weights, states = list(values[:num_weights]), list(values[num_weights:])
-        rng_states = [None] * depth  # torch's global RNG before F and G of each block
-        # What F and G of each block keep for their recompute (see forward_memo).
-        records = [(None, None)] * depth
+        replays = [None] * depth  # (F's, G's) of each block: see `_call_for_replay`
         keep = backend.walks_run_eagerly()
 
         def forward_block(i):
             f, g = sublayers[i]
 
             def run(x1, x2):
-                f_rng = backend.rng_state()
-                with forward_memo.recording(keep) as f_record:
-                    x1 = x1 + f.apply(f.weights(weights), states, x2, padding_mask, training)
-                g_rng = backend.rng_state()
-                with forward_memo.recording(keep) as g_record:
-                    x2 = x2 + g.apply(g.weights(weights), states, x1, padding_mask, training)
-                rng_states[i] = (f_rng, g_rng)
-                records[i] = (f_record, g_record)
+                f_out, f_replay = _call_for_replay(
+                    keep, lambda: f.apply(f.weights(weights), states, x2, padding_mask, training)
+                )
+                x1 = x1 + f_out
+                g_out, g_replay = _call_for_replay(
+                    keep, lambda: g.apply(g.weights(weights), states, x1, padding_mask, training)
+                )
+                x2 = x2 + g_out
+                replays[i] = (f_replay, g_replay)
                 return x1, x2
 
             return run
@@ -392,7 +393,7 @@ def _reversible_stack(sublayers, inputs, weight_values, state_values, padding_ma
             if upstream is None:
                 (upstream,) = upstream_args
             grads = _backward(
-                sublayers, rng_states, records, y, upstream, weights, states, padding_mask, training
+                sublayers, replays, y, upstream, weights, states, padding_mask, training
             )
             return (grads[0], *grads[1:], *[None] * len(states))
 
@@ -401,24 +402,38 @@ def _reversible_stack(sublayers, inputs, weight_values, state_values, padding_ma
     return stack(inputs, *weight_values, *state_values)
 
 
-def _backward(sublayers, rng_states, records, y, upstream, weights, states, padding_mask, training):
+def _call_for_replay(keep, call):
+    """`(call(), replay)`: `replay` is what the recompute of the call needs to
+    compute it again alike: torch's global RNG state before it (unseeded
+    dropout draws from it) and, where `keep`, its `forward_memo` record."""
+    rng = backend.rng_state()
+    with forward_memo.recording(keep) as record:
+        return call(), (rng, record)
+
+
+@contextlib.contextmanager
+def _replaying(replay):
+    """Runs its body as `_call_for_replay` ran the call that gave `replay`."""
+    rng, record = replay
+    with backend.replay_rng(rng), forward_memo.replaying(record):
+        yield
+
+
+def _backward(sublayers, replays, y, upstream, weights, states, padding_mask, training):
     """Walks the blocks in reverse: rebuild inputs, pull gradients back."""
 
     def backward_block(i):
         f, g = sublayers[i]
-        f_rng, g_rng = rng_states[i]
-        f_record, g_record = records[i]
+        f_replay, g_replay = replays[i]
 
         def run(y1, y2, dy1, dy2, weight_grads):
-            # G(Y1), then X2 = Y2 - G(Y1)
-            with backend.replay_rng(g_rng), forward_memo.replaying(g_record):
+            with _replaying(g_replay):  # G(Y1), then X2 = Y2 - G(Y1)
                 g_out, g_grads, dy1_from_g = g.vjp(
                     g.weights(weights), states, y1, dy2, padding_mask, training
                 )
             x2 = y2 - g_out
             dy1 = dy1 + dy1_from_g  # total gradient of Y1
-            # F(X2), then X1 = Y1 - F(X2)
-            with backend.replay_rng(f_rng), forward_memo.replaying(f_record):
+            with _replaying(f_replay):  # F(X2), then X1 = Y1 - F(X2)
                 f_out, f_grads, dx2_from_f = f.vjp(
                     f.weights(weights), states, x2, dy1, padding_mask, training
                 )
