@@ -18,7 +18,7 @@ backend's module (`jax_backend`, `tensorflow_backend`, `torch_backend`):
   tokens by bucket and keeps each bucket's tokens in position order).
 - `rng_state()` / `replay_rng(state)`: capture and replay the framework's
   global random state (only torch's unseeded dropout uses one).
-- `walks_run_eagerly()`: whether those loops run as plain Python calls, so
+- `walks_are_unrolled()`: whether those loops run as plain Python calls, so
   that the backward walk may reuse values of the forward walk.
 - `sum_start(like)`, `add_to_sum(total, term)`, `finish_sum(total, like)`:
   a sum carried through those loops (the weight gradients), started from
@@ -31,7 +31,7 @@ of a sequence length that a TensorFlow graph only knows at run time,
 exception inside one of Keras' steps, and `is_concrete(x)`, whether a
 tensor's values can be read now. A backend module may leave out the pieces
 that do nothing on it (`rng_state`, `replay_rng`, `variables_kept_on_error`,
-`sum_start`, `walks_run_eagerly`):
+`sum_start`, `walks_are_unrolled`):
 the defaults here stand in. Each module is imported once.
 
 Generation needs `compile_inference(function, variables)`, a function
@@ -235,7 +235,7 @@ def exp_nonpositive(x):
     return _module().exp_nonpositive(x)
 
 
-def walks_run_eagerly():
+def walks_are_unrolled():
     """Whether `run_in_sequence` runs its steps as plain Python calls now.
 
     Then a value a step computes may be kept for a later walk (see
@@ -248,7 +248,7 @@ def walks_run_eagerly():
         A Python bool.
     """
     module = _module()
-    return module.walks_run_eagerly() if hasattr(module, "walks_run_eagerly") else False
+    return module.walks_are_unrolled() if hasattr(module, "walks_are_unrolled") else False
 
 
 def rng_state():

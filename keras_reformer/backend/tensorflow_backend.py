@@ -39,7 +39,7 @@ def run_in_sequence(steps, carry):
     return carry
 
 
-def walks_run_eagerly():
+def walks_are_unrolled():
     # `run_in_sequence` unrolls its steps as Python calls except under XLA.
     return not _compiling_with_xla()
 

@@ -53,7 +53,7 @@ def run_in_sequence(steps, carry):
     return carry
 
 
-def walks_run_eagerly():
+def walks_are_unrolled():
     return not torch.compiler.is_compiling()
 
 

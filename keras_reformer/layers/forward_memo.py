@@ -14,7 +14,7 @@ computation in `remember`. Outside both (an ordinary call, inference, a
 non-reversible stack) `remember` just computes. Records are kept only where
 the backend runs the stack's walks as plain Python calls (torch eagerly,
 TensorFlow eagerly or in its graph runtime: see
-`keras_reformer.backend.walks_run_eagerly`); in compiled loops (JAX, XLA,
+`keras_reformer.backend.walks_are_unrolled`); in compiled loops (JAX, XLA,
 torch.compile) a value cannot leave its step, and the recompute computes
 again, from the same seed states, the same values. A position-wise layer
 (recomputed chunk by chunk, see `keras_reformer.layers.position_wise`) must

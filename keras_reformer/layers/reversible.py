@@ -365,7 +365,7 @@ def _reversible_stack(sublayers, inputs, weight_values, state_values, padding_ma
     def stack(x, *values):
         weights, states = list(values[:num_weights]), list(values[num_weights:])
         replays = [None] * depth  # (F's, G's) of each block: see `_call_for_replay`
-        keep = backend.walks_run_eagerly()
+        keep = backend.walks_are_unrolled()
 
         def forward_block(i):
             f, g = sublayers[i]

@@ -47,7 +47,7 @@ def test_gradients_equal_plain_stack_with_lsh_attention(jit):
     assert_same_gradients(lsh_blocks(2), x, jit, {"training": True, "padding_mask": padding_mask})
 
 
-def test_recompute_reuses_the_forward_sort_where_the_walks_run_eagerly(monkeypatch):
+def test_recompute_reuses_the_forward_sort_where_the_walks_are_unrolled(monkeypatch):
     # torch and TensorFlow, eagerly: each LSH layer hashes and sorts once per
     # step (its recompute replays the forward's sort, see forward_memo); in
     # JAX's compiled loop the recompute hashes again from the same seeds. The
@@ -64,9 +64,9 @@ def test_recompute_reuses_the_forward_sort_where_the_walks_run_eagerly(monkeypat
     stack.build(x.shape)
     monkeypatch.setattr(LSHSelfAttention, "_hash_and_sort", counted)
     layer_gradients(stack, x, np.ones_like(x), training=True)
-    expected = 1 if backend.walks_run_eagerly() else 2
+    expected = 1 if backend.walks_are_unrolled() else 2
     assert sorted(calls) == sorted([block.f.layer.name for block in stack.blocks] * expected)
-    assert backend.walks_run_eagerly() == (BACKEND != "jax")
+    assert backend.walks_are_unrolled() == (BACKEND != "jax")
 
 
 def test_gradients_equal_plain_stack_with_a_reversible_stack_nested_in_a_sublayer():
