@@ -192,6 +192,12 @@ def valid_ids(ids, limit):
     )
 
 
+def clip_ids(ids, limit):
+    # Python bounds: `clamp` takes them as they are (Keras' clip converts each).
+    ids = _tensor(ids)
+    return torch.clamp(ids if ids.dtype == torch.int32 else ids.int(), 0, limit - 1)
+
+
 def _as_bool(x):
     # `x.bool()` dispatches an op even where `x` is bool already.
     return x if x.dtype == torch.bool else x.bool()

@@ -15,8 +15,9 @@ def position_range(inputs, start_index, max_sequence_length, layer_name):
     offsets given as tensors are not (they only exist at run time).
 
     Returns:
-        A tuple `(positions, length)`: an int32 tensor of shape `(length,)`
-        and the length (a Python int, or a scalar tensor when it is dynamic).
+        A Python `range` when the offset and the length are known when the
+        layer is called (a slice of a table serves then: no index tensor to
+        build and gather with), else an int32 tensor of shape `(length,)`.
     """
     if len(inputs.shape) < 2:
         raise ValueError(
@@ -38,10 +39,11 @@ def position_range(inputs, start_index, max_sequence_length, layer_name):
                 f"sequence length={length}, start_index={static_start}, "
                 f"max_sequence_length={max_sequence_length}"
             )
+    if length is not None and static_start is not None:
+        return range(static_start, static_start + length)
     if length is None:
         length = ops.shape(inputs)[-2]
-    positions = ops.arange(length, dtype="int32") + ops.cast(start_index, "int32")
-    return positions, length
+    return ops.arange(length, dtype="int32") + ops.cast(start_index, "int32")
 
 
 @reformer_export
@@ -107,11 +109,14 @@ class PositionEmbedding(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, start_index=0):
-        positions, _ = position_range(
+        positions = position_range(
             inputs, start_index, self.max_sequence_length, "PositionEmbedding"
         )
         table = ops.cast(self.embeddings, self.compute_dtype)
-        embeddings = ops.take(table, positions, axis=0)
+        if isinstance(positions, range):
+            embeddings = table[positions.start : positions.stop]
+        else:
+            embeddings = ops.take(table, positions, axis=0)
         return ops.broadcast_to(embeddings, ops.shape(inputs))
 
     def compute_output_shape(self, inputs_shape):

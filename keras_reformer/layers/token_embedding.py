@@ -8,6 +8,7 @@ from keras import ops
 from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import check_bool
 from keras_reformer.argument_checks import check_int
+from keras_reformer.ops.masks import clip_ids
 
 
 @reformer_export
@@ -108,7 +109,7 @@ class TokenEmbedding(keras.layers.ReversibleEmbedding):
 
     def _valid_ids(self, ids):
         # Out-of-range ids would be NaN on JAX, wrap around or fail elsewhere.
-        return ops.clip(ops.cast(ids, "int32"), 0, self.input_dim - 1)
+        return clip_ids(ids, self.input_dim)
 
     def _summed_halves(self, inputs):
         if self.reverse_input_halves == 1:

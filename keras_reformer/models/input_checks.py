@@ -21,6 +21,7 @@ from keras import ops
 
 from keras_reformer import backend
 from keras_reformer.backend import is_concrete
+from keras_reformer.ops.masks import clip_ids
 from keras_reformer.ops.masks import valid_ids
 
 
@@ -140,8 +141,8 @@ def real_token_mask(token_ids, padding_mask, vocabulary_size):
     return ops.logical_and(ops.cast(padding_mask, "bool"), valid_ids(token_ids, vocabulary_size))
 
 
-def _count_invalid(ids, limit):
-    return ops.sum(ops.cast(ops.logical_not(valid_ids(ids, limit)), "float32"))
+def _count_false(valid):
+    return ops.sum(ops.cast(ops.logical_not(valid), "float32"))
 
 
 class TokenIdChecks:
@@ -300,28 +301,29 @@ class TokenIdChecks:
             return super().predict_on_batch(x)
 
     def _valid_targets(self, y, sample_weight):
-        """Invalid token-id targets clipped, with weight 0 (compiled steps)."""
+        """Invalid token-id targets clipped, with weight 0 (compiled steps), and
+        which targets were valid (`None` where targets are not token ids)."""
         if not self.targets_are_token_ids or y is None:
-            return y, sample_weight
+            return y, sample_weight, None
         vocabulary_size, _ = self._token_id_limits()
         valid = valid_ids(y, vocabulary_size)
         weight = ops.cast(valid, "float32")
         if sample_weight is not None:
             weight = ops.where(valid, ops.cast(sample_weight, "float32"), 0.0)
-        return ops.clip(y, 0, vocabulary_size - 1), weight
+        return clip_ids(y, vocabulary_size), weight, valid
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        y, sample_weight = self._valid_targets(y, sample_weight)
+        y, sample_weight, _ = self._valid_targets(y, sample_weight)
         return super().compute_loss(x, y, y_pred, sample_weight, training=training)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         vocabulary_size, _ = self._token_id_limits()
         token_ids = x.get("token_ids") if isinstance(x, dict) else x
-        count = _count_invalid(token_ids, vocabulary_size)
-        if self.targets_are_token_ids and y is not None:
-            count = count + _count_invalid(y, vocabulary_size)
+        y, sample_weight, valid_targets = self._valid_targets(y, sample_weight)
+        count = _count_false(valid_ids(token_ids, vocabulary_size))
+        if valid_targets is not None:
+            count = count + _count_false(valid_targets)
         self._invalid_token_ids.update_state(count)
-        y, sample_weight = self._valid_targets(y, sample_weight)
         return super().compute_metrics(x, y, y_pred, sample_weight)
 
     def _warn_invalid_ids(self, method, count):

@@ -111,3 +111,26 @@ def valid_ids(ids, limit):
     ```
     """
     return ops.logical_and(ops.greater_equal(ids, 0), ops.less(ids, limit))
+
+
+@overridable
+def clip_ids(ids, limit):
+    """`ids` as int32, each clipped into `[0, limit)`: an id every lookup accepts.
+
+    Args:
+        ids: an integer tensor.
+        limit: a Python int, the number of valid ids.
+
+    Returns:
+        int32 of the shape of `ids`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_reformer.ops.masks import clip_ids
+
+    clip_ids(np.array([-1, 0, 3, 4]), 4)  # [0, 0, 3, 3]
+    ```
+    """
+    return ops.clip(ops.cast(ids, "int32"), 0, limit - 1)

@@ -46,6 +46,9 @@ SAMPLE_ARGS = {
         (np.concatenate([RNG.normal(size=(2, 5, 8)), np.zeros((2, 1, 8))], 1).astype(dtype),)
         for dtype in ("float32", "float16")
     ],
+    "clip_ids": [
+        (np.array([[-3, -1, 0, 1, 4, 5, 2**31 - 1]], dtype), 5) for dtype in ("int32", "int64")
+    ],
     "valid_ids": [
         (np.array([[-3, -1, 0, 1, 4, 5, 2**31 - 1]], dtype), 5) for dtype in ("int32", "int64")
     ],

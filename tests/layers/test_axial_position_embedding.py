@@ -76,6 +76,18 @@ def test_start_index_selects_later_rows(as_tensor):
     assert_allclose(layer(random_inputs(1, 3, HIDDEN), start_index=start), full[:, 9:12])
 
 
+@pytest.mark.parametrize("as_tensor", [False, True])
+@pytest.mark.parametrize("start, length", [(0, 20), (1, 3), (5, 7), (11, 1), (12, 8), (19, 1)])
+def test_every_span_of_three_uneven_axes_matches_reference(start, length, as_tensor):
+    # A Python start slices the grid rows that hold the span, a tensor one gathers.
+    layer = AxialPositionEmbedding(20, axial_shape=(2, 3, 4), axial_dims=(2, 2, 4))
+    inputs = random_inputs(1, length, HIDDEN)
+    layer.build(inputs.shape)
+    offset = keras.ops.convert_to_tensor(start, "int32") if as_tensor else start
+    reference = numpy_reference(layer)[start : start + length]
+    assert_allclose(layer(inputs, start_index=offset)[0], reference)
+
+
 def test_weight_gradients_match_reference():
     layer = AxialPositionEmbedding(MAX_LEN, axial_shape=(4, 4), axial_dims=(3, 5))
     inputs = random_inputs(2, 10, HIDDEN)
