@@ -244,10 +244,13 @@ def portable_normal(shape, seed):
     counter = torch.bitwise_xor(torch.arange(2 * size, dtype=torch.int64, device=seed.device), key)
     # The high 24 bits of each hash to a float32 in (0, 1): (bits + 0.5) / 2**24,
     # computed as the odd integer 2 * bits + 1 (rounded to float32 alike) over 2**25.
-    odd = torch.bitwise_or(torch.bitwise_right_shift(_lowbias32(counter), 7), 1)
-    u1, u2 = torch.mul(odd, 2.0**-25).view(size, 2).unbind(1)
-    radius = torch.sqrt(torch.mul(torch.log(u1), -2.0))
-    return torch.mul(radius, torch.cos(torch.mul(u2, 2.0 * 3.141592653589793))).reshape(shape)
+    odd = torch.bitwise_or(torch.bitwise_right_shift(_lowbias32(counter), 7), 1).float()
+    # float32 0-d factors, not Python floats (see `scalar_like`): the same
+    # float32 products, without a conversion on each side of each.
+    u1, u2 = torch.mul(odd, scalar_like(2.0**-25, odd)).view(size, 2).unbind(1)
+    radius = torch.sqrt(torch.mul(torch.log(u1), scalar_like(-2.0, odd)))
+    angle = torch.mul(u2, scalar_like(2.0 * 3.141592653589793, odd))
+    return torch.mul(radius, torch.cos(angle)).view(shape)
 
 
 class _WindowAttention(torch.autograd.Function):
