@@ -16,8 +16,11 @@ each at depth 2 and 6 in a fresh process. `host ms` is the median of
 (interleaved, so that drift of a shared machine hits both alike) the
 fastest; `aten ops` counts the `aten::` events
 `torch.profiler` records over one more step (nested ops included, so a no-op
-`aten::to` counts too: the profiler's view of what was dispatched). `ops per
-layer` is the slope between the two depths.
+`aten::to` counts too: the profiler's view of what was dispatched), and `host
+syncs` the `aten::_local_scalar_dense` among them: each reads a tensor's value
+on the host (`item()`, `int()`, `float()`), which on a GPU waits for every op
+queued before it (so do copies to the host, which a CPU run cannot tell from
+no-ops). `ops per layer` is the slope between the two depths.
 
 `issued by` names the package of the Python frame that dispatched each op
 (`keras` for the conversions inside `keras.ops` and Keras' layer and trainer
@@ -127,6 +130,7 @@ def measure(spec):
         "step_seconds": timing["step_seconds"],
         "threads": torch.get_num_threads(),
         "aten_ops": sum(sites.values()),
+        "host_syncs": sum(event.name == "aten::_local_scalar_dense" for event in events),
         "sites": dict(sites.most_common()),
         "issuers": dict(issuers.most_common()),
     }
@@ -182,6 +186,7 @@ def print_tables(rows, where):
         "depth": "depth",
         "aten_ops": "aten ops per step",
         "host_ms": "host ms per step",
+        "host_syncs": "host syncs per step",
     }
     print("\n" + common.format_table(ok, columns))
     summary = summary_rows(rows)

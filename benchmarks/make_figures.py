@@ -102,7 +102,15 @@ TABLE_COLUMNS = {
     "jax_cpu_flags": jax_cpu_flags.TABLE_COLUMNS,
     "generation": generation.ROW_COLUMNS,
     "longest_sequence": longest_sequence.SUMMARY_COLUMNS,
-    "dispatch": ["implementation", "depth", "status", "aten_ops", "host_ms", "threads"],
+    "dispatch": [
+        "implementation",
+        "depth",
+        "status",
+        "aten_ops",
+        "host_ms",
+        "host_syncs",
+        "threads",
+    ],
     "torch_compile": torch_compile.TABLE_COLUMNS,
 }
 # Table headers with spaces, which a narrow page can wrap (the JSON keys cannot be);

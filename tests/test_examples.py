@@ -194,7 +194,10 @@ def test_char_lm_smoke_recorded_by_the_benchmark(tmp_path, capsys):
     [row] = result["rows"]
     assert {"backend", "bits_per_character", "steps", "training_seconds", "status"} <= set(row)
     bits = row["bits_per_character"]
-    assert math.isfinite(bits) and 0 < bits < 10 and row["status"] == "ok"
+    # Two steps leave the model near its initialisation: its random logits cost
+    # a few bits over the uniform 8 of bytes (9.5-10.1 seen, varying with the
+    # random draws), and a broken pipeline would give NaN or far more.
+    assert math.isfinite(bits) and 0 < bits < 12 and row["status"] == "ok"
     assert f"validation {bits:.3f} bits per character" in out  # what the example printed
     assert row["steps"] == row["steps_this_run"] == 2
     assert result["config"]["length"] == 32 and result["config"]["data"] == "stdlib"
