@@ -9,7 +9,6 @@ import keras
 import torch
 from keras import ops
 
-from keras_reformer.argument_checks import MAX_SEED as _MAX_SEED
 from keras_reformer.ops.chunked_attention import check_round_chunks
 from keras_reformer.ops.masks import mask_values
 
@@ -217,7 +216,7 @@ def _scalar(value, dtype, device):
     return torch.full((), value, dtype=dtype, device=device)
 
 
-# Wellons' lowbias32 and the Box-Muller transform of keras_reformer.ops.portable_random,
+# Wellons' lowbias32 and the Box-Muller transform of keras_reformer.ops.portable_normal,
 # on int64 holding the int32 bit patterns: torch converts a Python int to the
 # tensor's dtype with four more ops on int32, none on int64. Only the low 32
 # bits matter, so the products may wrap. torch's functions, not the operators
@@ -233,35 +232,19 @@ def _lowbias32(x):
     return torch.bitwise_xor(x, torch.bitwise_right_shift(x, 16))
 
 
-def _key(seed):
+def portable_normal(shape, seed):
     seed = torch.bitwise_and(_tensor(seed).long(), _LOW_32_BITS)
     first, second = seed.unbind()
-    return _lowbias32(
+    key = _lowbias32(
         torch.bitwise_xor(
             _lowbias32(torch.bitwise_and(torch.add(first, 0x9E3779B9), _LOW_32_BITS)), second
         )
     )
-
-
-def _hashed_counters(count, seed):
-    """lowbias32 of the counters `0 ... count - 1` XOR the seed's key (int64)."""
-    key = _key(seed)
-    return _lowbias32(
-        torch.bitwise_xor(torch.arange(count, dtype=torch.int64, device=key.device), key)
-    )
-
-
-def portable_seeds(count, seed):
-    bits = torch.bitwise_and(_hashed_counters(2 * count, seed), 0x7FFFFFFF)
-    return torch.remainder(bits, _MAX_SEED + 1).int().view(count, 2)
-
-
-def portable_normal(shape, seed):
     size = math.prod(shape)
+    counter = torch.bitwise_xor(torch.arange(2 * size, dtype=torch.int64, device=seed.device), key)
     # The high 24 bits of each hash to a float32 in (0, 1): (bits + 0.5) / 2**24,
     # computed as the odd integer 2 * bits + 1 (rounded to float32 alike) over 2**25.
-    hashed = _hashed_counters(2 * size, seed)
-    odd = torch.bitwise_or(torch.bitwise_right_shift(hashed, 7), 1).float()
+    odd = torch.bitwise_or(torch.bitwise_right_shift(_lowbias32(counter), 7), 1).float()
     # float32 0-d factors, not Python floats (see `scalar_like`): the same
     # float32 products, without a conversion on each side of each.
     u1, u2 = torch.mul(odd, scalar_like(2.0**-25, odd)).view(size, 2).unbind(1)

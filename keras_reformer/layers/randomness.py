@@ -28,7 +28,6 @@ from keras import ops
 
 from keras_reformer.api_export import reformer_export
 from keras_reformer.argument_checks import MAX_SEED
-from keras_reformer.ops.portable_random import portable_seeds
 
 _SEED_STATE_KEY = "seed_generator_state_"
 
@@ -131,11 +130,11 @@ def redraw_seed_states(variables, generator):
     seed_states = [v for v in variables if is_seed_state(v)]
     if not seed_states:
         return
-    # Drawn on the device and alike on every backend (`keras.random.randint`
-    # would read its seed on the host on torch: a GPU sync per step).
-    fresh = ops.unstack(portable_seeds(len(seed_states), generator.next()))
-    for v, seed in zip(seed_states, fresh):
-        v.assign(seed if v.dtype == "int32" else ops.cast(seed, v.dtype))
+    fresh = keras.random.randint(
+        (len(seed_states), 2), 0, MAX_SEED + 1, dtype="int32", seed=generator
+    )
+    for i, v in enumerate(seed_states):
+        v.assign(ops.cast(fresh[i], v.dtype))
 
 
 class SavesSeedStates:

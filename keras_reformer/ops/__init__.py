@@ -17,7 +17,6 @@ from keras_reformer.ops.hashing import hash_buckets
 from keras_reformer.ops.masks import apply_attention_masks
 from keras_reformer.ops.masks import mask_values
 from keras_reformer.ops.portable_random import portable_normal
-from keras_reformer.ops.portable_random import portable_seeds
 from keras_reformer.ops.sorting import gather_along_sequence
 from keras_reformer.ops.sorting import inverse_permutation
 from keras_reformer.ops.sorting import sort_by_bucket

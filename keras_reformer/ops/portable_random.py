@@ -1,4 +1,4 @@
-"""Random normals and seeds that are the same on every backend for the same seed.
+"""Random normals that are the same on every backend for the same seed.
 
 Each backend's own generator (`keras.random.normal`) draws different numbers
 from the same seed, so LSH rotations, and with them a saved model's outputs,
@@ -11,13 +11,11 @@ integers everywhere, floats equal up to the last bit of `log` / `cos`.
 from keras import ops
 
 from keras_reformer import backend
-from keras_reformer.argument_checks import MAX_SEED
 from keras_reformer.ops.shapes import reshape
 
 _MULTIPLIER_1 = 0x7FEB352D
 _MULTIPLIER_2 = 0x846CA68B - 2**32  # the same 32 bits as an int32
 _SEED_MIXER = 0x9E3779B9 - 2**32
-_LOW_31_BITS = 0x7FFFFFFF
 
 
 def _shift_right(x, bits):
@@ -36,13 +34,6 @@ def _mix(x):
     x = ops.bitwise_xor(x, _shift_right(x, 15))
     x = x * _MULTIPLIER_2
     return ops.bitwise_xor(x, _shift_right(x, 16))
-
-
-def _key(seed):
-    """One int32 hash of a seed's two values: counters XORed with it hash alike
-    only where the seeds do."""
-    seed = ops.cast(seed, "int32")
-    return _mix(ops.bitwise_xor(_mix(seed[0] + _SEED_MIXER), seed[1]))
 
 
 def _uniform_open(bits):
@@ -72,7 +63,8 @@ def portable_normal(shape, seed):
     r = keras_reformer.ops.portable_normal((4, 3), np.array([7, 0], "int32"))
     ```
     """
-    key = _key(seed)
+    seed = ops.cast(seed, "int32")
+    key = _mix(ops.bitwise_xor(_mix(seed[0] + _SEED_MIXER), seed[1]))
     size = 1
     for dim in shape:
         size *= dim
@@ -85,33 +77,3 @@ def portable_normal(shape, seed):
     radius = ops.sqrt(-2.0 * ops.log(u1))
     normal = radius * ops.cos((2.0 * 3.141592653589793) * u2)
     return reshape(normal, shape)
-
-
-@backend.overridable
-def portable_seeds(count, seed):
-    """`count` seeds, each two int32 values in `[0, MAX_SEED]`, that every backend draws alike.
-
-    Drawn where `seed` is, by the counter-based hash of `portable_normal`, with
-    no value read back to the host (`keras.random.randint` on torch reads its
-    seed with `int()`, which on a GPU waits for every op queued before it).
-
-    Args:
-        count: a Python int, the number of seeds.
-        seed: integer tensor of two values (a `keras.random.SeedGenerator`
-            state, or what its `next()` returns).
-
-    Returns:
-        An int32 tensor of shape `(count, 2)`, a pure function of `seed`.
-
-    Example:
-
-    ```python
-    import numpy as np
-    import keras_reformer
-
-    keras_reformer.ops.portable_seeds(3, np.array([7, 0], "int32"))  # three [a, b] pairs
-    ```
-    """
-    bits = _mix(ops.bitwise_xor(ops.arange(2 * count, dtype="int32"), _key(seed)))
-    # The low 31 bits (nonnegative), then [0, MAX_SEED] = [0, 2**31 - 2].
-    return reshape(ops.bitwise_and(bits, _LOW_31_BITS) % (MAX_SEED + 1), (count, 2))
