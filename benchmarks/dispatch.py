@@ -7,7 +7,11 @@ vocabulary 64, hidden 32, 2 heads of 16, intermediate 128, L 256, chunk 32,
 2 hash rounds, no dropout, SGD, one torch thread) of
 
 - **keras_reformer**: `ReformerCausalLM` on the torch backend, all layers LSH,
-  through `train_on_batch` (Keras' own train step: what `fit` runs), and
+  through `train_on_batch` (Keras' own train step: what `fit` runs),
+- **keras_reformer_torch_loop**: the same model as a `torch.nn.Module` (which a
+  Keras model on torch is) in the plain PyTorch loop that drives HF's model
+  (`peers.torch_loop_step`: the same loss, SGD and input), without Keras'
+  trainer, loss and metrics, and
 - **hf_reformer**: Hugging Face's `ReformerModelWithLMHead` of the same sizes
   (`peers.build_peer`), forward + loss + backward + SGD,
 
@@ -50,11 +54,12 @@ import common  # noqa: E402
 import peers as peer_models  # noqa: E402
 
 BENCHMARK = "dispatch"
-IMPLEMENTATIONS = ("keras_reformer", "hf_reformer")
+IMPLEMENTATIONS = ("keras_reformer", "keras_reformer_torch_loop", "hf_reformer")
 SIZES = dict(vocabulary=64, hidden=32, heads=2, head_size=16, intermediate=128, chunk=32, hashes=2)
 LENGTH = 256
 SOURCE_MARKERS = {
     "keras_reformer": "keras_reformer/",
+    "keras_reformer_torch_loop": "keras_reformer/",
     "hf_reformer": "transformers/models/reformer/",
 }
 
@@ -75,6 +80,19 @@ def build_keras_step(depth, jit_compile=False):
     )
     x, y = peer_models.next_token_batch(SIZES["vocabulary"], LENGTH)
     return lambda: float(model.train_on_batch(x, y, return_dict=True)["loss"])
+
+
+def build_torch_loop_step(depth):
+    """The benchmark's `ReformerCausalLM` as a torch module in HF's peers' plain
+    PyTorch loop (`peers.torch_loop_step`), as a function returning the loss."""
+    import torch
+
+    model = peer_models.build_causal_lm(SIZES, LENGTH, depth)
+    token_ids = torch.randint(
+        0, SIZES["vocabulary"], (1, LENGTH), generator=torch.Generator().manual_seed(0)
+    )
+    step, _ = peer_models.torch_loop_step(model, peer_models.keras_next_token_loss, token_ids)
+    return step
 
 
 ISSUERS = (
@@ -117,6 +135,8 @@ def measure(spec):
     implementation, depth = spec["implementation"], spec["depth"]
     if implementation == "keras_reformer":
         step = build_keras_step(depth)
+    elif implementation == "keras_reformer_torch_loop":
+        step = build_torch_loop_step(depth)
     else:
         step, _ = peer_models.build_peer(implementation, LENGTH, depth, SIZES)
     timing = common.time_steps(step, spec["warmup"], spec["repeats"])
@@ -148,6 +168,7 @@ def by_file(sites):
 
 SUMMARY_COLUMNS = {
     "depth": "depth",
+    "driven_by": "ours driven by",
     "ours_aten_ops": "aten ops (ours)",
     "hf_aten_ops": "aten ops (HF)",
     "aten_ops_ratio": "ops ours / HF",
@@ -155,27 +176,32 @@ SUMMARY_COLUMNS = {
     "hf_host_ms": "host ms (HF)",
     "host_ms_ratio": "host ms ours / HF",
 }
+DRIVERS = {"keras_reformer": "train_on_batch", "keras_reformer_torch_loop": "torch loop"}
 
 
 def summary_rows(rows):
-    """Per depth: ours and HF's aten ops and host ms, and ours / HF (the target: at most 1)."""
+    """Per depth and way of driving ours: ours and HF's aten ops and host ms, and
+    ours / HF (the target: at most 1)."""
     ok = {(r["implementation"], r["depth"]): r for r in rows if r.get("status") == "ok"}
     summary = []
     for depth in sorted({depth for _, depth in ok}):
-        ours, hf = ok.get(("keras_reformer", depth)), ok.get(("hf_reformer", depth))
-        if ours is None or hf is None:
-            continue
-        summary.append(
-            {
-                "depth": depth,
-                "ours_aten_ops": ours["aten_ops"],
-                "hf_aten_ops": hf["aten_ops"],
-                "aten_ops_ratio": round(ours["aten_ops"] / hf["aten_ops"], 2),
-                "ours_host_ms": round(ours["host_ms"], 1),
-                "hf_host_ms": round(hf["host_ms"], 1),
-                "host_ms_ratio": round(ours["host_ms"] / hf["host_ms"], 2),
-            }
-        )
+        hf = ok.get(("hf_reformer", depth))
+        for implementation, driver in DRIVERS.items():
+            ours = ok.get((implementation, depth))
+            if ours is None or hf is None:
+                continue
+            summary.append(
+                {
+                    "depth": depth,
+                    "driven_by": driver,
+                    "ours_aten_ops": ours["aten_ops"],
+                    "hf_aten_ops": hf["aten_ops"],
+                    "aten_ops_ratio": round(ours["aten_ops"] / hf["aten_ops"], 2),
+                    "ours_host_ms": round(ours["host_ms"], 1),
+                    "hf_host_ms": round(hf["host_ms"], 1),
+                    "host_ms_ratio": round(ours["host_ms"] / hf["host_ms"], 2),
+                }
+            )
     return summary
 
 

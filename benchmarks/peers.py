@@ -142,11 +142,25 @@ def build_peer(name, length, depth, sizes, learning_rate=1e-3, seed=0):
     }
     if name not in builders:
         raise ValueError(f"`name` must be one of {PEERS}. Received: name={name!r}")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     model, loss_fn = builders[name](name, length, depth, sizes)
+    token_ids = torch.randint(0, sizes["vocabulary"], (1, length))
+    return torch_loop_step(model, loss_fn, token_ids, learning_rate)
+
+
+def torch_loop_step(model, loss_fn, token_ids, learning_rate=1e-3):
+    """A plain PyTorch train step of `model` (a `torch.nn.Module`; a Keras model
+    on the torch backend is one): SGD on `loss_fn(model, token_ids)`.
+
+    Returns:
+        `(step, num_parameters)`: `step()` runs one train step and returns the
+        loss as a float.
+    """
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
-    token_ids = torch.randint(0, sizes["vocabulary"], (1, length)).to(device)
+    token_ids = token_ids.to(device)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -156,6 +170,11 @@ def build_peer(name, length, depth, sizes, learning_rate=1e-3, seed=0):
         return float(loss.detach())  # waits for the GPU's queued work
 
     return step, sum(p.numel() for p in model.parameters())
+
+
+def keras_next_token_loss(model, token_ids):
+    """HF's peers' loss for a keras_reformer causal LM on torch, called as a torch module."""
+    return _next_token_loss(model(token_ids, training=True), token_ids)
 
 
 def _next_token_loss(logits, token_ids):

@@ -530,20 +530,33 @@ def test_dispatch_summary_and_docs_table_compare_ours_with_hf(tmp_path):
         }
         for impl, depth, ops, ms in [
             ("keras_reformer", 2, 6000, 90.0),
+            ("keras_reformer_torch_loop", 2, 4500, 54.0),
             ("hf_reformer", 2, 3000, 45.0),
             ("keras_reformer", 6, 15000, 300.0),
         ]
     ]
+    # One row per way of driving ours, each beside HF at its depth (depth 6 has no HF row).
     assert dispatch.summary_rows(rows) == [
         {
             "depth": 2,
+            "driven_by": "train_on_batch",
             "ours_aten_ops": 6000,
             "hf_aten_ops": 3000,
             "aten_ops_ratio": 2.0,
             "ours_host_ms": 90.0,
             "hf_host_ms": 45.0,
             "host_ms_ratio": 2.0,
-        }
+        },
+        {
+            "depth": 2,
+            "driven_by": "torch loop",
+            "ours_aten_ops": 4500,
+            "hf_aten_ops": 3000,
+            "aten_ops_ratio": 1.5,
+            "ours_host_ms": 54.0,
+            "hf_host_ms": 45.0,
+            "host_ms_ratio": 1.2,
+        },
     ]
     results, docs = tmp_path / "results", tmp_path / "docs"
     common.write_result(
@@ -552,7 +565,8 @@ def test_dispatch_summary_and_docs_table_compare_ours_with_hf(tmp_path):
     )
     make_figures.main(["--results", str(results), "--docs", str(docs)])
     table = (docs / "benchmarks" / "tables" / "dispatch.md").read_text()
-    assert "| 2 | 6000 | 3000 | 2 | 90 | 45 | 2 |" in table
+    assert "| 2 | train_on_batch | 6000 | 3000 | 2 | 90 | 45 | 2 |" in table
+    assert "| 2 | torch loop | 4500 | 3000 | 1.5 | 54 | 45 | 1.2 |" in table
     assert "python benchmarks/dispatch.py" in table
 
 
