@@ -151,6 +151,12 @@ def torch_loop_step(model, loss_fn, token_ids, learning_rate=1e-3):
     """A plain PyTorch train step of `model` (a `torch.nn.Module`; a Keras model
     on the torch backend is one): SGD on `loss_fn(model, token_ids)`.
 
+    Args:
+        model: the module, moved to the GPU where there is one.
+        loss_fn: `loss_fn(model, token_ids)`, a scalar loss tensor.
+        token_ids: `(batch, length)` int64 tokens, the input and the targets.
+        learning_rate: SGD learning rate.
+
     Returns:
         `(step, num_parameters)`: `step()` runs one train step and returns the
         loss as a float.
