@@ -34,10 +34,11 @@ def build_causal_lm(sizes, length, depth, **backbone_kwargs):
             chunk, hashes.
         length: the longest sequence (`max_sequence_length`).
         depth: number of layers.
-        **backbone_kwargs: further `ReformerModel` arguments.
+        **backbone_kwargs: further `ReformerModel` arguments (`dropout`
+            defaults to 0).
 
     Returns:
-        The model on `KERAS_BACKEND`, causal, without dropout, its weights drawn
+        The model on `KERAS_BACKEND`, causal, its weights drawn
         after `random.seed(0)` (Keras takes unseeded initializer seeds from
         Python's `random`; not `keras.utils.set_random_seed`, which imports
         TensorFlow where installed: memory that is no cost of this library).
@@ -56,10 +57,9 @@ def build_causal_lm(sizes, length, depth, **backbone_kwargs):
         chunk_length=sizes["chunk"],
         num_hashes=sizes["hashes"],
         causal=True,
-        dropout=0.0,
         max_sequence_length=length,
         seed=0,
-        **backbone_kwargs,
+        **{"dropout": 0.0, **backbone_kwargs},
     )
     return ReformerCausalLM(backbone)
 

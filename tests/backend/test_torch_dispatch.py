@@ -52,3 +52,25 @@ def test_the_torch_loop_drives_the_same_layers_with_fewer_ops_per_step():
     assert torch_loop < keras_step - 100, (torch_loop, keras_step)
     per_layer = aten_ops_per_step(2, torch_loop=True) - torch_loop
     assert per_layer == aten_ops_per_step(2) - keras_step
+
+
+def host_syncs_per_step(dropout):
+    import dispatch
+    import keras
+    import peers
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile
+
+    model = peers.build_causal_lm(dispatch.SIZES, dispatch.LENGTH, 2, dropout=dropout)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-3), weighted_metrics=None)
+    x, y = peers.next_token_batch(dispatch.SIZES["vocabulary"], dispatch.LENGTH)
+    model.train_on_batch(x, y)
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        model.train_on_batch(x, y)
+    return sum(event.name == "aten::_local_scalar_dense" for event in profiler.events())
+
+
+def test_dropout_reads_its_seeds_on_the_host():
+    # As the how-to says ("PyTorch: eager"): Keras' seeded dropout on torch
+    # reads its seed with int(), one host sync per dropout call.
+    assert host_syncs_per_step(0.1) > host_syncs_per_step(0.0)
